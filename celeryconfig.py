@@ -1,0 +1,65 @@
+"""Celery settings, and nothing else. Values that operators tune come from the environment
+through `zapa_bridge.config` (see docs/architecture.md for why each reliability setting is
+what it is)."""
+
+from kombu import Exchange
+from kombu import Queue as KombuQueue
+
+from workers.queues import CONSUME_ORDER
+from zapa_bridge.config import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.redis_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    # Poll queues in their declared order instead of kombu's default round robin, so high
+    # priority sends go first under backlog.
+    "queue_order_strategy": "priority",
+    # A message taken by a worker that died is redelivered after this many seconds; it must
+    # exceed the longest retry countdown (checked by the settings).
+    "visibility_timeout": _settings.visibility_timeout,
+    "unacked_restore_interval": _settings.unacked_restore_interval,
+    "unacked_restore_throttle": 1,
+    # A worker killed inside the restore sweep leaves its lock behind; kombu's default
+    # (300 s) would stall crash recovery that long.
+    "unacked_mutex_expire": min(300, _settings.visibility_timeout),
+    # Acks of a threaded worker share this pool; too small a pool fails acks (duplicates).
+    "max_connections": _settings.worker_concurrency + 10,
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+}
+visibility_timeout = _settings.visibility_timeout
+
+task_queues = [KombuQueue(name, Exchange(name, type="direct"), routing_key=name)
+               for name in CONSUME_ORDER]
+task_default_queue = "zapa.send.default"
+# send_message picks its queue per call, by priority; upkeep tasks have their own queue.
+task_routes = {
+    "zapa.release_held": {"queue": "zapa.maintenance"},
+    "zapa.reconcile": {"queue": "zapa.maintenance"},
+}
+task_create_missing_queues = False
+
+task_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True
+result_backend = None
+
+# At-least-once: ack after the task ran, requeue what a killed pool child was running.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+worker_pool = "threads"
+worker_concurrency = _settings.worker_concurrency
+worker_send_task_events = False
+task_send_sent_event = False
+
+beat_schedule = {
+    "reconcile-bridge": {
+        "task": "zapa.reconcile",
+        "schedule": _settings.reconcile_interval,
+        "options": {"queue": "zapa.maintenance", "expires": _settings.reconcile_interval},
+    },
+}

@@ -1,0 +1,149 @@
+"""Shared fixtures: a Redis of the suite's own, a zapw stub over HTTP, real Celery workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_until
+from tests.zapw_stub import ZapwStub
+from zapa_bridge.embedded_redis import EmbeddedRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Settings for every process of the suite: short backoffs and a short visibility timeout
+# so retries and crash recovery happen within seconds.
+TEST_ENV = {
+    "ZAPA_ENV": "test",
+    "ZAPA_DEFAULT_SESSION": "default",
+    "ZAPA_RETRY_BACKOFF": "0.05",
+    "ZAPA_RETRY_BACKOFF_MAX": "0.4",
+    "ZAPA_MAX_RETRIES": "5",
+    "ZAPW_TIMEOUT": "3",
+    "ZAPW_CONNECT_TIMEOUT": "1",
+    "ZAPA_VISIBILITY_TIMEOUT": "8",
+    "ZAPA_UNACKED_RESTORE_INTERVAL": "1",
+    "ZAPA_WORKER_CONCURRENCY": "4",
+    "ZAPA_LOG_LEVEL": "INFO",
+}
+
+_redis: EmbeddedRedis | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _redis
+    url = os.environ.get("ZAPA_TEST_REDIS_URL")
+    if not url:
+        _redis = EmbeddedRedis().start()
+        url = _redis.url
+    os.environ["REDIS_URL"] = url
+    os.environ.update(TEST_ENV)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _redis is not None:
+        _redis.close()
+
+
+@pytest.fixture
+def redis_db() -> Iterator[object]:
+    """The suite's Redis, emptied of our data and queues (kombu's bindings are kept)."""
+    from zapa_bridge.redis_conn import redis_client
+
+    client = redis_client(os.environ["REDIS_URL"])
+
+    def clean() -> None:
+        for pattern in ("zapa:*", "zapa.*", "unacked*"):
+            keys = list(client.scan_iter(pattern, count=1000))
+            if keys:
+                client.delete(*keys)
+
+    clean()
+    yield client
+    clean()
+
+
+@pytest.fixture
+def zapw() -> Iterator[ZapwStub]:
+    stub = ZapwStub()
+    server, thread = stub.serve()
+    yield stub
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+class Worker:
+    """A real `celery worker` process, as the Procfile runs it."""
+
+    def __init__(self, log_path: Path, env: dict[str, str], concurrency: int) -> None:
+        self.log_path = log_path
+        self.env = env
+        self.concurrency = concurrency
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        self.log_path.touch()
+        offset = self.log_path.stat().st_size
+        with self.log_path.open("ab") as log:
+            self.process = self._spawn(log)
+        wait_until(lambda: self._ready_after(offset), timeout=30, what="worker ready")
+        return self
+
+    def _spawn(self, log: object) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+             "-l", "INFO", "-c", str(self.concurrency), "--without-mingle",
+             "--without-gossip", "--without-heartbeat", "-n", f"test-{self.log_path.stem}@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _ready_after(self, offset: int) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited: {self.log()[-3000:]}")
+        with self.log_path.open("rb") as handle:
+            handle.seek(offset)
+            return b" ready." in handle.read()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, zapw: ZapwStub,
+                 redis_db: object) -> Iterator[Callable[..., Worker]]:
+    """Start real workers against the stub; all are stopped when the test ends."""
+    started: list[Worker] = []
+
+    def start(concurrency: int = 4, **env: str) -> Worker:
+        worker_env = {**os.environ, "ZAPW_URL": zapw.url, **env}
+        worker = Worker(tmp_path / f"worker{len(started)}.log", worker_env, concurrency)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,171 @@
+"""load_settings: defaults, environment overrides, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from zapa_bridge.config import Settings, load_settings
+from zapa_bridge.errors import ConfigError
+
+DAY = 24 * 3600
+API_KEY = "sk-very-secret-7f3a"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An environment with none of the variables the settings read (the suite sets some)."""
+    for name, field in Settings.model_fields.items():
+        monkeypatch.delenv(field.alias or name.upper(), raising=False)
+    return monkeypatch
+
+
+def config_error(env: pytest.MonkeyPatch, **variables: str) -> ConfigError:
+    for name, value in variables.items():
+        env.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    return caught.value
+
+
+def test_every_setting_is_read_from_an_upper_case_variable():
+    aliases = [field.alias for field in Settings.model_fields.values()]
+
+    assert [alias for alias in aliases if not alias or alias != alias.upper()] == []
+
+
+def test_defaults_when_the_environment_is_empty(env):
+    settings = load_settings()
+
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.zapw_base_url == "http://127.0.0.1:3000"
+    assert settings.zapw_api_key is None
+    assert settings.default_session is None
+    assert settings.status_retention == 7 * DAY
+    assert settings.hold_validity == DAY
+    assert settings.environment == "development"
+
+
+def test_default_timeouts_and_retries_are_consistent(env):
+    settings = load_settings()
+
+    assert settings.zapw_timeout == 15.0
+    assert settings.max_retries == 8
+    assert settings.retry_backoff_max + settings.zapw_timeout < settings.visibility_timeout
+
+
+def test_environment_overrides_defaults(env):
+    env.setenv("REDIS_URL", "redis://cache.internal:6380/2")
+    env.setenv("ZAPW_URL", "http://zapw.internal:3100/")
+    env.setenv("ZAPW_API_KEY", API_KEY)
+    env.setenv("ZAPA_MAX_RETRIES", "3")
+    env.setenv("ZAPA_STATUS_RETENTION", "3600")
+    env.setenv("ZAPA_HOLD_VALIDITY", "600")
+    env.setenv("ZAPA_DEFAULT_SESSION", "main")
+    env.setenv("ZAPA_ENV", "production")
+
+    settings = load_settings()
+
+    assert settings.redis_url == "redis://cache.internal:6380/2"
+    assert settings.zapw_base_url == "http://zapw.internal:3100"
+    assert settings.zapw_api_key.get_secret_value() == API_KEY
+    assert settings.max_retries == 3
+    assert settings.status_retention == 3600
+    assert settings.hold_validity == 600
+    assert settings.default_session == "main"
+    assert settings.environment == "production"
+
+
+def test_rediss_and_unix_redis_urls_are_accepted(env):
+    assert load_settings(REDIS_URL="rediss://r:6380/0").redis_url == "rediss://r:6380/0"
+    assert load_settings(REDIS_URL="unix:///tmp/r.sock").redis_url == "unix:///tmp/r.sock"
+
+
+def test_empty_api_key_and_default_session_mean_unset(env):
+    env.setenv("ZAPW_API_KEY", "")
+    env.setenv("ZAPA_DEFAULT_SESSION", "")
+
+    settings = load_settings()
+
+    assert settings.zapw_api_key is None
+    assert settings.default_session is None
+
+
+def test_overrides_by_alias_or_field_name_win_over_the_environment(env):
+    env.setenv("ZAPA_MAX_RETRIES", "3")
+
+    assert load_settings(ZAPA_MAX_RETRIES=4).max_retries == 4
+    assert load_settings(max_retries=5).max_retries == 5
+
+
+def test_non_integer_max_retries_names_the_variable(env):
+    error = config_error(env, ZAPA_MAX_RETRIES="abc")
+
+    assert list(error.problems) == ["ZAPA_MAX_RETRIES"]
+    assert "ZAPA_MAX_RETRIES" in str(error)
+
+
+def test_out_of_range_max_retries_names_the_variable(env):
+    error = config_error(env, ZAPA_MAX_RETRIES="-1")
+
+    assert list(error.problems) == ["ZAPA_MAX_RETRIES"]
+
+
+def test_zapw_url_that_is_not_a_url_names_the_variable(env):
+    error = config_error(env, ZAPW_URL="notaurl")
+
+    assert list(error.problems) == ["ZAPW_URL"]
+    assert "ZAPW_URL" in str(error)
+
+
+def test_redis_url_with_http_scheme_names_the_variable(env):
+    error = config_error(env, REDIS_URL="http://x")
+
+    assert list(error.problems) == ["REDIS_URL"]
+    assert "REDIS_URL" in str(error)
+    assert "redis://" in error.problems["REDIS_URL"]
+
+
+def test_unknown_log_level_names_the_variable(env):
+    error = config_error(env, ZAPA_LOG_LEVEL="LOUD")
+
+    assert list(error.problems) == ["ZAPA_LOG_LEVEL"]
+
+
+def test_backoff_max_not_fitting_the_visibility_timeout_names_backoff_max(env):
+    error = config_error(env, ZAPA_VISIBILITY_TIMEOUT="60", ZAPA_RETRY_BACKOFF_MAX="50")
+
+    assert list(error.problems) == ["ZAPA_RETRY_BACKOFF_MAX"]
+    assert "ZAPA_VISIBILITY_TIMEOUT" in error.problems["ZAPA_RETRY_BACKOFF_MAX"]
+    assert "ZAPA_RETRY_BACKOFF_MAX" in str(error)
+
+
+def test_every_bad_variable_is_reported_at_once(env):
+    error = config_error(env, ZAPA_MAX_RETRIES="abc", REDIS_URL="http://x")
+
+    assert {"ZAPA_MAX_RETRIES", "REDIS_URL"} == set(error.problems)
+
+
+def test_api_key_is_absent_from_repr_and_str_of_the_settings(env):
+    env.setenv("ZAPW_API_KEY", API_KEY)
+
+    settings = load_settings()
+
+    assert API_KEY not in repr(settings)
+    assert API_KEY not in str(settings)
+    assert API_KEY not in str(settings.zapw_api_key)
+
+
+def test_api_key_is_absent_from_a_config_error(env):
+    env.setenv("ZAPW_API_KEY", API_KEY)
+
+    error = config_error(env, ZAPA_MAX_RETRIES="abc")
+
+    assert API_KEY not in str(error)
+    assert API_KEY not in repr(error.problems)
+
+
+def test_settings_are_frozen(env):
+    settings = load_settings()
+
+    with pytest.raises(ValueError):
+        settings.max_retries = 1  # type: ignore[misc]

@@ -1,0 +1,116 @@
+"""Enqueueing `send_message`: validation first, a record from the start, priority queues.
+
+No worker runs here: these tests look at what lands in Redis.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from workers.queues import Queue
+from workers.tasks import send_message, services
+from zapa_bridge.errors import InvalidMessage, QueueUnavailable
+from zapa_bridge.messages import build_message
+from zapa_bridge.outbox import Outbox
+from zapa_bridge.redis_conn import redis_client
+from zapa_bridge.status_store import StatusStore
+
+SEND_QUEUES = (Queue.SEND_HIGH, Queue.SEND_DEFAULT, Queue.SEND_LOW)
+
+
+def queued_ids(client, queue: str) -> list[str]:
+    return [json.loads(raw)["headers"]["id"] for raw in client.lrange(queue, 0, -1)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"to": "55119888x7777", "text": "hi"}, "to"),
+        ({"to": "1234567", "text": "hi"}, "to"),
+        ({"to": "1234567890123456", "text": "hi"}, "to"),
+        ({"to": "5511988887777", "text": ""}, "text"),
+        ({"to": "5511988887777", "text": "x" * 4097}, "text"),
+        ({"to": "5511988887777", "type": "sticker"}, "type"),
+        ({"to": "5511988887777", "type": "image"}, "media_url"),
+        ({"to": "5511988887777", "type": "document", "media_url": "https://x.test/a.pdf"},
+         "file_name"),
+        ({"to": "5511988887777", "type": "location", "latitude": 91, "longitude": 0},
+         "latitude"),
+        ({"to": "5511988887777", "text": "hi", "priority": "urgent"}, "priority"),
+    ],
+)
+def test_invalid_send_raises_naming_the_field_and_queues_nothing(redis_db, kwargs, field):
+    with pytest.raises(InvalidMessage) as caught:
+        send_message.delay(**kwargs)
+    assert caught.value.field == field
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(InvalidMessage):
+        send_message.apply_async(kwargs=kwargs)
+    assert list(redis_db.scan_iter("zapa*")) == []
+
+
+def test_queued_message_has_a_record_under_its_task_id_from_the_start(redis_db):
+    result = send_message.delay(to="5511988887777", text="hi", session="s1")
+    record = services().store.get(result.id)
+    assert record is not None
+    assert (record.status, record.session, record.to, record.attempts) == (
+        "queued", "s1", "5511988887777", 0)
+    assert record.message == {"to": "5511988887777", "type": "text", "text": "hi",
+                              "session": "s1", "priority": "default"}
+    assert [entry["status"] for entry in record.history] == ["queued"]
+    assert queued_ids(redis_db, Queue.SEND_DEFAULT) == [result.id]
+
+
+def test_record_expires_after_the_retention(redis_db):
+    result = send_message.delay(to="5511988887777", text="hi", session="s1")
+    ttl = redis_db.ttl(StatusStore.key(result.id))
+    assert 7 * 24 * 3600 - 5 <= ttl <= 7 * 24 * 3600
+
+
+@pytest.mark.parametrize(("priority", "queue"), [
+    ("high", Queue.SEND_HIGH), ("default", Queue.SEND_DEFAULT), ("low", Queue.SEND_LOW)])
+def test_each_priority_goes_to_its_own_queue(redis_db, priority, queue):
+    result = send_message.delay(to="5511988887777", text="hi", session="s1", priority=priority)
+    assert {name: queued_ids(redis_db, name) for name in SEND_QUEUES} == {
+        name: ([result.id] if name == queue else []) for name in SEND_QUEUES}
+
+
+def test_without_session_the_default_session_is_used(redis_db):
+    result = send_message.delay("5511988887777", "hi")
+    assert services().store.get(result.id).session == "default"
+
+
+def test_from_number_is_kept_for_the_worker_to_resolve(redis_db):
+    result = send_message.delay(to="5511988887777", text="hi", from_number="1234567890")
+    record = services().store.get(result.id)
+    assert (record.session, record.message["from_number"]) == (None, "1234567890")
+
+
+def test_queued_message_carries_no_text_in_its_logged_arguments(redis_db):
+    result = send_message.delay(to="5511988887777", text="secret words", session="s1")
+    raw = json.loads(redis_db.lrange(Queue.SEND_DEFAULT, 0, -1)[0])
+    assert raw["headers"]["id"] == result.id
+    assert "secret" not in raw["headers"]["kwargsrepr"]
+    assert "5511988887777" not in raw["headers"]["kwargsrepr"]
+
+
+def test_reusing_a_message_id_is_refused(redis_db):
+    first = send_message.apply_async(kwargs={"to": "5511988887777", "text": "hi"},
+                                      task_id="fixed-id")
+    assert first.id == "fixed-id"
+    with pytest.raises(InvalidMessage) as caught:
+        send_message.apply_async(kwargs={"to": "5511988887777", "text": "again"},
+                                 task_id="fixed-id")
+    assert caught.value.field == "task_id"
+    assert queued_ids(redis_db, Queue.SEND_DEFAULT) == ["fixed-id"]
+
+
+def test_unreachable_redis_raises_queue_unavailable():
+    dead = StatusStore(redis_client("redis://127.0.0.1:1/0"), retention=60)
+    published: list[str] = []
+    outbox = Outbox(dead, lambda message_id, message: published.append(message_id))
+    with pytest.raises(QueueUnavailable):
+        outbox.enqueue(build_message(to="5511988887777", text="hi", session="s1"))
+    assert published == []

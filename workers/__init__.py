@@ -1,0 +1,1 @@
+"""Celery side of zapa-bridge: the app, its queues and its tasks."""

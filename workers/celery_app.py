@@ -1,0 +1,14 @@
+"""The one Celery app. Every process (web, worker, beat, tests) imports `app` from here."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+
+def create_celery_app() -> Celery:
+    app = Celery("zapa_bridge", include=["workers.tasks"])
+    app.config_from_object("celeryconfig")
+    return app
+
+
+app = create_celery_app()

@@ -1,0 +1,25 @@
+"""Queue names. Import-light on purpose: producers and config read it without Celery."""
+
+from __future__ import annotations
+
+import enum
+
+from zapa_bridge.messages import Priority
+
+
+class Queue(enum.StrEnum):
+    MAINTENANCE = "zapa.maintenance"
+    SEND_HIGH = "zapa.send.high"
+    SEND_DEFAULT = "zapa.send.default"
+    SEND_LOW = "zapa.send.low"
+
+
+SEND_QUEUE_BY_PRIORITY = {
+    Priority.HIGH: Queue.SEND_HIGH,
+    Priority.DEFAULT: Queue.SEND_DEFAULT,
+    Priority.LOW: Queue.SEND_LOW,
+}
+
+# The order a worker polls in (strict, see celeryconfig): periodic upkeep is tiny and must
+# not starve behind a send backlog, then sends by priority.
+CONSUME_ORDER = (Queue.MAINTENANCE, Queue.SEND_HIGH, Queue.SEND_DEFAULT, Queue.SEND_LOW)

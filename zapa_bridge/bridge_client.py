@@ -1,0 +1,255 @@
+"""HTTP client of the zapw bridge, and the one place its failures become our errors.
+
+Every call has a timeout, answers are unwrapped from zapw's `{status, data}` envelope, and
+every `requests` exception or error answer is translated here into the `BridgeError` tree,
+so no other module ever sees a `requests` exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from zapa_bridge.config import Settings
+from zapa_bridge.errors import (
+    BridgeError,
+    BridgeInvalidRequest,
+    BridgeServerError,
+    BridgeTimeout,
+    BridgeUnauthorized,
+    BridgeUnreachable,
+    SessionAlreadyExists,
+    SessionNotConnected,
+    SessionNotFound,
+    UnexpectedBridgeResponse,
+)
+from zapa_bridge.messages import OutboundMessage
+
+# zapw blocks up to 30 s on create waiting for a QR, and ~15 s on a get that refreshes one.
+CREATE_SESSION_TIMEOUT = 35.0
+GET_SESSION_TIMEOUT = 20.0
+NOT_CONNECTED_TEXT = "session not connected"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeHealth:
+    status: str
+    service: str
+    uptime: float
+    timestamp: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A zapw session object; fields zapw omits are None."""
+
+    id: str
+    status: str
+    created_at: str | None = None
+    phone_number: str | None = None
+    name: str | None = None
+    connected_at: str | None = None
+    qr_code: str | None = None
+    qr_expires_at: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.status == "connected"
+
+    @classmethod
+    def from_bridge(cls, data: dict[str, Any]) -> SessionInfo:
+        return cls(
+            id=str(data["id"]),
+            status=str(data.get("status", "unknown")),
+            created_at=data.get("createdAt"),
+            phone_number=data.get("phoneNumber"),
+            name=data.get("name"),
+            connected_at=data.get("connectedAt"),
+            qr_code=data.get("qrCode"),
+            qr_expires_at=data.get("qrExpiresAt"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    """zapw's answer to an accepted send; `message_id` may be empty."""
+
+    message_id: str
+    timestamp: int | None
+    status: str
+
+
+class BridgeClient:
+    """A keep-alive connection pool to one zapw bridge."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 15.0,
+        connect_timeout: float = 3.05,
+        pool_size: int = 32,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._http = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
+        self._http.headers["Accept"] = "application/json"
+        if api_key:
+            self._http.headers["Authorization"] = f"Bearer {api_key}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BridgeClient:
+        key = settings.zapw_api_key.get_secret_value() if settings.zapw_api_key else None
+        return cls(settings.zapw_base_url, api_key=key, timeout=settings.zapw_timeout,
+                   connect_timeout=settings.zapw_connect_timeout,
+                   pool_size=max(10, settings.worker_concurrency))
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- calls -------------------------------------------------------------------------
+
+    def health(self) -> BridgeHealth:
+        data = self._call("GET", "/health", envelope=False)
+        return BridgeHealth(status=str(data.get("status")), service=str(data.get("service")),
+                            uptime=float(data.get("uptime") or 0.0),
+                            timestamp=str(data.get("timestamp")))
+
+    def list_sessions(self) -> list[SessionInfo]:
+        data = self._call("GET", "/sessions")
+        if not isinstance(data, list):
+            raise UnexpectedBridgeResponse("session list is not a list", status_code=200)
+        return [SessionInfo.from_bridge(item) for item in data]
+
+    def get_session(self, session_id: str) -> SessionInfo:
+        data = self._call("GET", f"/sessions/{_segment(session_id)}", session_id=session_id,
+                          timeout=GET_SESSION_TIMEOUT)
+        return SessionInfo.from_bridge(data)
+
+    def create_session(self, session_id: str | None = None) -> SessionInfo:
+        body = {"sessionId": session_id} if session_id else {}
+        data = self._call("POST", "/sessions", json=body, session_id=session_id,
+                          timeout=CREATE_SESSION_TIMEOUT)
+        return SessionInfo.from_bridge(data)
+
+    def delete_session(self, session_id: str) -> None:
+        self._call("DELETE", f"/sessions/{_segment(session_id)}", session_id=session_id)
+
+    def send(self, session_id: str, message: OutboundMessage) -> SendReceipt:
+        data = self._call("POST", f"/sessions/{_segment(session_id)}/messages",
+                          json=message.bridge_body(), session_id=session_id)
+        if not isinstance(data, dict):
+            raise UnexpectedBridgeResponse("send answer has no data object", status_code=200,
+                                           session_id=session_id)
+        timestamp = data.get("timestamp")
+        return SendReceipt(message_id=str(data.get("messageId") or ""),
+                           timestamp=int(timestamp) if isinstance(timestamp, int | float) else None,
+                           status=str(data.get("status", "sent")))
+
+    # -- the boundary ------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        session_id: str | None = None,
+        timeout: float | None = None,
+        envelope: bool = True,
+    ) -> Any:
+        try:
+            response = self._http.request(
+                method, self.base_url + path, json=json,
+                timeout=(self.connect_timeout, timeout or self.timeout),
+            )
+        except requests.ConnectTimeout as exc:
+            raise BridgeUnreachable(f"connect to bridge timed out: {type(exc).__name__}",
+                                    session_id=session_id) from None
+        except requests.Timeout:
+            raise BridgeTimeout(f"bridge did not answer {method} in time",
+                                session_id=session_id) from None
+        except requests.ConnectionError as exc:
+            raise BridgeUnreachable(f"bridge unreachable: {_reason(exc)}",
+                                    session_id=session_id) from None
+        except requests.RequestException as exc:
+            raise BridgeUnreachable(f"bridge request failed: {type(exc).__name__}",
+                                    session_id=session_id) from None
+        return _unwrap(response, session_id=session_id, envelope=envelope)
+
+
+def _unwrap(response: requests.Response, *, session_id: str | None, envelope: bool) -> Any:
+    status = response.status_code
+    if status == 204:
+        return None
+    body = _json_or_none(response)
+    if 200 <= status < 300:
+        if not isinstance(body, dict):
+            raise UnexpectedBridgeResponse(f"{status} answer is not a JSON object",
+                                           status_code=status, session_id=session_id)
+        if not envelope:
+            return body
+        if body.get("status") != "success" or "data" not in body:
+            raise UnexpectedBridgeResponse(f"{status} answer lacks the success envelope",
+                                           status_code=status, session_id=session_id)
+        return body["data"]
+    raise _error_for(status, body, session_id)
+
+
+def _error_for(status: int, body: Any, session_id: str | None) -> BridgeError:
+    text = _error_text(body)
+    kwargs = {"status_code": status, "session_id": session_id}
+    if status == 401:
+        return BridgeUnauthorized(f"bridge refused the API key: {text}", **kwargs)
+    if status == 400 and text.strip().lower() == NOT_CONNECTED_TEXT:
+        return SessionNotConnected(text, **kwargs)
+    if status == 400:
+        return BridgeInvalidRequest(text, **kwargs)
+    if status == 404 and isinstance(body, dict) and "not found" in text.lower():
+        return SessionNotFound(text, **kwargs)
+    if status == 409:
+        return SessionAlreadyExists(text, **kwargs)
+    if status >= 500:
+        return BridgeServerError(text, **kwargs)
+    # An Express HTML 404 (unknown route) means ZAPW_URL points at the wrong place.
+    return UnexpectedBridgeResponse(f"{status}: {text}", **kwargs)
+
+
+def _error_text(body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("error", "message"):
+            if isinstance(body.get(key), str) and body[key]:
+                detail = body.get("message") if key == "error" else None
+                if isinstance(detail, str) and detail and detail != body[key]:
+                    return f"{body[key]}: {detail}"
+                return body[key]
+    return "no JSON error body"
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _reason(exc: requests.ConnectionError) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "Connection reset",
+                   "Remote end closed connection"):
+        if marker in text:
+            return marker
+    return type(exc).__name__
+
+
+def _segment(session_id: str) -> str:
+    return quote(str(session_id), safe="")

@@ -1,0 +1,97 @@
+"""Settings: read once from the environment, typed, and validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zapa_bridge.errors import ConfigError
+
+DAY = 24 * 3600
+
+
+class Settings(BaseSettings):
+    """Every knob of zapa-bridge; each field is read from the variable named in its alias."""
+
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    environment: Literal["development", "production", "test"] = Field(
+        "development", alias="ZAPA_ENV"
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    zapw_url: AnyHttpUrl = Field("http://127.0.0.1:3000", alias="ZAPW_URL")
+    zapw_api_key: SecretStr | None = Field(None, alias="ZAPW_API_KEY")
+    zapw_timeout: float = Field(15.0, gt=0, alias="ZAPW_TIMEOUT")
+    zapw_connect_timeout: float = Field(3.05, gt=0, alias="ZAPW_CONNECT_TIMEOUT")
+    default_session: str | None = Field(None, alias="ZAPA_DEFAULT_SESSION")
+
+    max_retries: int = Field(8, ge=0, le=100, alias="ZAPA_MAX_RETRIES")
+    retry_backoff: float = Field(2.0, gt=0, alias="ZAPA_RETRY_BACKOFF")
+    retry_backoff_max: float = Field(120.0, gt=0, alias="ZAPA_RETRY_BACKOFF_MAX")
+    visibility_timeout: int = Field(300, ge=5, alias="ZAPA_VISIBILITY_TIMEOUT")
+    unacked_restore_interval: int = Field(5, ge=1, alias="ZAPA_UNACKED_RESTORE_INTERVAL")
+
+    status_retention: int = Field(7 * DAY, ge=60, alias="ZAPA_STATUS_RETENTION")
+    hold_validity: int = Field(DAY, ge=1, alias="ZAPA_HOLD_VALIDITY")
+    reconcile_interval: float = Field(30.0, gt=0, alias="ZAPA_RECONCILE_INTERVAL")
+    session_cache_ttl: int = Field(60, ge=1, alias="ZAPA_SESSION_CACHE_TTL")
+
+    worker_concurrency: int = Field(8, ge=1, le=512, alias="ZAPA_WORKER_CONCURRENCY")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="ZAPA_LOG_LEVEL")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("default_session", "zapw_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _countdowns_fit_visibility(self) -> Settings:
+        # Retries wait as countdown messages held unacked by a worker; one longer than the
+        # visibility timeout is redelivered to another worker while the first still holds it.
+        if self.retry_backoff_max + self.zapw_timeout >= self.visibility_timeout:
+            raise ValueError(
+                "ZAPA_RETRY_BACKOFF_MAX + ZAPW_TIMEOUT must stay below ZAPA_VISIBILITY_TIMEOUT"
+            )
+        return self
+
+    @property
+    def zapw_base_url(self) -> str:
+        return str(self.zapw_url).rstrip("/")
+
+
+def _describe(error: ValidationError) -> dict[str, str]:
+    aliases = {name: field.alias or name for name, field in Settings.model_fields.items()}
+    problems: dict[str, str] = {}
+    for item in error.errors():
+        loc = item.get("loc") or ()
+        key = str(loc[0]) if loc else "settings"
+        name = aliases.get(key, key)
+        message = item["msg"].removeprefix("Value error, ")
+        if key == "settings" or not loc:
+            name = message.split(" ", 1)[0]
+        problems[name] = message
+    return problems
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment (plus overrides by alias or field name)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return load_settings()

@@ -1,0 +1,152 @@
+"""One delivery attempt of one message: the decisions of the outbound path.
+
+The Celery task hands every message it receives to `Deliverer.deliver` and acts on the
+outcome; every rule about what is sent, held, retried or dead-lettered lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.errors import (
+    BridgeError,
+    BridgeUnauthorized,
+    InvalidMessage,
+    SessionNotConnected,
+    SessionResolutionError,
+)
+from zapa_bridge.messages import OutboundMessage, build_message
+from zapa_bridge.redaction import mask_phone
+from zapa_bridge.retry_policy import RetryPolicy
+from zapa_bridge.sessions import SessionRegistry
+from zapa_bridge.status_store import FINAL_STATUSES, MessageStatus, StatusStore
+
+log = logging.getLogger("zapa.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a delivery attempt; `retry_in` is set when the task must run again."""
+
+    status: str
+    attempts: int = 0
+    retry_in: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"status": self.status, "attempts": self.attempts}
+
+
+class Deliverer:
+    """Sends one message through the bridge and records what happened."""
+
+    def __init__(
+        self,
+        store: StatusStore,
+        client: BridgeClient,
+        sessions: SessionRegistry,
+        policy: RetryPolicy,
+        *,
+        lease_seconds: float,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.sessions = sessions
+        self.policy = policy
+        self.lease_seconds = lease_seconds
+
+    def deliver(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome:
+        record = self.store.get(message_id)
+        if record is None:
+            # Published by name (send_task) or its record expired: take the message as given.
+            session = task_kwargs.get("session") if isinstance(task_kwargs, dict) else None
+            self.store.create(message_id, dict(task_kwargs), session=session,
+                              note="queued by name")
+            record = self.store.get(message_id)
+            assert record is not None
+        if record.status in FINAL_STATUSES:
+            log.info("message %s already %s; not sent again", message_id, record.status)
+            return Outcome(str(record.status), record.attempts)
+
+        try:
+            message = build_message(**task_kwargs)
+        except InvalidMessage as exc:
+            return self._dead(message_id, f"invalid message: {exc}", record.attempts)
+        try:
+            session = self._session_for(message)
+        except SessionResolutionError as exc:
+            return self._dead(message_id, str(exc), record.attempts)
+        except BridgeError as exc:
+            return self._retry_or_dead(message_id, record.failures, record.attempts, exc)
+
+        now = time.time()
+        claim = self.store.transition(
+            message_id, MessageStatus.SENDING, count_attempt=True,
+            lease_until=now + self.lease_seconds, fields={"session": session},
+            note=f"attempt {record.attempts + 1}",
+        )
+        if claim.busy:
+            # Another worker holds this message (a duplicate delivery); look again later.
+            return Outcome(str(MessageStatus.SENDING), record.attempts,
+                           retry_in=max(0.5, (claim.lease_until or now) - now))
+        if not claim.applied:
+            return Outcome(str(claim.previous), record.attempts)
+        attempts = record.attempts + 1
+
+        try:
+            receipt = self.client.send(session, message)
+        except SessionNotConnected:
+            self.store.transition(message_id, MessageStatus.HELD, note="session not connected",
+                                  fields={"reason": f"session {session} not connected"})
+            log.info("message %s held: session %s not connected", message_id, session)
+            return Outcome(str(MessageStatus.HELD), attempts)
+        except BridgeError as exc:
+            return self._retry_or_dead(message_id, record.failures, attempts, exc)
+
+        self.store.transition(
+            message_id, MessageStatus.SENT, note="accepted by bridge",
+            fields={"bridge_message_id": receipt.message_id, "reason": "",
+                    "bridge_timestamp": receipt.timestamp},
+        )
+        log.info("message %s sent via %s to %s (attempt %d)", message_id, session,
+                 mask_phone(message.to), attempts)
+        return Outcome(str(MessageStatus.SENT), attempts)
+
+    def _session_for(self, message: OutboundMessage) -> str:
+        if message.session:
+            return message.session
+        assert message.from_number is not None
+        found = self.sessions.session_for_phone(message.from_number)
+        if found is None:
+            self.sessions.replace_from_bridge(self.client.list_sessions())
+            found = self.sessions.session_for_phone(message.from_number)
+        if found is None:
+            raise SessionResolutionError(
+                f"no bridge session has number {mask_phone(message.from_number)}"
+            )
+        return found
+
+    def _retry_or_dead(self, message_id: str, failures: int, attempts: int,
+                       error: BridgeError) -> Outcome:
+        reason = f"{type(error).__name__}: {error.message}"
+        failures += 1
+        if not error.retryable:
+            return self._dead(message_id, reason, attempts)
+        if not self.policy.allows(failures):
+            return self._dead(message_id, f"gave up after {attempts} attempts: {reason}",
+                              attempts)
+        delay = self.policy.delay(failures, slow=isinstance(error, BridgeUnauthorized))
+        self.store.transition(message_id, MessageStatus.QUEUED, failures="+1",
+                              note=f"retry in {delay:.1f} s", fields={"reason": reason})
+        log.warning("message %s attempt %d failed (%s); retry in %.1f s",
+                    message_id, attempts, type(error).__name__, delay)
+        return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=delay)
+
+    def _dead(self, message_id: str, reason: str, attempts: int) -> Outcome:
+        self.store.transition(message_id, MessageStatus.FAILED, note="dead letter",
+                              fields={"reason": reason})
+        log.error("message %s failed after %d attempts: %s", message_id, attempts, reason)
+        return Outcome(str(MessageStatus.FAILED), attempts)

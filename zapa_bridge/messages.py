@@ -1,0 +1,269 @@
+"""Outbound messages: the one place a send request is validated and shaped for zapw.
+
+A request is checked here before anything is queued, so a bad one fails in the caller's hands
+with `InvalidMessage` naming the field, and the worker only ever sees well-formed messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+from urllib.parse import urlparse
+
+from zapa_bridge.errors import InvalidMessage
+
+MAX_TEXT_CHARS = 4096
+MAX_MEDIA_BYTES = 16 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
+PHONE_MIN_DIGITS = 8
+PHONE_MAX_DIGITS = 15
+MAX_SESSION_ID_CHARS = 100
+
+
+class MessageType(enum.StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    DOCUMENT = "document"
+    LOCATION = "location"
+    CONTACT = "contact"
+
+
+class Priority(enum.StrEnum):
+    HIGH = "high"
+    DEFAULT = "default"
+    LOW = "low"
+
+
+MEDIA_TYPES = frozenset({MessageType.IMAGE, MessageType.VIDEO, MessageType.AUDIO,
+                         MessageType.DOCUMENT})
+
+# Which content fields each type takes; anything else given is a caller's mistake.
+CONTENT_FIELDS: dict[MessageType, frozenset[str]] = {
+    MessageType.TEXT: frozenset({"text"}),
+    MessageType.IMAGE: frozenset({"media_url", "media_base64", "caption"}),
+    MessageType.VIDEO: frozenset({"media_url", "media_base64", "caption"}),
+    MessageType.AUDIO: frozenset({"media_url", "media_base64", "caption"}),
+    MessageType.DOCUMENT: frozenset({"media_url", "media_base64", "caption", "file_name"}),
+    MessageType.LOCATION: frozenset({"latitude", "longitude", "name", "address"}),
+    MessageType.CONTACT: frozenset({"contact_name", "contact_number"}),
+}
+
+ALL_CONTENT_FIELDS = frozenset().union(*CONTENT_FIELDS.values())
+
+# Our snake_case fields and the exact names zapw expects in the send body.
+BRIDGE_FIELD_NAMES = {
+    "to": "to",
+    "type": "type",
+    "text": "text",
+    "media_url": "mediaUrl",
+    "media_base64": "mediaBase64",
+    "caption": "caption",
+    "file_name": "fileName",
+    "latitude": "latitude",
+    "longitude": "longitude",
+    "name": "name",
+    "address": "address",
+    "contact_name": "contactName",
+    "contact_number": "contactNumber",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A validated message to send through one bridge session."""
+
+    to: str
+    type: MessageType = MessageType.TEXT
+    text: str | None = None
+    media_url: str | None = None
+    media_base64: str | None = None
+    caption: str | None = None
+    file_name: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    name: str | None = None
+    address: str | None = None
+    contact_name: str | None = None
+    contact_number: str | None = None
+    session: str | None = None
+    from_number: str | None = None
+    priority: Priority = Priority.DEFAULT
+
+    def to_task_kwargs(self) -> dict[str, Any]:
+        """The compact keyword arguments the Celery message carries (unset fields left out)."""
+        return {key: (str(value) if isinstance(value, enum.Enum) else value)
+                for key, value in asdict(self).items() if value is not None}
+
+    def bridge_body(self) -> dict[str, Any]:
+        """The JSON body of `POST /sessions/{id}/messages`, in zapw's field names."""
+        values = self.to_task_kwargs()
+        return {bridge: values[ours] for ours, bridge in BRIDGE_FIELD_NAMES.items()
+                if ours in values}
+
+    def log_fields(self) -> dict[str, str]:
+        """What may be logged about this message: no content, the number masked."""
+        from zapa_bridge.redaction import mask_phone
+
+        described = {"to": mask_phone(self.to), "type": str(self.type),
+                     "priority": str(self.priority)}
+        if self.session:
+            described["session"] = self.session
+        if self.from_number:
+            described["from_number"] = mask_phone(self.from_number)
+        return described
+
+
+FIELD_NAMES = frozenset(f.name for f in fields(OutboundMessage))
+
+
+def build_message(default_session: str | None = None, **given: Any) -> OutboundMessage:
+    """Validate a send request and return the message, or raise `InvalidMessage`.
+
+    `default_session` is used when the request names neither `session` nor `from_number`.
+    """
+    unknown = sorted(set(given) - FIELD_NAMES)
+    if unknown:
+        raise InvalidMessage(unknown[0], "unknown field")
+    values = {key: value for key, value in given.items() if value is not None}
+
+    to = _phone(values.get("to"), "to")
+    kind = _choice(values.get("type", MessageType.TEXT), MessageType, "type")
+    priority = _choice(values.get("priority", Priority.DEFAULT), Priority, "priority")
+
+    allowed = CONTENT_FIELDS[kind]
+    for key in sorted(ALL_CONTENT_FIELDS - allowed):
+        if key in values:
+            raise InvalidMessage(key, f"not used by {kind} messages")
+
+    content: dict[str, Any] = {}
+    if kind is MessageType.TEXT:
+        content["text"] = _text(values.get("text"), "text", required=True)
+    elif kind in MEDIA_TYPES:
+        content.update(_media(values, kind))
+    elif kind is MessageType.LOCATION:
+        content["latitude"] = _coordinate(values.get("latitude"), "latitude", 90)
+        content["longitude"] = _coordinate(values.get("longitude"), "longitude", 180)
+        content["name"] = _text(values.get("name"), "name", required=False)
+        content["address"] = _text(values.get("address"), "address", required=False)
+    else:
+        content["contact_name"] = _text(values.get("contact_name"), "contact_name", required=True)
+        content["contact_number"] = _phone(
+            _strip_plus(values.get("contact_number")), "contact_number"
+        )
+
+    session, from_number = _sender(values, default_session)
+    return OutboundMessage(to=to, type=kind, priority=priority, session=session,
+                           from_number=from_number, **content)
+
+
+def _sender(values: dict[str, Any], default_session: str | None) -> tuple[str | None, str | None]:
+    if "session" in values and "from_number" in values:
+        raise InvalidMessage("from_number", "give either session or from_number, not both")
+    if "from_number" in values:
+        return None, _phone(values["from_number"], "from_number")
+    session = values.get("session", default_session)
+    if session is None:
+        raise InvalidMessage("session", "no session or from_number given and "
+                                        "ZAPA_DEFAULT_SESSION is not set")
+    return _session_id(session), None
+
+
+def _session_id(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidMessage("session", "must be a non-empty string")
+    if len(value) > MAX_SESSION_ID_CHARS or "/" in value or not value.isprintable():
+        raise InvalidMessage("session", f"must be printable, without '/', at most "
+                                        f"{MAX_SESSION_ID_CHARS} characters")
+    return value
+
+
+def _phone(value: Any, field: str) -> str:
+    if value is None:
+        raise InvalidMessage(field, "is required")
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        raise InvalidMessage(field, "must be digits only, in international form without '+'")
+    if not PHONE_MIN_DIGITS <= len(value) <= PHONE_MAX_DIGITS:
+        raise InvalidMessage(
+            field, f"must have {PHONE_MIN_DIGITS} to {PHONE_MAX_DIGITS} digits, not {len(value)}"
+        )
+    return value
+
+
+def _strip_plus(value: Any) -> Any:
+    # A contact card number is often written "+55 11 ..."; zapw puts it in a vCard as given.
+    if isinstance(value, str):
+        return value.replace(" ", "").removeprefix("+")
+    return value
+
+
+def _choice(value: Any, kind: type[enum.StrEnum], field: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        names = ", ".join(member.value for member in kind)
+        raise InvalidMessage(field, f"must be one of {names}") from None
+
+
+def _text(value: Any, field: str, *, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise InvalidMessage(field, "is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidMessage(field, "must be a string")
+    if required and not value.strip():
+        raise InvalidMessage(field, "must not be empty")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidMessage(field, f"must be at most {MAX_TEXT_CHARS} characters, "
+                                    f"not {len(value)}")
+    return value
+
+
+def _media(values: dict[str, Any], kind: MessageType) -> dict[str, Any]:
+    url, data = values.get("media_url"), values.get("media_base64")
+    if url is None and data is None:
+        raise InvalidMessage("media_url", f"{kind} messages need media_url or media_base64")
+    if url is not None and data is not None:
+        raise InvalidMessage("media_base64", "give media_url or media_base64, not both")
+    content: dict[str, Any] = {"caption": _text(values.get("caption"), "caption", required=False)}
+    if url is not None:
+        parsed = urlparse(url) if isinstance(url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidMessage("media_url", "must be an http or https URL")
+        content["media_url"] = url
+    else:
+        content["media_base64"] = _base64(data, kind)
+    if kind is MessageType.DOCUMENT:
+        content["file_name"] = _text(values.get("file_name"), "file_name", required=True)
+    return content
+
+
+def _base64(value: Any, kind: MessageType) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidMessage("media_base64", "must be a non-empty base64 string")
+    if value.startswith("data:"):
+        raise InvalidMessage("media_base64", "must be raw base64, without a 'data:' prefix")
+    limit = MAX_DOCUMENT_BYTES if kind is MessageType.DOCUMENT else MAX_MEDIA_BYTES
+    if len(value) * 3 // 4 > limit:
+        raise InvalidMessage("media_base64", f"decodes to more than {limit // 2**20} MB")
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidMessage("media_base64", "is not valid base64") from None
+    return value
+
+
+def _coordinate(value: Any, field: str, limit: int) -> float:
+    if value is None:
+        raise InvalidMessage(field, "is required")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidMessage(field, "must be a number")
+    if not math.isfinite(value) or not -limit <= value <= limit:
+        raise InvalidMessage(field, f"must be between -{limit} and {limit}")
+    return float(value)

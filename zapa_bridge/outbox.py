@@ -1,0 +1,118 @@
+"""The outbox: puts messages on the queue with their status record, and takes them back
+off hold or out of the dead letters.
+
+It does not know Celery: publishing is a function handed in by the worker package, which
+sends the message as the `send_message` task under the message id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import redis
+
+from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
+from zapa_bridge.holds import HeldMessages
+from zapa_bridge.messages import OutboundMessage, build_message
+from zapa_bridge.status_store import DEAD_STATUSES, MessageRecord, MessageStatus, StatusStore
+
+log = logging.getLogger("zapa.outbox")
+
+Publish = Callable[[str, OutboundMessage], None]
+"""Puts one message on its priority queue under the given id; raises `QueueUnavailable`."""
+
+
+class Outbox:
+    def __init__(self, store: StatusStore, publish: Publish) -> None:
+        self.store = store
+        self.publish = publish
+        self.held = HeldMessages(store.redis)
+
+    def enqueue(self, message: OutboundMessage, message_id: str | None = None) -> str:
+        """Record the message as `queued`, then publish it; returns its id."""
+        message_id = message_id or str(uuid.uuid4())
+        try:
+            created = self.store.create(message_id, message.to_task_kwargs(),
+                                        session=message.session)
+        except redis.RedisError as exc:
+            raise QueueUnavailable(f"status store unreachable: {type(exc).__name__}") from None
+        if not created:
+            raise InvalidMessage("task_id", "a message with this id already exists")
+        try:
+            self.publish(message_id, message)
+        except QueueUnavailable:
+            self.store.redis.delete(self.store.key(message_id))
+            raise
+        log.info("message %s queued %s", message_id, message.log_fields())
+        return message_id
+
+    def release_held(self, session: str) -> int:
+        """Re-queue every message held for `session`; returns how many were released.
+
+        Publishing comes before the status change: a worker may take the message while it
+        still says `held` (that is allowed), but a crash here never strands one.
+        """
+        released = 0
+        for record in self.store.get_many(self.held.ids(session)):
+            if record.status is not MessageStatus.HELD:
+                continue
+            message = self._rebuild(record)
+            if message is None:
+                continue
+            self.publish(record.id, message)
+            self.store.transition(record.id, MessageStatus.QUEUED, note="released",
+                                  allowed_from={MessageStatus.HELD})
+            released += 1
+        if released:
+            log.info("released %d held messages of session %s", released, session)
+        return released
+
+    def expire_held(self, validity: float, now: float | None = None) -> int:
+        """Turn messages held longer than `validity` seconds into `expired` dead letters."""
+        cutoff = (now or time.time()) - validity
+        expired = 0
+        for session in self.held.sessions():
+            for message_id in self.held.held_before(session, cutoff):
+                outcome = self.store.transition(
+                    message_id, MessageStatus.EXPIRED, allowed_from={MessageStatus.HELD},
+                    note="hold validity passed",
+                    fields={"reason": f"expired: held for more than {validity:g} s"},
+                )
+                expired += outcome.applied
+        if expired:
+            log.warning("expired %d held messages", expired)
+        return expired
+
+    def replay(self, message_id: str) -> MessageRecord:
+        """Queue a dead letter again under its original id, with a fresh retry budget."""
+        record = self.store.get(message_id)
+        if record is None or record.status not in DEAD_STATUSES:
+            raise NotADeadLetter(f"message {message_id} is not a dead letter")
+        message = build_message(**record.message)
+        outcome = self.store.transition(message_id, MessageStatus.QUEUED, note="replayed",
+                                        failures="0", fields={"reason": ""},
+                                        allowed_from=DEAD_STATUSES)
+        if not outcome.applied:
+            raise NotADeadLetter(f"message {message_id} is not a dead letter")
+        try:
+            self.publish(message_id, message)
+        except QueueUnavailable:
+            self.store.transition(message_id, record.status, note="replay failed",
+                                  fields={"reason": record.reason},
+                                  allowed_from={MessageStatus.QUEUED})
+            raise
+        log.info("dead letter %s replayed", message_id)
+        replayed = self.store.get(message_id)
+        assert replayed is not None
+        return replayed
+
+    def _rebuild(self, record: MessageRecord) -> OutboundMessage | None:
+        try:
+            return build_message(**record.message)
+        except InvalidMessage as exc:
+            self.store.transition(record.id, MessageStatus.FAILED, note="invalid on release",
+                                  fields={"reason": f"invalid message: {exc}"})
+            return None

@@ -1,0 +1,60 @@
+"""The core objects, built once per process from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+
+from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.config import Settings
+from zapa_bridge.dead_letters import DeadLetters
+from zapa_bridge.delivery import Deliverer
+from zapa_bridge.holds import HeldMessages
+from zapa_bridge.outbox import Outbox, Publish
+from zapa_bridge.redis_conn import redis_client
+from zapa_bridge.retry_policy import RetryPolicy
+from zapa_bridge.sessions import SessionRegistry
+from zapa_bridge.status_store import StatusStore
+
+# Extra time a send claim lasts beyond the bridge call's own timeouts.
+LEASE_MARGIN = 5.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis_client(self.settings.redis_url)
+
+    @cached_property
+    def store(self) -> StatusStore:
+        return StatusStore(self.redis, retention=self.settings.status_retention)
+
+    @cached_property
+    def bridge(self) -> BridgeClient:
+        return BridgeClient.from_settings(self.settings)
+
+    @cached_property
+    def sessions(self) -> SessionRegistry:
+        return SessionRegistry(self.redis)
+
+    @cached_property
+    def held(self) -> HeldMessages:
+        return HeldMessages(self.redis)
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.store)
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        lease = self.settings.zapw_connect_timeout + self.settings.zapw_timeout + LEASE_MARGIN
+        return Deliverer(self.store, self.bridge, self.sessions,
+                         RetryPolicy.from_settings(self.settings), lease_seconds=lease)
+
+    def outbox(self, publish: Publish) -> Outbox:
+        return Outbox(self.store, publish)

@@ -1,0 +1,253 @@
+"""Status records of outbound messages, keyed by message id (which is the Celery task id).
+
+A record is one Redis hash. Every change of status goes through one Lua script so that the
+status, the history and the indexes that follow from it (held messages per session, dead
+letters, the bridge's message id) change together or not at all, even with many workers.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+PREFIX = "zapa:"
+HISTORY_LIMIT = 20
+
+
+class MessageStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    HELD = "held"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+S = MessageStatus
+DEAD_STATUSES = frozenset({S.FAILED, S.EXPIRED})
+FINAL_STATUSES = frozenset({S.SENT, S.DELIVERED, S.READ, S.FAILED, S.EXPIRED})
+
+# Which statuses each status may be entered from. SENDING -> SENDING is a re-delivery after a
+# crash and is only granted once the previous claim's lease has run out.
+ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
+    S.QUEUED: frozenset({S.SENDING, S.HELD, S.FAILED, S.EXPIRED}),
+    S.SENDING: frozenset({S.QUEUED, S.HELD, S.SENDING}),
+    S.HELD: frozenset({S.QUEUED, S.SENDING}),
+    S.SENT: frozenset({S.SENDING}),
+    S.DELIVERED: frozenset({S.SENDING, S.SENT}),
+    S.READ: frozenset({S.SENDING, S.SENT, S.DELIVERED}),
+    S.FAILED: frozenset({S.QUEUED, S.SENDING, S.HELD}),
+    S.EXPIRED: frozenset({S.QUEUED, S.HELD}),
+}
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+_TRANSITION = """
+local key, new = KEYS[1], ARGV[1]
+local now, ttl, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[10]
+local cur = redis.call('HGET', key, 'status')
+if not cur then return {0, ''} end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == cur then allowed = true end end
+if not allowed then return {0, cur} end
+if cur == 'sending' and new == 'sending' then
+  local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0')
+  if lease > now then return {-1, tostring(lease)} end
+end
+local fields = cjson.decode(ARGV[6])
+local flat = {'status', new, 'updated', ARGV[3]}
+for k, v in pairs(fields) do table.insert(flat, k); table.insert(flat, v) end
+redis.call('HSET', key, unpack(flat))
+if ARGV[7] == '1' then redis.call('HINCRBY', key, 'attempts', 1) end
+if ARGV[8] == '+1' then redis.call('HINCRBY', key, 'failures', 1)
+elseif ARGV[8] == '0' then redis.call('HSET', key, 'failures', 0) end
+if ARGV[9] == '' then redis.call('HDEL', key, 'lease_until')
+else redis.call('HSET', key, 'lease_until', ARGV[9]) end
+local history = cjson.decode(redis.call('HGET', key, 'history') or '[]')
+table.insert(history, {now, new, ARGV[5]})
+while #history > tonumber(ARGV[11]) do table.remove(history, 1) end
+redis.call('HSET', key, 'history', cjson.encode(history))
+local id = redis.call('HGET', key, 'id')
+local session = redis.call('HGET', key, 'session') or ''
+if cur == 'held' and new ~= 'held' then
+  local held = prefix .. 'held:' .. session
+  redis.call('ZREM', held, id)
+  if redis.call('ZCARD', held) == 0 then redis.call('SREM', prefix .. 'held-sessions', session) end
+end
+if new == 'held' then
+  redis.call('ZADD', prefix .. 'held:' .. session, 'NX', now, id)
+  redis.call('SADD', prefix .. 'held-sessions', session)
+end
+local dead = (new == 'failed' or new == 'expired')
+if (cur == 'failed' or cur == 'expired') and not dead then
+  redis.call('ZREM', prefix .. 'dead', id)
+end
+if dead then
+  redis.call('ZADD', prefix .. 'dead', now, id)
+  redis.call('PERSIST', key)
+else
+  redis.call('EXPIRE', key, ttl)
+end
+local bridge_id = fields['bridge_message_id']
+if bridge_id and bridge_id ~= '' then
+  redis.call('SET', prefix .. 'bridge:' .. session .. ':' .. bridge_id, id, 'EX', ttl)
+end
+return {1, cur}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """A message's status, what it carries, and how it got there."""
+
+    id: str
+    status: MessageStatus
+    session: str | None
+    to: str
+    type: str
+    priority: str
+    message: dict[str, Any]
+    attempts: int = 0
+    failures: int = 0
+    bridge_message_id: str | None = None
+    reason: str | None = None
+    created: float = 0.0
+    updated: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> MessageRecord:
+        return cls(
+            id=data["id"],
+            status=MessageStatus(data["status"]),
+            session=data.get("session") or None,
+            to=data.get("to", ""),
+            type=data.get("type", "text"),
+            priority=data.get("priority", "default"),
+            message=json.loads(data.get("message", "{}")),
+            attempts=int(data.get("attempts", 0)),
+            failures=int(data.get("failures", 0)),
+            bridge_message_id=data.get("bridge_message_id") or None,
+            reason=data.get("reason") or None,
+            created=float(data.get("created", 0)),
+            updated=float(data.get("updated", 0)),
+            history=[{"at": at, "status": status, "note": note}
+                     for at, status, note in json.loads(data.get("history", "[]"))],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record for an API answer, without the message content."""
+        return {
+            "id": self.id, "status": str(self.status), "session": self.session,
+            "to": self.to, "type": self.type, "priority": self.priority,
+            "attempts": self.attempts, "bridge_message_id": self.bridge_message_id,
+            "reason": self.reason, "created": self.created, "updated": self.updated,
+            "history": self.history,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The answer to a change of status: applied, refused, or busy (someone holds a lease)."""
+
+    applied: bool
+    previous: MessageStatus | None
+    lease_until: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.lease_until is not None
+
+
+class StatusStore:
+    """Reads and changes message records in Redis."""
+
+    def __init__(self, client: redis.Redis, *, retention: int) -> None:
+        self.redis = client
+        self.retention = retention
+        self._create = client.register_script(_CREATE)
+        self._transition = client.register_script(_TRANSITION)
+
+    @staticmethod
+    def key(message_id: str) -> str:
+        return f"{PREFIX}msg:{message_id}"
+
+    def create(
+        self,
+        message_id: str,
+        message: dict[str, Any],
+        *,
+        session: str | None,
+        note: str = "queued",
+    ) -> bool:
+        """Create the record as `queued`; False when a record with this id exists."""
+        now = time.time()
+        fields = {
+            "id": message_id, "status": S.QUEUED, "session": session or "",
+            "to": message.get("to", ""), "type": message.get("type", "text"),
+            "priority": message.get("priority", "default"),
+            "message": json.dumps(message, separators=(",", ":")),
+            "attempts": 0, "failures": 0, "created": now, "updated": now,
+            "history": json.dumps([[now, S.QUEUED, note]]),
+        }
+        flat = [str(item) for pair in fields.items() for item in pair]
+        created = self._create(keys=[self.key(message_id)],
+                               args=[json.dumps(flat), self.retention])
+        return bool(created)
+
+    def get(self, message_id: str) -> MessageRecord | None:
+        data = self.redis.hgetall(self.key(message_id))
+        return MessageRecord.from_hash(data) if data else None
+
+    def get_many(self, message_ids: Iterable[str]) -> list[MessageRecord]:
+        pipe = self.redis.pipeline(transaction=False)
+        for message_id in message_ids:
+            pipe.hgetall(self.key(message_id))
+        return [MessageRecord.from_hash(data) for data in pipe.execute() if data]
+
+    def transition(
+        self,
+        message_id: str,
+        status: MessageStatus,
+        *,
+        note: str = "",
+        fields: dict[str, Any] | None = None,
+        count_attempt: bool = False,
+        failures: str = "",
+        lease_until: float | None = None,
+        allowed_from: Iterable[MessageStatus] | None = None,
+    ) -> Transition:
+        """Move a record to `status` if its current status allows it.
+
+        `failures` is "+1" to count a failed attempt, "0" to reset the count, "" to keep it.
+        """
+        allowed = ALLOWED_FROM[status] if allowed_from is None else frozenset(allowed_from)
+        values = {key: "" if value is None else str(value)
+                  for key, value in (fields or {}).items()}
+        outcome, previous = self._transition(
+            keys=[self.key(message_id)],
+            args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
+                  json.dumps(values), "1" if count_attempt else "0", failures,
+                  "" if lease_until is None else repr(lease_until), PREFIX, HISTORY_LIMIT],
+        )
+        if outcome == -1:
+            return Transition(applied=False, previous=S.SENDING, lease_until=float(previous))
+        return Transition(applied=outcome == 1,
+                          previous=MessageStatus(previous) if previous else None)
+
+    def find_by_bridge_id(self, session: str, bridge_message_id: str) -> str | None:
+        """Our message id for the id zapw gave a send on `session`."""
+        return self.redis.get(f"{PREFIX}bridge:{session}:{bridge_message_id}")
