@@ -56,6 +56,17 @@ worker_concurrency = _settings.worker_concurrency
 worker_send_task_events = False
 task_send_sent_event = False
 
+# The schedule and its lock live in Redis: a second beat started by mistake waits for the
+# lock instead of running every periodic task twice.
+beat_scheduler = "redbeat.RedBeatScheduler"
+redbeat_redis_url = _settings.redis_url
+redbeat_redis_options = {"socket_timeout": 5, "socket_connect_timeout": 5}
+redbeat_key_prefix = "zapa:beat:"
+redbeat_lock_key = "zapa:beat:lock"
+# A standby beat takes over this long after the lock holder died.
+redbeat_lock_timeout = 30
+beat_max_loop_interval = 5
+
 beat_schedule = {
     "reconcile-bridge": {
         "task": "zapa.reconcile",

@@ -237,3 +237,25 @@ def test_worker_killed_mid_burst_loses_nothing(start_worker, zapw):
     assert set(texts) == {f"m{i}" for i in range(200)}
     # Only sends in flight at the kill (at most the worker's concurrency) may repeat.
     assert len(texts) - 200 <= 4
+
+
+def test_rejected_api_key_is_retried_and_sent_once_fixed(start_worker, zapw):
+    zapw.add_session("s1")
+    zapw.fail_next(2, 401, body={"error": "Unauthorized", "message": "Invalid API key"})
+    start_worker()
+    result = send_message.delay(to=TO, text="hi", session="s1")
+    record = wait_status(result.id, MessageStatus.SENT)
+    assert record.attempts == 3
+    notes = [entry["note"] for entry in record.history if entry["status"] == "queued"]
+    assert len(notes) == 3 and all(n.startswith("retry in") for n in notes[1:])
+
+
+def test_unreachable_bridge_is_retried_then_dead_lettered(start_worker, zapw):
+    from zapa_bridge.embedded_redis import free_port
+
+    start_worker(ZAPW_URL=f"http://127.0.0.1:{free_port()}")
+    result = send_message.delay(to=TO, text="hi", session="s1")
+    record = wait_status(result.id, MessageStatus.FAILED)
+    assert record.attempts == 6
+    assert record.reason == ("gave up after 6 attempts: BridgeUnreachable: "
+                             "bridge unreachable: Connection refused")

@@ -50,11 +50,12 @@ class ZapwStub:
         with self.lock:
             self.sessions[session_id]["status"] = "connected" if connected else "disconnected"
 
-    def fail_next(self, count: int, status: int = 500,
-                  error: str = "Failed to send message") -> None:
+    def fail_next(self, count: int, status: int = 500, error: str = "Failed to send message",
+                  body: dict[str, Any] | None = None) -> None:
+        """Answer the next `count` sends with `status` and zapw's error envelope (or `body`)."""
         with self.lock:
             for _ in range(count):
-                self.failures.append((status, {"status": "error", "error": error}))
+                self.failures.append((status, body or {"status": "error", "error": error}))
 
     def sent_to(self, session: str | None = None) -> list[Send]:
         with self.lock:

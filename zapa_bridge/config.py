@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from zapa_bridge.errors import ConfigError
 
 DAY = 24 * 3600
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Settings(BaseSettings):
@@ -21,7 +22,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = Field(
         "development", alias="ZAPA_ENV"
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
     zapw_url: AnyHttpUrl = Field("http://127.0.0.1:3000", alias="ZAPW_URL")
     zapw_api_key: SecretStr | None = Field(None, alias="ZAPW_API_KEY")
     zapw_timeout: float = Field(15.0, gt=0, alias="ZAPW_TIMEOUT")
