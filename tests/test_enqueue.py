@@ -114,3 +114,12 @@ def test_unreachable_redis_raises_queue_unavailable():
     with pytest.raises(QueueUnavailable):
         outbox.enqueue(build_message(to="5511988887777", text="hi", session="s1"))
     assert published == []
+
+
+@pytest.mark.parametrize("option", ["countdown", "eta", "queue"])
+def test_scheduling_and_routing_options_are_refused(redis_db, option):
+    with pytest.raises(InvalidMessage) as caught:
+        send_message.apply_async(kwargs={"to": "5511988887777", "text": "hi"},
+                                 **{option: 5 if option == "countdown" else "x"})
+    assert caught.value.field == option
+    assert list(redis_db.scan_iter("zapa*")) == []

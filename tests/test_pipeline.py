@@ -259,3 +259,17 @@ def test_unreachable_bridge_is_retried_then_dead_lettered(start_worker, zapw):
     assert record.attempts == 6
     assert record.reason == ("gave up after 6 attempts: BridgeUnreachable: "
                              "bridge unreachable: Connection refused")
+
+
+def test_worker_logs_carry_no_message_text_and_no_full_number(start_worker, zapw):
+    zapw.add_session("s1")
+    zapw.fail_next(1, 500)
+    worker = start_worker()
+    ok = send_message.delay(to=TO, text="very private words", session="s1")
+    dead = send_message.delay(to="5511977776666", text="more private words", session="ghost")
+    wait_status(ok.id, MessageStatus.SENT)
+    wait_status(dead.id, MessageStatus.FAILED)
+    log = worker.log()
+    assert ok.id in log and dead.id in log
+    for secret in ("private words", TO, "5511977776666"):
+        assert secret not in log

@@ -28,6 +28,7 @@ from zapa_bridge.services import Services
 log = logging.getLogger("zapa.tasks")
 
 POSITIONAL_FIELDS = ("to", "text")
+ACCEPTED_OPTIONS = frozenset()
 
 
 @cache
@@ -51,6 +52,10 @@ class SendMessageTask(Task):
             return super().apply_async(args, kwargs, task_id=task_id, producer=producer,
                                        link=link, link_error=link_error, shadow=shadow,
                                        **options)
+        for option in sorted(set(options) - ACCEPTED_OPTIONS):
+            # A countdown or eta longer than the visibility timeout would be sent twice, and
+            # a queue would bypass priority routing: refuse rather than ignore them.
+            raise InvalidMessage(option, "not supported by send_message; use priority=")
         message = build_message(default_session=get_settings().default_session,
                                 **_fields(args, kwargs))
         message_id = outbox().enqueue(message, task_id)

@@ -57,7 +57,6 @@ def stack(bind: str, redis_mode: str) -> None:
         embedded = EmbeddedRedis().start()
         env["REDIS_URL"] = embedded.url
     redis_url = env.get("REDIS_URL", DEFAULT_REDIS_URL)
-    host = bind.rsplit(":", 1)[0]
     click.echo(f"""zapa-bridge local stack
   redis   {redis_url}{'  (embedded, discarded on exit)' if embedded else ''}
   web     http://{bind}  (GET /healthz, /readyz)
@@ -65,9 +64,11 @@ def stack(bind: str, redis_mode: str) -> None:
   beat    bridge reconciliation every {env.get('ZAPA_RECONCILE_INTERVAL', '30')} s
   bridge  {env.get('ZAPW_URL', 'http://127.0.0.1:3000')} (zapw)
 
-Send a message:  REDIS_URL={redis_url} zapa-bridge send --to 5511988887777 --text hello --session default
-Its status:      REDIS_URL={redis_url} zapa-bridge status <id>
-Probe:           curl http://{host}:{bind.rsplit(':', 1)[1]}/readyz
+In another shell (with .venv/bin on PATH):
+  export REDIS_URL={redis_url}
+  zapa-bridge send --to 5511988887777 --text hello --session default
+  zapa-bridge status <id>
+  curl http://{bind}/readyz
 Ctrl-C stops everything.
 """)
     honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"

@@ -78,6 +78,11 @@ class EmbeddedRedis:
             raise OSError(f"redis-server exited with {self.process.returncode}")
         if not answers(self.url):
             raise RuntimeError(f"redis-server on port {self.port} not answering yet")
+        # Another server may hold the port before ours binds (and ours then exits): only
+        # our own child counts as ready.
+        owner = redis.Redis.from_url(self.url, socket_timeout=0.5).info("server")["process_id"]
+        if self.process is not None and owner != self.process.pid:
+            raise RuntimeError(f"port {self.port} answered by another redis-server")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -1,0 +1,142 @@
+"""The `zapa-bridge` command against the suite's real Redis, a real worker and the zapw stub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tests.helpers import wait_until
+from workers.queues import Queue
+from workers.tasks import send_message, services
+from zapa_bridge.cli import main
+from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.status_store import MessageStatus
+
+TO = "5511988887777"
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args: str, **env: str):
+        return runner.invoke(main, list(args), env=env or None, catch_exceptions=False)
+
+    return invoke
+
+
+def record_of(message_id: str):
+    return services().store.get(message_id)
+
+
+def wait_status(message_id: str, status: MessageStatus, timeout: float = 20.0):
+    return wait_until(lambda: (r := record_of(message_id)) is not None and r.status == status
+                      and r, timeout=timeout, what=f"{message_id} {status}")
+
+
+@pytest.fixture
+def dead_letter(start_worker, zapw) -> str:
+    """A real dead letter: sent through a session the bridge does not have (404)."""
+    start_worker()
+    message_id = send_message.delay(to=TO, text="hi", session="ghost").id
+    wait_status(message_id, MessageStatus.FAILED)
+    return message_id
+
+
+def test_send_prints_the_id_of_a_message_recorded_as_queued(cli, redis_db):
+    result = cli("send", "--to", TO, "--text", "hi", "--session", "s1")
+    assert result.exit_code == 0, result.output
+    message_id = result.output.strip()
+    record = record_of(message_id)
+    assert record is not None
+    assert (record.status, record.to, record.session) == (MessageStatus.QUEUED, TO, "s1")
+    assert record.message == {"to": TO, "type": "text", "text": "hi", "session": "s1",
+                              "priority": "default"}
+    assert redis_db.llen(Queue.SEND_DEFAULT) == 1
+
+
+def test_send_with_a_bad_number_fails_naming_the_field_and_queues_nothing(cli, redis_db):
+    result = cli("send", "--to", "55-11-9888", "--text", "hi", "--session", "s1")
+    assert result.exit_code != 0
+    assert "Error: to: must be digits only" in result.output
+    assert list(redis_db.scan_iter("zapa:msg:*")) == []
+    assert [redis_db.llen(queue) for queue in Queue] == [0, 0, 0, 0]
+
+
+def test_status_prints_the_record_with_its_status_and_history_as_json(cli, redis_db):
+    message_id = cli("send", "--to", TO, "--text", "hi", "--session", "s1").output.strip()
+    result = cli("status", message_id)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert (shown["id"], shown["status"], shown["to"]) == (message_id, "queued", TO)
+    assert [(entry["status"], entry["note"]) for entry in shown["history"]] == [
+        ("queued", "queued")]
+
+
+def test_status_of_an_unknown_message_exits_non_zero(cli, redis_db):
+    result = cli("status", "unknown")
+    assert result.exit_code == 1
+    assert "Error: no message unknown" in result.output
+
+
+def test_dead_letters_list_shows_the_failed_message_with_its_reason(cli, dead_letter):
+    result = cli("dead-letters", "list")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)
+    assert [(item["id"], item["status"]) for item in listed] == [(dead_letter, "failed")]
+    assert listed[0]["reason"] == "SessionNotFound: Session ghost not found"
+
+
+def test_dead_letters_replay_queues_it_again_and_a_worker_sends_it(cli, dead_letter, zapw):
+    zapw.add_session("ghost")
+    result = cli("dead-letters", "replay", dead_letter)
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == [dead_letter, "queued"]
+    record = wait_status(dead_letter, MessageStatus.SENT)
+    assert [send.body["to"] for send in zapw.sent_to("ghost")] == [TO]
+    assert record.bridge_message_id == zapw.sent_to("ghost")[0].message_id
+    assert json.loads(cli("dead-letters", "list").output) == []
+
+
+def test_dead_letters_replay_of_a_message_that_is_not_dead_exits_non_zero(cli, redis_db):
+    message_id = cli("send", "--to", TO, "--text", "hi", "--session", "s1").output.strip()
+    result = cli("dead-letters", "replay", message_id)
+    assert result.exit_code == 1
+    assert "is not a dead letter" in result.output
+    assert record_of(message_id).status == MessageStatus.QUEUED
+
+
+def test_dead_letters_purge_deletes_the_dead_letter_and_its_record(cli, dead_letter):
+    result = cli("dead-letters", "purge")
+    assert (result.exit_code, result.output) == (0, "purged 1\n")
+    assert record_of(dead_letter) is None
+    assert json.loads(cli("dead-letters", "list").output) == []
+
+
+def test_check_exits_1_when_the_bridge_is_unreachable(cli, redis_db):
+    result = cli("check", ZAPW_URL=f"http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 1
+    assert "configuration: ok" in result.output
+    assert ": ok" in result.output.splitlines()[1]  # redis line
+    assert "NOT REACHABLE" in result.output.splitlines()[2]
+
+
+def test_check_exits_0_when_redis_and_the_bridge_answer(cli, redis_db, zapw):
+    result = cli("check", ZAPW_URL=zapw.url)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2] == f"bridge {zapw.url}: ok, up 12 s"
+
+
+def test_check_exits_1_when_redis_is_unreachable(cli, zapw):
+    result = cli("check", ZAPW_URL=zapw.url, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert result.exit_code == 1
+    assert "NOT REACHABLE" in result.output.splitlines()[1]
+
+
+def test_a_bad_setting_makes_every_command_fail_naming_the_variable(cli, redis_db):
+    result = cli("check", ZAPW_URL="not a url")
+    assert result.exit_code == 1
+    assert "ZAPW_URL" in result.output
+    assert "configuration: ok" not in result.output

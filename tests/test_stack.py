@@ -1,0 +1,145 @@
+"""`zapa-bridge stack`, the README's first command, run as a user runs it: a subprocess with
+no REDIS_URL, talked to over HTTP and through the CLI, then stopped with a signal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import wait_until
+from zapa_bridge.embedded_redis import answers, free_port
+
+CLI = str(Path(sys.executable).parent / "zapa-bridge")
+TO = "5511988887777"
+
+
+def processes_mentioning(cmdline_needles: tuple[str, ...], environ_needle: str) -> list[int]:
+    """Pids whose command line holds one of the needles, or whose environment the marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if any(needle in cmdline for needle in cmdline_needles) or environ_needle in environ:
+            found.append(int(entry.name))
+    return found
+
+
+class Stack:
+    """One `zapa-bridge stack --redis embedded` process and what it printed."""
+
+    def __init__(self, tmp_path: Path, zapw_url: str) -> None:
+        self.port = free_port()
+        self.bind = f"127.0.0.1:{self.port}"
+        self.log_path = tmp_path / "stack.log"
+        # Inherited by every process the stack starts, so the test can find each of them.
+        self.marker = f"ZAPA_TEST_STACK={uuid.uuid4().hex}"
+        env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+        env.update(ZAPW_URL=zapw_url, ZAPA_RECONCILE_INTERVAL="1",
+                   ZAPA_TEST_STACK=self.marker.split("=", 1)[1])
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [CLI, "stack", "--redis", "embedded", "--bind", self.bind],
+                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.redis_url = wait_until(self._banner_redis_url, timeout=30, what="stack banner")
+        self.redis_port = int(self.redis_url.rsplit(":", 1)[1].split("/", 1)[0])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _alive(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"stack exited with {self.process.returncode}:\n"
+                                 f"{self.log()[-3000:]}")
+
+    def _banner_redis_url(self) -> str | None:
+        self._alive()
+        for line in self.log().splitlines():
+            if line.startswith("  redis"):
+                return line.split()[1]
+        return None
+
+    def ready(self) -> bool:
+        self._alive()
+        try:
+            with requests.get(f"http://{self.bind}/readyz", timeout=0.5) as response:
+                return response.status_code == 200
+        except requests.RequestException:
+            return False
+
+    def leftovers(self) -> list[int]:
+        return processes_mentioning((self.bind, f"127.0.0.1:{self.redis_port}"), self.marker)
+
+    def kill_everything(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        # honcho and its processes run in sessions of their own: find them by the marker.
+        for pid in processes_mentioning((), self.marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def stack(tmp_path, zapw) -> Iterator[Stack]:
+    started = Stack(tmp_path, zapw.url)
+    try:
+        wait_until(started.ready, timeout=45, interval=0.2, what="GET /readyz 200")
+        yield started
+    finally:
+        started.kill_everything()
+
+
+def assert_nothing_left(stack: Stack) -> None:
+    stack.process.wait(timeout=30)
+    assert stack.process.returncode == 0, stack.log()[-3000:]
+    assert stack.log().rstrip().endswith("zapa-bridge local stack stopped")
+    assert stack.leftovers() == []
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", stack.port), timeout=1).close()
+    assert not answers(stack.redis_url)
+
+
+def test_stack_sends_a_cli_message_runs_beat_and_ctrl_c_leaves_no_process(stack, zapw):
+    zapw.add_session("s1")
+    cli_env = {**os.environ, "REDIS_URL": stack.redis_url}
+    sent = subprocess.run([CLI, "send", "--to", TO, "--text", "hello", "--session", "s1"],
+                          env=cli_env, capture_output=True, text=True, timeout=30)
+    assert sent.returncode == 0, sent.stderr
+    message_id = sent.stdout.strip()
+
+    wait_until(lambda: zapw.sent_to("s1"), timeout=30, what="the stack's worker to send")
+    assert [send.body for send in zapw.sent_to("s1")] == [
+        {"to": TO, "type": "text", "text": "hello"}]
+    status = subprocess.run([CLI, "status", message_id], env=cli_env, capture_output=True,
+                            text=True, timeout=30)
+    assert '"status": "sent"' in status.stdout, status.stdout + status.stderr
+    # beat schedules the reconciliation every second and the worker runs it against zapw
+    wait_until(lambda: "zapa.reconcile" in stack.log() and "'bridge_reachable': True"
+               in stack.log(), timeout=30, what="a reconcile run by beat and the worker")
+
+    os.killpg(stack.process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    assert_nothing_left(stack)
+
+
+def test_sigterm_to_the_stack_process_alone_stops_web_worker_beat_and_redis(stack):
+    assert len(stack.leftovers()) >= 8  # stack, redis, honcho, gunicorn x3, worker, beat
+    stack.process.send_signal(signal.SIGTERM)  # as `kill <pid>` or a supervisor would
+    assert_nothing_left(stack)
