@@ -204,6 +204,18 @@ def test_send_with_connection_refused_raises_unreachable_not_sent(bridge, client
     assert "Connection refused" in error.message
 
 
+def test_send_with_connection_dropped_after_sending_may_have_sent(bridge, client):
+    dropped = requests.ConnectionError(
+        "('Connection aborted.', RemoteDisconnected('Remote end closed connection "
+        "without response'))")
+
+    error = send_error(bridge, client, body=dropped)
+
+    assert type(error) is BridgeUnreachable
+    assert error.retryable is True
+    assert error.maybe_sent is True
+
+
 def test_send_with_read_timeout_raises_timeout_that_may_have_sent(bridge, client):
     error = send_error(bridge, client, body=requests.ReadTimeout("read timed out"))
 

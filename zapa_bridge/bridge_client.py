@@ -33,6 +33,7 @@ from zapa_bridge.messages import OutboundMessage
 CREATE_SESSION_TIMEOUT = 35.0
 GET_SESSION_TIMEOUT = 20.0
 NOT_CONNECTED_TEXT = "session not connected"
+DROPPED_AFTER_SENDING = frozenset({"Connection reset", "Remote end closed connection"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +180,10 @@ class BridgeClient:
             raise BridgeTimeout(f"bridge did not answer {method} in time",
                                 session_id=session_id) from None
         except requests.ConnectionError as exc:
-            raise BridgeUnreachable(f"bridge unreachable: {_reason(exc)}",
-                                    session_id=session_id) from None
+            reason = _reason(exc)
+            # A connection dropped after the request went out may have been acted on.
+            raise BridgeUnreachable(f"bridge unreachable: {reason}", session_id=session_id,
+                                    maybe_sent=reason in DROPPED_AFTER_SENDING) from None
         except requests.RequestException as exc:
             raise BridgeUnreachable(f"bridge request failed: {type(exc).__name__}",
                                     session_id=session_id) from None

@@ -90,8 +90,10 @@ class Deliverer:
         )
         if claim.busy:
             # Another worker holds this message (a duplicate delivery); look again later.
-            return Outcome(str(MessageStatus.SENDING), record.attempts,
-                           retry_in=max(0.5, (claim.lease_until or now) - now))
+            # The wait stays within the backoff cap, which the settings keep below the
+            # visibility timeout.
+            wait = min(self.policy.cap, max(0.5, (claim.lease_until or now) - now))
+            return Outcome(str(MessageStatus.SENDING), record.attempts, retry_in=wait)
         if not claim.applied:
             return Outcome(str(claim.previous), record.attempts)
         attempts = record.attempts + 1

@@ -72,10 +72,13 @@ class BridgeError(ZapaError):
         *,
         status_code: int | None = None,
         session_id: str | None = None,
+        maybe_sent: bool | None = None,
     ) -> None:
         self.message = message
         self.status_code = status_code
         self.session_id = session_id
+        if maybe_sent is not None:
+            self.maybe_sent = maybe_sent
         super().__init__(message)
 
     def __repr__(self) -> str:

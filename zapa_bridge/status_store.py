@@ -153,7 +153,8 @@ class MessageRecord:
         return {
             "id": self.id, "status": str(self.status), "session": self.session,
             "to": self.to, "type": self.type, "priority": self.priority,
-            "attempts": self.attempts, "bridge_message_id": self.bridge_message_id,
+            "attempts": self.attempts, "failures": self.failures,
+            "bridge_message_id": self.bridge_message_id,
             "reason": self.reason, "created": self.created, "updated": self.updated,
             "history": self.history,
         }
