@@ -5,7 +5,7 @@ what it is)."""
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from workers.queues import CONSUME_ORDER
+from workers.queues import BUILTIN_INBOUND_TASKS, CONSUME_ORDER
 from zapa_bridge.config import get_settings
 
 _settings = get_settings()
@@ -26,18 +26,23 @@ broker_transport_options = {
     "unacked_mutex_expire": min(300, _settings.visibility_timeout),
     # Acks of a threaded worker share this pool; too small a pool fails acks (duplicates).
     "max_connections": _settings.worker_concurrency + 10,
-    "socket_timeout": 5,
-    "socket_connect_timeout": 5,
+    # Fail fast on a dead connection: the webhook route must answer zapw within seconds.
+    "socket_timeout": 2,
+    "socket_connect_timeout": 2,
 }
 visibility_timeout = _settings.visibility_timeout
 
+_consumed = list(CONSUME_ORDER)
+if _settings.inbound_task in BUILTIN_INBOUND_TASKS:
+    _consumed.append(_settings.inbound_queue)
 task_queues = [KombuQueue(name, Exchange(name, type="direct"), routing_key=name)
-               for name in CONSUME_ORDER]
+               for name in _consumed]
 task_default_queue = "zapa.send.default"
 # send_message picks its queue per call, by priority; upkeep tasks have their own queue.
 task_routes = {
     "zapa.release_held": {"queue": "zapa.maintenance"},
     "zapa.reconcile": {"queue": "zapa.maintenance"},
+    "zapa.handle_event": {"queue": "zapa.events"},
 }
 task_create_missing_queues = False
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -31,6 +32,8 @@ TEST_ENV = {
     "ZAPA_UNACKED_RESTORE_INTERVAL": "1",
     "ZAPA_WORKER_CONCURRENCY": "4",
     "ZAPA_LOG_LEVEL": "INFO",
+    "ZAPA_WEBHOOK_TOKEN": "test-webhook-token",
+    "ZAPA_INBOUND_TASK": "zapa.echo",
 }
 
 _redis: EmbeddedRedis | None = None
@@ -44,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
         url = _redis.url
     os.environ["REDIS_URL"] = url
     os.environ.update(TEST_ENV)
+    os.environ["ZAPA_SPOOL_PATH"] = str(Path(tempfile.mkdtemp(prefix="zapa-spool-")) / "spool.db")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -62,7 +62,7 @@ def test_send_with_a_bad_number_fails_naming_the_field_and_queues_nothing(cli, r
     assert result.exit_code != 0
     assert "Error: to: must be digits only" in result.output
     assert list(redis_db.scan_iter("zapa:msg:*")) == []
-    assert [redis_db.llen(queue) for queue in Queue] == [0, 0, 0, 0]
+    assert [redis_db.llen(queue) for queue in Queue] == [0] * len(Queue)
 
 
 def test_status_prints_the_record_with_its_status_and_history_as_json(cli, redis_db):

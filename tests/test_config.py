@@ -42,7 +42,7 @@ def test_defaults_when_the_environment_is_empty(env):
     assert settings.default_session is None
     assert settings.status_retention == 7 * DAY
     assert settings.hold_validity == DAY
-    assert settings.environment == "development"
+    assert settings.environment == "production"
 
 
 def test_default_timeouts_and_retries_are_consistent(env):
@@ -61,7 +61,7 @@ def test_environment_overrides_defaults(env):
     env.setenv("ZAPA_STATUS_RETENTION", "3600")
     env.setenv("ZAPA_HOLD_VALIDITY", "600")
     env.setenv("ZAPA_DEFAULT_SESSION", "main")
-    env.setenv("ZAPA_ENV", "production")
+    env.setenv("ZAPA_ENV", "development")
 
     settings = load_settings()
 
@@ -72,7 +72,7 @@ def test_environment_overrides_defaults(env):
     assert settings.status_retention == 3600
     assert settings.hold_validity == 600
     assert settings.default_session == "main"
-    assert settings.environment == "production"
+    assert settings.environment == "development"
 
 
 def test_rediss_and_unix_redis_urls_are_accepted(env):

@@ -8,26 +8,37 @@ from __future__ import annotations
 
 import logging
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from celery import Task
 from celery.exceptions import Reject, Retry
 from celery.result import AsyncResult
+from kombu import Exchange
+from kombu import Queue as KombuQueue
 from kombu.exceptions import OperationalError
 
 from workers.celery_app import app
 from workers.queues import SEND_QUEUE_BY_PRIORITY
 from zapa_bridge.config import get_settings
-from zapa_bridge.errors import InvalidMessage, QueueUnavailable
+from zapa_bridge.echo import echo_reply
+from zapa_bridge.errors import InvalidEvent, InvalidMessage, QueueUnavailable
+from zapa_bridge.event_handlers import EventHandler
+from zapa_bridge.inbound import InboundMessage
+from zapa_bridge.intake import Intake
 from zapa_bridge.messages import OutboundMessage, build_message
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.reconcile import reconcile as reconcile_bridge
+from zapa_bridge.redaction import mask_phone
 from zapa_bridge.services import Services
+from zapa_bridge.webhook_events import WebhookEvent, parse_event
 
 log = logging.getLogger("zapa.tasks")
 
 POSITIONAL_FIELDS = ("to", "text")
+# A status webhook can arrive before the worker recorded `sent`: look again this often.
+UNKNOWN_MESSAGE_RETRIES = 5
+UNKNOWN_MESSAGE_DELAY = 1.0
 ACCEPTED_OPTIONS = frozenset()
 
 
@@ -39,6 +50,42 @@ def services() -> Services:
 
 def outbox() -> Outbox:
     return services().outbox(send_message.publish)
+
+
+def intake() -> Intake:
+    return services().intake(publish_event)
+
+
+def event_handler() -> EventHandler:
+    return services().event_handler(send_message.publish, route_inbound)
+
+
+def publish_event(event: WebhookEvent) -> None:
+    """Queue one webhook event for `handle_event`; fail fast so the webhook can spool it."""
+    try:
+        handle_event.apply_async(
+            kwargs={"event": event.envelope}, retry=False, argsrepr="()",
+            kwargsrepr=repr({"event": event.event_type, "session": event.session}),
+        )
+    except (OperationalError, redis.RedisError) as exc:
+        raise QueueUnavailable(f"broker unreachable: {type(exc).__name__}") from None
+
+
+def route_inbound(message: InboundMessage) -> str | None:
+    """Hand an inbound message to the AI processing: ZAPA_INBOUND_TASK, by name, on
+    ZAPA_INBOUND_QUEUE. Returns the task name, or None when none is configured."""
+    settings = get_settings()
+    if not settings.inbound_task:
+        log.warning("inbound %s not routed: ZAPA_INBOUND_TASK is not set", message.id)
+        return None
+    queue = settings.inbound_queue
+    app.send_task(
+        settings.inbound_task, kwargs={"message": message.as_dict()},
+        queue=KombuQueue(queue, Exchange(queue, type="direct"), routing_key=queue),
+        argsrepr="()", kwargsrepr=repr({"message": message.id,
+                                        "from": mask_phone(message.sender)}),
+    )
+    return settings.inbound_task
 
 
 class SendMessageTask(Task):
@@ -102,12 +149,17 @@ def send_message(self: SendMessageTask, to: str | None = None, text: str | None 
         raise Reject(exc, requeue=True) from None
     if outcome.retry_in is None:
         return outcome.summary()
+    retry_later(self, outcome.retry_in)
+
+
+def retry_later(task: Task, countdown: float) -> NoReturn:
+    """Celery's retry (a new message, same id); if it cannot be published, requeue this
+    delivery instead of acknowledging it."""
     try:
-        raise self.retry(countdown=outcome.retry_in, max_retries=None)
+        raise task.retry(countdown=countdown, max_retries=None)
     except Retry:
         raise
     except Exception as exc:
-        # The retry could not be published: requeue this delivery instead of acking it.
         raise Reject(exc, requeue=True) from None
 
 
@@ -124,3 +176,35 @@ def reconcile() -> dict[str, object]:
     report = reconcile_bridge(core.bridge, core.sessions, outbox(),
                               hold_validity=core.settings.hold_validity)
     return report.as_dict()
+
+
+@app.task(bind=True, name="zapa.handle_event", acks_late=True, reject_on_worker_lost=True,
+          max_retries=None, ignore_result=True)
+def handle_event(self: Task, event: dict[str, Any]) -> str:
+    """Act on one zapw webhook event (see zapa_bridge.event_handlers)."""
+    try:
+        parsed = parse_event(event)
+    except InvalidEvent as exc:
+        log.error("event %s dropped: %s", self.request.id, exc)
+        return "invalid"
+    try:
+        handled = event_handler().handle(parsed)
+    except (redis.RedisError, OperationalError, QueueUnavailable) as exc:
+        log.warning("event %s requeued: %s", self.request.id, type(exc).__name__)
+        raise Reject(exc, requeue=True) from None
+    if handled.retry and self.request.retries < UNKNOWN_MESSAGE_RETRIES:
+        retry_later(self, UNKNOWN_MESSAGE_DELAY)
+    return handled.outcome
+
+
+@app.task(name="zapa.echo", ignore_result=True)
+def echo(message: dict[str, Any]) -> str | None:
+    """Built-in inbound handler for the local stack: reply with the message's own text."""
+    reply = echo_reply(message)
+    if reply is None:
+        return None
+    try:
+        return send_message.delay(**reply).id
+    except InvalidMessage as exc:
+        log.warning("echo to inbound %s not sent: %s", message.get("id"), exc)
+        return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import click
 from zapa_bridge.config import DEFAULT_REDIS_URL, Settings, load_settings
 from zapa_bridge.embedded_redis import EmbeddedRedis, answers
 from zapa_bridge.errors import ConfigError, ZapaError
+from zapa_bridge.web.webhooks import WEBHOOK_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +50,9 @@ def stack(bind: str, redis_mode: str) -> None:
     _settings()
     env = dict(os.environ)
     env.setdefault("ZAPA_DEFAULT_SESSION", "default")
+    env.setdefault("ZAPA_ENV", "development")
+    env.setdefault("ZAPA_INBOUND_TASK", "zapa.echo")
+    env.setdefault("ZAPA_WEBHOOK_TOKEN", secrets.token_urlsafe(24))
     env["ZAPA_WEB_BIND"] = bind
     # The Procfile's commands (gunicorn, celery) live beside this interpreter.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -57,12 +62,18 @@ def stack(bind: str, redis_mode: str) -> None:
         embedded = EmbeddedRedis().start()
         env["REDIS_URL"] = embedded.url
     redis_url = env.get("REDIS_URL", DEFAULT_REDIS_URL)
+    inbound_queue = env.get("ZAPA_INBOUND_QUEUE", "zapa.inbound")
     click.echo(f"""zapa-bridge local stack
   redis   {redis_url}{'  (embedded, discarded on exit)' if embedded else ''}
-  web     http://{bind}  (GET /healthz, /readyz)
+  web     http://{bind}  (GET /healthz, /readyz; POST {WEBHOOK_PATH})
   worker  celery, queues: zapa.maintenance, zapa.send.high/default/low
   beat    bridge reconciliation every {env.get('ZAPA_RECONCILE_INTERVAL', '30')} s
   bridge  {env.get('ZAPW_URL', 'http://127.0.0.1:3000')} (zapw)
+  inbound {env['ZAPA_INBOUND_TASK']} on queue {inbound_queue}
+
+zapw's environment, to post its events here:
+  WEBHOOK_URL=http://{bind}{WEBHOOK_PATH}?token={env['ZAPA_WEBHOOK_TOKEN']}
+  ENABLE_WEBHOOK=true
 
 In another shell (with .venv/bin on PATH):
   export REDIS_URL={redis_url}
@@ -73,7 +84,7 @@ Ctrl-C stops everything.
 """)
     honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
     process = subprocess.Popen([honcho, "start", "-f", str(ROOT / "Procfile"), "-d", str(ROOT)],
-                               env=env, start_new_session=True)
+                               env=env, cwd=ROOT, start_new_session=True)
 
     def forward(signum: int, _frame: object) -> None:
         if process.poll() is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from functools import lru_cache
 from typing import Literal
 
@@ -20,7 +21,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
     environment: Literal["development", "production", "test"] = Field(
-        "development", alias="ZAPA_ENV"
+        "production", alias="ZAPA_ENV"
     )
     redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
     zapw_url: AnyHttpUrl = Field("http://127.0.0.1:3000", alias="ZAPW_URL")
@@ -40,6 +41,16 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(30.0, gt=0, alias="ZAPA_RECONCILE_INTERVAL")
     session_cache_ttl: int = Field(60, ge=1, alias="ZAPA_SESSION_CACHE_TTL")
 
+    webhook_token: SecretStr | None = Field(None, alias="ZAPA_WEBHOOK_TOKEN")
+    webhook_secret: SecretStr | None = Field(None, alias="ZAPA_WEBHOOK_SECRET")
+    webhook_max_bytes: int = Field(256 * 1024, ge=1024, alias="ZAPA_WEBHOOK_MAX_BYTES")
+    dedupe_ttl: int = Field(3600, ge=60, alias="ZAPA_DEDUPE_TTL")
+    spool_path: str = Field(".zapa/webhook-spool.sqlite3", alias="ZAPA_SPOOL_PATH")
+    spool_drain_interval: float = Field(1.0, ge=0, alias="ZAPA_SPOOL_DRAIN_INTERVAL")
+    inbound_task: str | None = Field(None, alias="ZAPA_INBOUND_TASK")
+    inbound_queue: str = Field("zapa.inbound", min_length=1, alias="ZAPA_INBOUND_QUEUE")
+    public_url: str = Field("http://127.0.0.1:8000", alias="ZAPA_PUBLIC_URL")
+
     worker_concurrency: int = Field(8, ge=1, le=512, alias="ZAPA_WORKER_CONCURRENCY")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="ZAPA_LOG_LEVEL")
 
@@ -50,10 +61,24 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("default_session", "zapw_api_key", mode="before")
+    @field_validator("default_session", "zapw_api_key", "webhook_token", "webhook_secret",
+                     "inbound_task", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value().removeprefix("whsec_")
+            try:
+                key = base64.b64decode(raw + "==", validate=False)
+            except ValueError:
+                key = b""
+            if not key:
+                raise ValueError("must be a Standard Webhooks secret: whsec_<base64 key>")
+        return value
 
     @model_validator(mode="after")
     def _countdowns_fit_visibility(self) -> Settings:
@@ -64,6 +89,12 @@ class Settings(BaseSettings):
                 "ZAPA_RETRY_BACKOFF_MAX + ZAPW_TIMEOUT must stay below ZAPA_VISIBILITY_TIMEOUT"
             )
         return self
+
+    def require_webhook_auth(self) -> None:
+        """Refuse to serve webhooks unauthenticated anywhere but in development."""
+        if self.environment != "development" and not (self.webhook_token or self.webhook_secret):
+            raise ConfigError({"ZAPA_WEBHOOK_TOKEN": "ZAPA_WEBHOOK_TOKEN or ZAPA_WEBHOOK_SECRET "
+                               f"must be set when ZAPA_ENV is {self.environment}"})
 
     @property
     def zapw_base_url(self) -> str:

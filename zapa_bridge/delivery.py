@@ -26,6 +26,7 @@ from zapa_bridge.sessions import SessionRegistry
 from zapa_bridge.status_store import FINAL_STATUSES, MessageStatus, StatusStore
 
 log = logging.getLogger("zapa.delivery")
+S = MessageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,12 @@ class Deliverer:
         except BridgeError as exc:
             return self._retry_or_dead(message_id, record.failures, record.attempts, exc)
 
+        state = self.sessions.get(session)
+        # A record left `sending` by a crash goes through the claim below, which honours
+        # the lease of a worker that may still be sending it.
+        if state is not None and not state.connected and record.status is not S.SENDING:
+            return self._hold_offline(message_id, session, record.attempts)
+
         now = time.time()
         claim = self.store.transition(
             message_id, MessageStatus.SENDING, count_attempt=True,
@@ -116,6 +123,24 @@ class Deliverer:
         log.info("message %s sent via %s to %s (attempt %d)", message_id, session,
                  mask_phone(message.to), attempts)
         return Outcome(str(MessageStatus.SENT), attempts)
+
+    def _hold_offline(self, message_id: str, session: str, attempts: int) -> Outcome:
+        """Hold without calling the bridge: the registry says the session is offline."""
+        held = self.store.transition(
+            message_id, MessageStatus.HELD, note="session offline",
+            fields={"session": session, "reason": f"session {session} not connected"},
+            allowed_from={MessageStatus.QUEUED, MessageStatus.HELD},
+        )
+        if not held.applied:
+            return Outcome(str(held.previous), attempts)
+        state = self.sessions.get(session)
+        if state is not None and state.connected:
+            # It connected while we held: its release may have run before our hold.
+            self.store.transition(message_id, MessageStatus.QUEUED, note="session back",
+                                  allowed_from={MessageStatus.HELD})
+            return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=0.0)
+        log.info("message %s held: session %s offline", message_id, session)
+        return Outcome(str(MessageStatus.HELD), attempts)
 
     def _session_for(self, message: OutboundMessage) -> str:
         if message.session:

@@ -3,6 +3,8 @@
     ZapaError
     ├── ConfigError                 a setting is missing or malformed (names the variable)
     ├── InvalidMessage (ValueError) a send request is malformed (names the field)
+    ├── InvalidEvent (ValueError)   a webhook body lacks zapw's envelope (names the field)
+    ├── IntakeUnavailable           a webhook could be stored neither in Redis nor the spool
     ├── SessionResolutionError      no session could be chosen for a send
     ├── QueueUnavailable            Redis could not take the message: nothing was queued
     ├── NotADeadLetter              a replay named a message that is not a dead letter
@@ -44,6 +46,19 @@ class InvalidMessage(ZapaError, ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
+
+
+class InvalidEvent(ZapaError, ValueError):
+    """A webhook body is not a zapw event envelope."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class IntakeUnavailable(ZapaError):
+    """A webhook event could be stored neither in Redis nor in the local spool."""
 
 
 class SessionResolutionError(ZapaError):

@@ -11,11 +11,15 @@ from zapa_bridge.bridge_client import BridgeClient
 from zapa_bridge.config import Settings
 from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.delivery import Deliverer
+from zapa_bridge.event_handlers import EventHandler, RouteInbound
 from zapa_bridge.holds import HeldMessages
+from zapa_bridge.inbound import InboundLog
+from zapa_bridge.intake import Intake, PublishEvent
 from zapa_bridge.outbox import Outbox, Publish
 from zapa_bridge.redis_conn import redis_client
 from zapa_bridge.retry_policy import RetryPolicy
 from zapa_bridge.sessions import SessionRegistry
+from zapa_bridge.spool import Spool
 from zapa_bridge.status_store import StatusStore
 
 # Extra time a send claim lasts beyond the bridge call's own timeouts.
@@ -56,5 +60,19 @@ class Services:
         return Deliverer(self.store, self.bridge, self.sessions,
                          RetryPolicy.from_settings(self.settings), lease_seconds=lease)
 
+    @cached_property
+    def inbound(self) -> InboundLog:
+        return InboundLog(self.redis, retention=self.settings.status_retention)
+
+    @cached_property
+    def spool(self) -> Spool:
+        return Spool(self.settings.spool_path)
+
     def outbox(self, publish: Publish) -> Outbox:
         return Outbox(self.store, publish)
+
+    def intake(self, publish: PublishEvent) -> Intake:
+        return Intake(self.redis, publish, self.spool, dedupe_ttl=self.settings.dedupe_ttl)
+
+    def event_handler(self, publish: Publish, route: RouteInbound) -> EventHandler:
+        return EventHandler(self.store, self.sessions, self.inbound, self.outbox(publish), route)

@@ -44,7 +44,8 @@ ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.SENT: frozenset({S.SENDING}),
     S.DELIVERED: frozenset({S.SENDING, S.SENT}),
     S.READ: frozenset({S.SENDING, S.SENT, S.DELIVERED}),
-    S.FAILED: frozenset({S.QUEUED, S.SENDING, S.HELD}),
+    # From SENT only on the bridge's own `message.failed` event.
+    S.FAILED: frozenset({S.QUEUED, S.SENDING, S.HELD, S.SENT}),
     S.EXPIRED: frozenset({S.QUEUED, S.HELD}),
 }
 

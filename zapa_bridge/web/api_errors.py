@@ -13,11 +13,19 @@ from zapa_bridge.errors import ZapaError
 class ApiError(ZapaError):
     """An error answered to an HTTP client with its status and a machine-readable code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 field: str | None = None) -> None:
         self.status = status
         self.code = code
         self.message = message
+        self.field = field
         super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            error["field"] = self.field
+        return {"error": error}
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -26,7 +34,7 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def _api_error(error: ApiError) -> Any:
-    return jsonify({"error": {"code": error.code, "message": error.message}}), error.status
+    return jsonify(error.body()), error.status
 
 
 def _http_error(error: HTTPException) -> Any:

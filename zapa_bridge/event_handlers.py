@@ -1,0 +1,140 @@
+"""What each zapw event does. Called by the `handle_event` task, one event at a time.
+
+- `message.received`: normalised, recorded, handed to the AI processing (`route`).
+- `message.sent/delivered/read/failed`: moves the outbound message zapw's id names, only
+  forward.
+- `session.connected/disconnected`, `connection.status`: the session registry; a session
+  that connects has its held messages released.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from zapa_bridge.inbound import InboundLog, InboundMessage, normalize
+from zapa_bridge.outbox import Outbox
+from zapa_bridge.redaction import mask_phone
+from zapa_bridge.sessions import SessionRegistry
+from zapa_bridge.status_store import MessageStatus, StatusStore
+from zapa_bridge.webhook_events import (
+    MESSAGE_RECEIVED,
+    SESSION_EVENTS,
+    STATUS_EVENTS,
+    WebhookEvent,
+)
+
+log = logging.getLogger("zapa.events")
+
+RouteInbound = Callable[[InboundMessage], str | None]
+"""Hands an inbound message to the AI processing; returns where it went (None: nowhere)."""
+
+S = MessageStatus
+STATUS_BY_EVENT = {"message.sent": S.SENT, "message.delivered": S.DELIVERED,
+                   "message.read": S.READ, "message.failed": S.FAILED}
+# WhatsApp's ack levels as zapw passes them in `data.status`.
+STATUS_BY_ACK = {2: S.SENT, 3: S.DELIVERED, 4: S.READ, 5: S.READ}
+RANK = {S.SENT: 1, S.DELIVERED: 2, S.READ: 3}
+FORWARD_FROM = {S.DELIVERED: {S.SENT}, S.READ: {S.SENT, S.DELIVERED},
+                S.FAILED: {S.SENT}}
+SESSION_STATUS_BY_EVENT = {"session.connected": "connected",
+                           "session.disconnected": "disconnected"}
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """The result of one event; `retry` asks the task to try the event again shortly."""
+
+    outcome: str
+    retry: bool = False
+
+
+class EventHandler:
+    def __init__(self, store: StatusStore, sessions: SessionRegistry, inbound: InboundLog,
+                 outbox: Outbox, route: RouteInbound) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.inbound = inbound
+        self.outbox = outbox
+        self.route = route
+
+    def handle(self, event: WebhookEvent) -> Handled:
+        if event.event_type == MESSAGE_RECEIVED:
+            return self._received(event)
+        if event.event_type in STATUS_EVENTS:
+            return self._status(event)
+        if event.event_type in SESSION_EVENTS:
+            return self._session(event)
+        return Handled("ignored")
+
+    def _received(self, event: WebhookEvent) -> Handled:
+        message = normalize(event)
+        routed_to = self.route(message)
+        self.inbound.record(message, routed_to=routed_to)
+        log.info("inbound %s on %s from %s (%s%s) -> %s", message.message_id, message.session,
+                 mask_phone(message.sender), message.type,
+                 ", group" if message.is_group else "", routed_to or "not routed")
+        return Handled("routed" if routed_to else "recorded")
+
+    def _status(self, event: WebhookEvent) -> Handled:
+        bridge_id = str(event.data.get("messageId") or "")
+        if not bridge_id:
+            return Handled("ignored")
+        message_id = self.store.find_by_bridge_id(event.session, bridge_id)
+        if message_id is None:
+            # The webhook can beat the worker recording `sent` for the same message.
+            return Handled("unknown message", retry=True)
+        status = _status_of(event)
+        extra = {}
+        if status is S.FAILED:
+            extra["reason"] = f"bridge reported failure: {event.data.get('error') or 'unknown'}"
+        outcome = self.store.transition(message_id, status, note=event.event_type,
+                                        fields=extra, allowed_from=FORWARD_FROM.get(status, ()))
+        log.info("message %s %s by %s", message_id,
+                 status if outcome.applied else f"stays {outcome.previous}", event.event_type)
+        return Handled(str(status) if outcome.applied else "unchanged")
+
+    def _session(self, event: WebhookEvent) -> Handled:
+        data = event.data
+        status = SESSION_STATUS_BY_EVENT.get(event.event_type) or str(data.get("status") or "")
+        if not status:
+            return Handled("ignored")
+        reason = data.get("reason")
+        applied = self.sessions.apply_event(
+            event.session, status, at=event.timestamp or 0,
+            phone_number=_optional_digits(data.get("phoneNumber")), name=data.get("name"),
+            reason=_describe_reason(reason) if status != "connected" else None,
+        )
+        if not applied:
+            return Handled("stale")
+        log.info("session %s %s", event.session, status)
+        if status == "connected":
+            released = self.outbox.release_held(event.session)
+            return Handled(f"connected, released {released}")
+        return Handled(status)
+
+
+def _status_of(event: WebhookEvent) -> MessageStatus:
+    status = STATUS_BY_EVENT[event.event_type]
+    ack = STATUS_BY_ACK.get(event.data.get("status"))  # type: ignore[arg-type]
+    if status in RANK and ack is not None and RANK[ack] > RANK[status]:
+        return ack
+    return status
+
+
+def _optional_digits(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _describe_reason(reason: Any) -> str | None:
+    if reason in (None, "", {}):
+        return None
+    if isinstance(reason, dict):
+        # Baileys' error object: keep what tells an operator why, not the whole payload.
+        for key in ("message", "error", "statusCode"):
+            if reason.get(key) is not None:
+                return str(reason[key])[:200]
+        return (str(reason))[:200]
+    return str(reason)[:200]

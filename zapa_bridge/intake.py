@@ -1,0 +1,98 @@
+"""Webhook intake: deduplicate, then queue the event; spool it locally when Redis is down.
+
+Once `accept` returns, the event will be handled exactly once in the normal case (and at
+least once across a crash); `IntakeUnavailable` means it was stored nowhere, so the web edge
+answers 503 and zapw tries again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from zapa_bridge.errors import IntakeUnavailable, InvalidEvent, QueueUnavailable
+from zapa_bridge.spool import Spool
+from zapa_bridge.status_store import PREFIX
+from zapa_bridge.webhook_events import WebhookEvent, parse_event
+
+log = logging.getLogger("zapa.intake")
+
+STATS_KEY = f"{PREFIX}stats:webhooks"
+
+PublishEvent = Callable[[WebhookEvent], None]
+"""Queues one event for the `handle_event` task; raises `QueueUnavailable`."""
+
+
+class Intake:
+    def __init__(self, client: redis.Redis, publish: PublishEvent, spool: Spool, *,
+                 dedupe_ttl: int) -> None:
+        self.redis = client
+        self.publish = publish
+        self.spool = spool
+        self.dedupe_ttl = dedupe_ttl
+
+    def accept(self, event: WebhookEvent) -> str:
+        """Returns `accepted`, `duplicate`, `ignored` (unknown type) or `spooled`."""
+        if not event.known:
+            self._count(event.event_type, "ignored")
+            log.warning("webhook of unknown type %r on %s ignored", event.event_type[:60],
+                        event.session)
+            return "ignored"
+        try:
+            first = self._first_sighting(event)
+        except redis.RedisError:
+            return self._spool(event, deduplicated=False)
+        if not first:
+            self._count(event.event_type, "duplicate")
+            return "duplicate"
+        try:
+            self.publish(event)
+        except QueueUnavailable:
+            return self._spool(event, deduplicated=True)
+        self._count(event.event_type, "accepted")
+        return "accepted"
+
+    def drain_spool(self) -> int:
+        """Queue what the spool holds; stops quietly at the first failure (Redis still
+        down). Returns how many events left the spool."""
+        try:
+            drained = self.spool.drain(self._replay)
+        except (redis.RedisError, QueueUnavailable):
+            return 0
+        if drained:
+            log.info("drained %d spooled webhook events", drained)
+        return drained
+
+    def _replay(self, envelope: dict[str, Any], deduplicated: bool) -> None:
+        try:
+            event = parse_event(envelope)
+        except InvalidEvent:  # pragma: no cover - only valid events are spooled
+            return
+        if not deduplicated and not self._first_sighting(event):
+            return
+        self.publish(event)
+
+    def _first_sighting(self, event: WebhookEvent) -> bool:
+        key = f"{PREFIX}seen:{event.dedupe_key()}"
+        return bool(self.redis.set(key, 1, nx=True, ex=self.dedupe_ttl))
+
+    def _spool(self, event: WebhookEvent, *, deduplicated: bool) -> str:
+        try:
+            self.spool.put(event.envelope, deduplicated=deduplicated)
+        except Exception as exc:
+            raise IntakeUnavailable(f"webhook could not be stored: {type(exc).__name__}") from exc
+        log.warning("redis unavailable: webhook %s on %s spooled locally", event.event_type,
+                    event.session)
+        return "spooled"
+
+    def _count(self, event_type: str, outcome: str) -> None:
+        # Counting must never fail an intake.
+        with contextlib.suppress(redis.RedisError):
+            self.redis.hincrby(STATS_KEY, f"{event_type[:60]}:{outcome}", 1)
+
+    def stats(self) -> dict[str, int]:
+        return {key: int(value) for key, value in self.redis.hgetall(STATS_KEY).items()}

@@ -1,0 +1,51 @@
+"""`POST /api/v1/webhooks/whatsapp`: where zapw posts every event.
+
+Thin on purpose: authenticate, parse, hand to the intake (dedupe, queue or spool), answer.
+The event's work happens in the `handle_event` task, so zapw gets its answer in
+milliseconds, far inside its 10 s timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from zapa_bridge.errors import IntakeUnavailable, InvalidEvent
+from zapa_bridge.web.api_errors import ApiError
+from zapa_bridge.webhook_auth import WebhookUnauthorized
+from zapa_bridge.webhook_events import parse_event
+
+log = logging.getLogger("zapa.webhooks")
+
+webhooks = Blueprint("webhooks", __name__)
+
+WEBHOOK_PATH = "/api/v1/webhooks/whatsapp"
+
+
+@webhooks.post(WEBHOOK_PATH)
+def receive() -> Any:
+    web = current_app.extensions["zapa_web"]
+    body = request.get_data(cache=False)
+    try:
+        web.authenticator.verify(token=request.args.get("token"), headers=request.headers,
+                                 body=body)
+    except WebhookUnauthorized as exc:
+        log.warning("webhook refused from %s: %s", request.remote_addr, exc)
+        raise ApiError(401, "unauthorized", str(exc)) from None
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise ApiError(400, "invalid_json", "the body is not JSON") from None
+    try:
+        event = parse_event(payload)
+    except InvalidEvent as exc:
+        raise ApiError(422, "invalid_envelope", str(exc), field=exc.field) from None
+    try:
+        outcome = web.intake.accept(event)
+    except IntakeUnavailable as exc:
+        log.error("webhook %s on %s not stored: %s", event.event_type, event.session, exc)
+        raise ApiError(503, "unavailable", "the event could not be stored; retry") from None
+    return jsonify({"status": outcome})
