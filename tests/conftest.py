@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.processes import Web, Worker
 from tests.zapw_stub import ZapwStub
 from zapa_bridge.embedded_redis import EmbeddedRedis
 
@@ -82,60 +79,6 @@ def zapw() -> Iterator[ZapwStub]:
     thread.join(timeout=5)
 
 
-class Worker:
-    """A real `celery worker` process, as the Procfile runs it."""
-
-    def __init__(self, log_path: Path, env: dict[str, str], concurrency: int) -> None:
-        self.log_path = log_path
-        self.env = env
-        self.concurrency = concurrency
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        self.log_path.touch()
-        offset = self.log_path.stat().st_size
-        with self.log_path.open("ab") as log:
-            self.process = self._spawn(log)
-        wait_until(lambda: self._ready_after(offset), timeout=30, what="worker ready")
-        return self
-
-    def _spawn(self, log: object) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-             "-l", "INFO", "-c", str(self.concurrency), "--without-mingle",
-             "--without-gossip", "--without-heartbeat", "-n", f"test-{self.log_path.stem}@%h"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def _ready_after(self, offset: int) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"worker exited: {self.log()[-3000:]}")
-        with self.log_path.open("rb") as handle:
-            handle.seek(offset)
-            return b" ready." in handle.read()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or the OOM killer would."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
 @pytest.fixture
 def start_worker(tmp_path: Path, zapw: ZapwStub,
                  redis_db: object) -> Iterator[Callable[..., Worker]]:
@@ -146,8 +89,25 @@ def start_worker(tmp_path: Path, zapw: ZapwStub,
         worker_env = {**os.environ, "ZAPW_URL": zapw.url, **env}
         worker = Worker(tmp_path / f"worker{len(started)}.log", worker_env, concurrency)
         started.append(worker)
-        return worker.start()
+        worker.start()
+        return worker
 
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def start_web(tmp_path: Path, zapw: ZapwStub) -> Iterator[Callable[..., Web]]:
+    """Start the web process under gunicorn; stopped when the test ends."""
+    started: list[Web] = []
+
+    def start(**env: str) -> Web:
+        web = Web(tmp_path / f"web{len(started)}.log", {**os.environ, "ZAPW_URL": zapw.url, **env})
+        started.append(web)
+        web.start()
+        return web
+
+    yield start
+    for web in started:
+        web.stop()
