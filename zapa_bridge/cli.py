@@ -63,6 +63,10 @@ def stack(bind: str, redis_mode: str) -> None:
         env["REDIS_URL"] = embedded.url
     redis_url = env.get("REDIS_URL", DEFAULT_REDIS_URL)
     inbound_queue = env.get("ZAPA_INBOUND_QUEUE", "zapa.inbound")
+    env.setdefault("ZAPA_PUBLIC_URL", f"http://{bind}")
+    stack_settings = load_settings(ZAPA_PUBLIC_URL=env["ZAPA_PUBLIC_URL"],
+                                   ZAPA_WEBHOOK_TOKEN=env["ZAPA_WEBHOOK_TOKEN"])
+    zapw_lines = "\n".join(f"  {line}" for line in zapw_environment(stack_settings))
     click.echo(f"""zapa-bridge local stack
   redis   {redis_url}{'  (embedded, discarded on exit)' if embedded else ''}
   web     http://{bind}  (GET /healthz, /readyz; POST {WEBHOOK_PATH})
@@ -72,8 +76,7 @@ def stack(bind: str, redis_mode: str) -> None:
   inbound {env['ZAPA_INBOUND_TASK']} on queue {inbound_queue}
 
 zapw's environment, to post its events here:
-  WEBHOOK_URL=http://{bind}{WEBHOOK_PATH}?token={env['ZAPA_WEBHOOK_TOKEN']}
-  ENABLE_WEBHOOK=true
+{zapw_lines}
 
 In another shell (with .venv/bin on PATH):
   export REDIS_URL={redis_url}
@@ -173,7 +176,7 @@ def dead_letters_purge() -> None:
 
 @main.command()
 def check() -> None:
-    """Validate the configuration and reach Redis and the bridge."""
+    """Validate the configuration, reach Redis and the bridge, print zapw's settings."""
     from zapa_bridge.bridge_client import BridgeClient
 
     settings = _settings()
@@ -187,5 +190,21 @@ def check() -> None:
     except ZapaError as exc:
         click.echo(f"bridge {settings.zapw_base_url}: NOT REACHABLE ({exc})")
         bridge_ok = False
+    click.echo("\nzapw's environment, to post its events here:")
+    for line in zapw_environment(settings):
+        click.echo(f"  {line}")
     if not (redis_ok and bridge_ok):
         sys.exit(1)
+
+
+def zapw_environment(settings: Settings) -> list[str]:
+    """The lines zapw needs so its webhooks reach this deployment."""
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    url = f"{settings.public_url.rstrip('/')}{WEBHOOK_PATH}"
+    lines = [f"WEBHOOK_URL={url}?token={token}" if token else f"WEBHOOK_URL={url}",
+             "ENABLE_WEBHOOK=true"]
+    if settings.zapw_api_key:
+        lines.append(f"API_KEY={settings.zapw_api_key.get_secret_value()}")
+    if not token:
+        lines.append("# ZAPA_WEBHOOK_TOKEN is not set: set it, or sign requests through a proxy")
+    return lines
