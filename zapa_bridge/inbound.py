@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from zapa_bridge.status_store import PREFIX
-from zapa_bridge.webhook_events import WebhookEvent
+from zapa_bridge.webhook_events import WebhookEvent, epoch_ms
 
 UNSUPPORTED = "unsupported"
 RECENT_KEY = f"{PREFIX}in:recent"
@@ -71,7 +71,7 @@ def normalize(event: WebhookEvent) -> InboundMessage:
         message_id=message_id,
         sender=jid_to_id(data.get("from")),
         recipient=jid_to_id(data.get("to")),
-        timestamp=int(timestamp) if isinstance(timestamp, int | float) else event.timestamp,
+        timestamp=epoch_ms(timestamp) or event.timestamp,
         type=str(data.get("type") or UNSUPPORTED),
         is_group=is_group,
         group_id=jid_to_id(data.get("groupId")) if is_group and data.get("groupId") else None,

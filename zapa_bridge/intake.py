@@ -52,7 +52,13 @@ class Intake:
         try:
             self.publish(event)
         except QueueUnavailable:
-            return self._spool(event, deduplicated=True)
+            try:
+                return self._spool(event, deduplicated=True)
+            except IntakeUnavailable:
+                # Stored nowhere: forget we saw it, so zapw's retry is not a "duplicate".
+                with contextlib.suppress(redis.RedisError):
+                    self.redis.delete(self._seen_key(event))
+                raise
         self._count(event.event_type, "accepted")
         return "accepted"
 
@@ -77,8 +83,11 @@ class Intake:
         self.publish(event)
 
     def _first_sighting(self, event: WebhookEvent) -> bool:
-        key = f"{PREFIX}seen:{event.dedupe_key()}"
-        return bool(self.redis.set(key, 1, nx=True, ex=self.dedupe_ttl))
+        return bool(self.redis.set(self._seen_key(event), 1, nx=True, ex=self.dedupe_ttl))
+
+    @staticmethod
+    def _seen_key(event: WebhookEvent) -> str:
+        return f"{PREFIX}seen:{event.dedupe_key()}"
 
     def _spool(self, event: WebhookEvent, *, deduplicated: bool) -> str:
         try:

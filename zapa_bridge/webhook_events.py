@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,16 +68,27 @@ def parse_event(payload: Any) -> WebhookEvent:
         raise InvalidEvent("eventType", "must be a non-empty string")
     if not isinstance(payload["data"], dict):
         raise InvalidEvent("data", "must be an object")
-    timestamp = payload.get("timestamp")
+    timestamp = epoch_ms(payload.get("timestamp"))
+    if payload.get("timestamp") is not None and timestamp is None:
+        raise InvalidEvent("timestamp", "must be epoch milliseconds")
     origin = payload.get("origin")
     return WebhookEvent(
         session=_session_id(session),
         event_type=event_type,
         data=payload["data"],
-        timestamp=int(timestamp) if isinstance(timestamp, int | float) else None,
+        timestamp=timestamp,
         origin=str(origin) if origin is not None else None,
         envelope=payload,
     )
+
+
+def epoch_ms(value: Any) -> int | None:
+    """An epoch-milliseconds number as an int; None for anything else (inf, NaN, text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value)
 
 
 def _session_id(value: str | int | float) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
 
 from zapa_bridge.config import load_settings
+from zapa_bridge.errors import ConfigError
 from zapa_bridge.intake import Intake
 from zapa_bridge.services import Services
 from zapa_bridge.web.api_errors import register_error_handlers
@@ -42,6 +44,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(overrides)
 
     core = Services(settings)
+    try:
+        core.spool.count()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError({"ZAPA_SPOOL_PATH": f"cannot open {settings.spool_path}: {exc}"}) \
+            from None
     secret = settings.webhook_secret
     token = settings.webhook_token
     web = WebServices(

@@ -1,0 +1,454 @@
+"""`POST /api/v1/webhooks/whatsapp`: authentication, envelope checks, dedupe and the spool,
+through Flask's test client (and real HTTP where threads matter) with the suite's Redis."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from standardwebhooks.webhooks import Webhook
+from werkzeug.serving import make_server
+
+from workers.tasks import publish_event
+from zapa_bridge.config import load_settings
+from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.errors import ConfigError
+from zapa_bridge.intake import STATS_KEY, Intake
+from zapa_bridge.spool import Spool
+from zapa_bridge.web import create_app
+
+PATH = "/api/v1/webhooks/whatsapp"
+TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]
+SECRET = "whsec_" + base64.b64encode(b"a shared key of thirty-two bytes").decode()
+EVENTS_QUEUE = "zapa.events"
+
+# The contract's examples, as zapw posts them.
+RECEIVED = {
+    "sessionId": "s1", "origin": "1234567890", "eventType": "message.received",
+    "timestamp": 1795599514484,
+    "data": {"from": "5511988887777@s.whatsapp.net", "to": "1234567890:1@s.whatsapp.net",
+             "messageId": "3EB0AAAA1111", "timestamp": 1700000000000, "isGroup": False,
+             "type": "text", "text": "Hello there!"},
+}
+CONNECTED = {
+    "sessionId": "s1", "origin": "1234567890", "eventType": "session.connected",
+    "timestamp": 1795599312427, "data": {"phoneNumber": "1234567890", "name": "Test User"},
+}
+
+
+def status_event(event_type: str, **data: Any) -> dict[str, Any]:
+    return {"sessionId": "s1", "origin": "1234567890", "eventType": event_type,
+            "timestamp": 1795599600000, "data": {"messageId": "3EB0BBBB2222", **data}}
+
+
+def encode(event: dict[str, Any] | bytes) -> bytes:
+    return event if isinstance(event, bytes) else json.dumps(event).encode()
+
+
+def post(client: Any, event: dict[str, Any] | bytes, *, token: str | None = TOKEN,
+         headers: dict[str, str] | None = None) -> Any:
+    """Post one event as zapw does: JSON body, the event type header, the token in the URL."""
+    body = encode(event)
+    event_type = event.get("eventType", "") if isinstance(event, dict) else ""
+    return client.post(PATH, data=body, query_string={"token": token} if token else None,
+                       headers={"Content-Type": "application/json",
+                                "X-Webhook-Event": str(event_type), **(headers or {})})
+
+
+def signed_headers(body: bytes, *, secret: str = SECRET, at: datetime | None = None,
+                   msg_id: str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W") -> dict[str, str]:
+    at = at or datetime.now(tz=UTC)
+    signature = Webhook(secret).sign(msg_id, at, body.decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": signature}
+
+
+def queued_events(redis_db: Any) -> list[dict[str, Any]]:
+    """The envelopes waiting on the events queue, oldest first (kombu's Redis encoding)."""
+    events = []
+    for raw in reversed(redis_db.lrange(EVENTS_QUEUE, 0, -1)):
+        message = json.loads(raw)
+        assert message["headers"]["task"] == "zapa.handle_event"
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        events.append(kwargs["event"])
+    return events
+
+
+def intake_of(app: Flask) -> Intake:
+    return app.extensions["zapa_web"].intake
+
+
+@contextmanager
+def served(app: Flask) -> Iterator[str]:
+    """The app over real HTTP, one thread per request as a threaded web server runs it."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{PATH}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def app(redis_db) -> Flask:
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def post_event(client):
+    return partial(post, client)
+
+
+@pytest.fixture
+def signed_client(redis_db):
+    return create_app({"TESTING": True,
+                       "SETTINGS": load_settings(ZAPA_WEBHOOK_SECRET=SECRET)}).test_client()
+
+
+def down_settings(tmp_path, **overrides: Any):
+    """Settings whose Redis is a closed port and whose spool is a file under `tmp_path`."""
+    return load_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+                         ZAPA_SPOOL_PATH=str(tmp_path / "spool.db"), **overrides)
+
+
+# --- authentication -------------------------------------------------------------------------
+
+def test_good_token_in_the_url_is_accepted(post_event):
+    answer = post_event(RECEIVED)
+    assert (answer.status_code, answer.json) == (200, {"status": "accepted"})
+
+
+def test_bad_token_is_refused_with_the_json_error_shape(post_event, redis_db):
+    answer = post_event(RECEIVED, token="not-the-token")
+    assert answer.status_code == 401
+    assert answer.json["error"]["code"] == "unauthorized"
+    assert answer.json["error"]["message"] == "invalid token"
+    assert queued_events(redis_db) == []
+
+
+def test_request_without_credentials_is_refused(post_event, redis_db):
+    answer = post_event(RECEIVED, token=None)
+    assert answer.status_code == 401
+    assert answer.json["error"]["code"] == "unauthorized"
+    assert "missing credentials" in answer.json["error"]["message"]
+    assert queued_events(redis_db) == []
+
+
+def test_valid_standard_webhooks_signature_is_accepted(signed_client, redis_db):
+    body = encode(RECEIVED)
+    answer = post(signed_client, body, token=None, headers=signed_headers(body))
+    assert (answer.status_code, answer.json) == (200, {"status": "accepted"})
+    assert queued_events(redis_db) == [RECEIVED]
+
+
+def test_correctly_signed_but_ten_minutes_old_request_is_refused(signed_client, redis_db):
+    body = encode(RECEIVED)
+    stale = datetime.now(tz=UTC) - timedelta(minutes=10)
+    answer = post(signed_client, body, token=None, headers=signed_headers(body, at=stale))
+    assert answer.status_code == 401
+    assert answer.json["error"] == {"code": "unauthorized",
+                                    "message": "invalid signature: Message timestamp too old"}
+    assert queued_events(redis_db) == []
+
+
+def test_body_that_differs_from_the_signed_one_is_refused(signed_client, redis_db):
+    signed = encode({**RECEIVED, "data": {**RECEIVED["data"], "text": "what was signed"}})
+    answer = post(signed_client, encode(RECEIVED), token=None, headers=signed_headers(signed))
+    assert answer.status_code == 401
+    assert answer.json["error"]["message"] == "invalid signature: No matching signature found"
+    assert queued_events(redis_db) == []
+
+
+def test_signature_by_another_secret_is_refused(signed_client):
+    body = encode(RECEIVED)
+    other = "whsec_" + base64.b64encode(b"somebody else's key").decode()
+    answer = post(signed_client, body, token=None, headers=signed_headers(body, secret=other))
+    assert answer.status_code == 401
+
+
+@pytest.mark.parametrize("bad_headers", [
+    {"webhook-signature": "garbage"},
+    {"webhook-signature": "v1,not*base64"},
+    {"webhook-signature": "v1,a,b"},
+    {"webhook-signature": "v1,é"},
+    {"webhook-timestamp": "soon"},
+    {"webhook-id": ""},
+], ids=["no-version", "not-base64", "extra-comma", "non-ascii", "bad-timestamp", "no-id"])
+def test_malformed_signature_headers_are_401_not_500(signed_client, bad_headers):
+    body = encode(RECEIVED)
+    answer = post(signed_client, body, token=None,
+                  headers={**signed_headers(body), **bad_headers})
+    assert answer.status_code == 401
+    assert answer.json["error"]["code"] == "unauthorized"
+
+
+def test_production_without_token_or_secret_refuses_to_start():
+    settings = load_settings(ZAPA_ENV="production", ZAPA_WEBHOOK_TOKEN="",
+                             ZAPA_WEBHOOK_SECRET="")
+    with pytest.raises(ConfigError) as raised:
+        create_app({"TESTING": True, "SETTINGS": settings})
+    assert list(raised.value.problems) == ["ZAPA_WEBHOOK_TOKEN"]
+    assert "ZAPA_WEBHOOK_SECRET" in str(raised.value)
+
+
+def test_development_without_token_or_secret_accepts_unauthenticated_posts(redis_db):
+    settings = load_settings(ZAPA_ENV="development", ZAPA_WEBHOOK_TOKEN="")
+    client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
+    answer = post(client, RECEIVED, token=None)
+    assert (answer.status_code, answer.json) == (200, {"status": "accepted"})
+
+
+# --- envelope checks ------------------------------------------------------------------------
+
+def test_body_over_the_size_limit_is_413_with_the_json_error_shape(redis_db):
+    client = create_app({"TESTING": True,
+                         "SETTINGS": load_settings(ZAPA_WEBHOOK_MAX_BYTES=2048)}).test_client()
+    big = {**RECEIVED, "data": {**RECEIVED["data"], "text": "x" * 3000}}
+    answer = post(client, big)
+    assert answer.status_code == 413
+    assert answer.json["error"]["code"] == "request_entity_too_large"
+    assert queued_events(redis_db) == []
+
+
+def test_body_just_under_the_size_limit_is_accepted(redis_db):
+    client = create_app({"TESTING": True,
+                         "SETTINGS": load_settings(ZAPA_WEBHOOK_MAX_BYTES=2048)}).test_client()
+    body = encode({**RECEIVED, "data": {**RECEIVED["data"], "text": ""}})
+    filled = encode({**RECEIVED, "data": {**RECEIVED["data"], "text": "x" * (2048 - len(body))}})
+    assert len(filled) == 2048
+    assert post(client, filled).status_code == 200
+
+
+@pytest.mark.parametrize("body", [b"not json", b"{\"sessionId\": ", b"\xff\xfe\x00"],
+                         ids=["text", "truncated", "not-utf8"])
+def test_body_that_is_not_json_is_400_invalid_json(post_event, body):
+    answer = post_event(body)
+    assert answer.status_code == 400
+    assert answer.json["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("field", ["sessionId", "eventType", "data"])
+def test_envelope_missing_a_field_is_422_naming_it(post_event, redis_db, field):
+    event = {key: value for key, value in RECEIVED.items() if key != field}
+    answer = post_event(event)
+    assert answer.status_code == 422
+    assert answer.json["error"]["code"] == "invalid_envelope"
+    assert answer.json["error"]["field"] == field
+    assert queued_events(redis_db) == []
+
+
+@pytest.mark.parametrize("data", ["text", ["a"], None, 3])
+def test_data_that_is_not_an_object_is_422(post_event, data):
+    answer = post_event({**RECEIVED, "data": data})
+    assert answer.status_code == 422
+    assert answer.json["error"]["field"] == "data"
+
+
+@pytest.mark.parametrize("body", [[RECEIVED], "s1", 7], ids=["list", "string", "number"])
+def test_body_that_is_not_an_object_is_422(post_event, body):
+    answer = post_event(json.dumps(body).encode())
+    assert answer.status_code == 422
+    assert answer.json["error"]["field"] == "body"
+
+
+@pytest.mark.parametrize("session", ["", True, None, {"id": "s1"}],
+                         ids=["empty", "bool", "null", "object"])
+def test_session_id_that_is_no_id_is_422(post_event, session):
+    answer = post_event({**RECEIVED, "sessionId": session})
+    assert answer.status_code == 422
+    assert answer.json["error"]["field"] == "sessionId"
+
+
+def test_numeric_session_id_is_accepted_and_queued_as_posted(post_event, redis_db):
+    event = {**RECEIVED, "sessionId": 42}
+    answer = post_event(event)
+    assert (answer.status_code, answer.json) == (200, {"status": "accepted"})
+    assert queued_events(redis_db) == [event]
+
+
+def test_timestamp_out_of_range_is_422_not_500(post_event, redis_db):
+    answer = post_event(encode(RECEIVED).replace(b"1795599514484", b"1e400"))
+    assert answer.status_code == 422
+    assert answer.json["error"]["field"] == "timestamp"
+
+
+def test_unknown_event_type_is_ignored_counted_and_not_queued(app, post_event, redis_db):
+    event = {"sessionId": "s1", "origin": "1234567890", "eventType": "chats.update",
+             "timestamp": 1795599514484, "data": {"id": "x"}}
+    answer = post_event(event)
+    assert (answer.status_code, answer.json) == (200, {"status": "ignored"})
+    assert intake_of(app).stats() == {"chats.update:ignored": 1}
+    assert redis_db.hgetall(STATS_KEY) == {"chats.update:ignored": "1"}
+    assert redis_db.llen(EVENTS_QUEUE) == 0
+
+
+# --- deduplication --------------------------------------------------------------------------
+
+def test_same_message_posted_twice_is_queued_once(app, post_event, redis_db):
+    first, second = post_event(RECEIVED), post_event(RECEIVED)
+    assert (first.json, second.json) == ({"status": "accepted"}, {"status": "duplicate"})
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert queued_events(redis_db) == [RECEIVED]
+    assert intake_of(app).stats() == {"message.received:accepted": 1,
+                                      "message.received:duplicate": 1}
+
+
+def test_same_event_posted_by_eight_threads_at_once_is_accepted_once(app, redis_db):
+    body = encode(RECEIVED)
+    start = threading.Barrier(8)
+
+    def deliver(url: str) -> str:
+        start.wait(timeout=10)
+        answer = requests.post(url, params={"token": TOKEN}, data=body, timeout=10,
+                               headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200
+        return answer.json()["status"]
+
+    with served(app) as url, ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(deliver, [url] * 8))
+    assert sorted(outcomes) == ["accepted"] + ["duplicate"] * 7
+    assert queued_events(redis_db) == [RECEIVED]
+
+
+def test_status_events_with_different_status_values_are_not_duplicates(post_event, redis_db):
+    events = [status_event("message.sent"), status_event("message.sent", status=3),
+              status_event("message.sent", status=4)]
+    assert [post_event(event).json["status"] for event in events] == ["accepted"] * 3
+    assert post_event(events[1]).json == {"status": "duplicate"}
+    assert queued_events(redis_db) == events
+
+
+def test_same_message_id_on_two_sessions_is_not_a_duplicate(post_event, redis_db):
+    other = {**RECEIVED, "sessionId": "s2"}
+    assert [post_event(RECEIVED).json, post_event(other).json] == [{"status": "accepted"}] * 2
+    assert queued_events(redis_db) == [RECEIVED, other]
+
+
+def test_session_events_with_different_timestamps_are_both_accepted(post_event, redis_db):
+    later = {**CONNECTED, "timestamp": CONNECTED["timestamp"] + 60_000}
+    assert [post_event(CONNECTED).json, post_event(later).json] == [{"status": "accepted"}] * 2
+    assert post_event(later).json == {"status": "duplicate"}
+    assert queued_events(redis_db) == [CONNECTED, later]
+
+
+# --- the spool ------------------------------------------------------------------------------
+
+def test_event_is_spooled_when_redis_is_down_and_queued_once_drained(tmp_path, redis_db):
+    app = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)})
+    answer = post(app.test_client(), RECEIVED)
+    assert (answer.status_code, answer.json) == (200, {"status": "spooled"})
+    assert intake_of(app).spool.count() == 1
+    assert redis_db.llen(EVENTS_QUEUE) == 0
+
+    intake = Intake(redis_db, publish_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    assert intake.drain_spool() == 1
+    assert intake.spool.count() == 0
+    assert queued_events(redis_db) == [RECEIVED]
+
+
+def test_event_spooled_twice_is_queued_once_when_drained(tmp_path, redis_db):
+    client = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)}).test_client()
+    assert [post(client, RECEIVED).json for _ in range(2)] == [{"status": "spooled"}] * 2
+
+    intake = Intake(redis_db, publish_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    assert intake.spool.count() == 2
+    assert intake.drain_spool() == 2
+    assert intake.spool.count() == 0
+    assert queued_events(redis_db) == [RECEIVED]
+
+
+def test_spooled_event_already_queued_before_the_outage_is_not_queued_again(
+        tmp_path, post_event, redis_db):
+    assert post_event(RECEIVED).json == {"status": "accepted"}
+    client = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)}).test_client()
+    assert post(client, RECEIVED).json == {"status": "spooled"}
+
+    intake = Intake(redis_db, publish_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    assert intake.drain_spool() == 1
+    assert queued_events(redis_db) == [RECEIVED]
+
+
+def test_drain_while_redis_is_still_down_keeps_the_events(tmp_path, redis_db):
+    app = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)})
+    assert post(app.test_client(), RECEIVED).json == {"status": "spooled"}
+    assert intake_of(app).drain_spool() == 0
+    assert intake_of(app).spool.count() == 1
+
+
+def test_unwritable_spool_path_stops_the_app_at_start_up(tmp_path):
+    (tmp_path / "afile").write_text("")
+    settings = load_settings(ZAPA_SPOOL_PATH=str(tmp_path / "afile" / "spool.db"))
+    with pytest.raises(ConfigError, match="ZAPA_SPOOL_PATH"):
+        create_app({"TESTING": True, "SETTINGS": settings})
+
+
+def test_event_stored_neither_in_redis_nor_the_spool_is_503_unavailable(tmp_path, redis_db):
+    spool_dir = tmp_path / "spool"
+    settings = load_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+                             ZAPA_SPOOL_PATH=str(spool_dir / "spool.db"))
+    app = create_app({"TESTING": True, "SETTINGS": settings})
+    # The spool's directory disappears after start-up (a lost volume); each server thread
+    # opens its own connection to the spool, so the next write fails.
+    shutil.rmtree(spool_dir)
+    spool_dir.write_text("")
+    with served(app) as url:
+        answer = requests.post(url, params={"token": TOKEN}, data=encode(RECEIVED), timeout=10,
+                               headers={"Content-Type": "application/json"})
+    assert answer.status_code == 503
+    assert answer.json()["error"] == {"code": "unavailable",
+                                      "message": "the event could not be stored; retry"}
+
+
+def test_event_answered_503_is_accepted_when_zapw_retries_it(tmp_path, redis_db):
+    spool_dir = tmp_path / "spool"
+    app = create_app({"TESTING": True,
+                      "SETTINGS": load_settings(ZAPA_SPOOL_PATH=str(spool_dir / "spool.db"))})
+    shutil.rmtree(spool_dir)
+    spool_dir.write_text("")
+    with served(app) as url:
+        deliver = partial(requests.post, url, params={"token": TOKEN}, data=encode(RECEIVED),
+                          timeout=10, headers={"Content-Type": "application/json"})
+        # The broker refuses the publish (the dedupe write still works), the spool is gone.
+        redis_db.execute_command("ACL", "SETUSER", "default", "-lpush")
+        try:
+            refused = deliver()
+        finally:
+            redis_db.execute_command("ACL", "SETUSER", "default", "+lpush")
+        assert refused.status_code == 503
+        retried = deliver()
+    assert (retried.status_code, retried.json()) == (200, {"status": "accepted"})
+    assert queued_events(redis_db) == [RECEIVED]
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+def test_the_token_never_appears_in_logs(post_event, caplog):
+    caplog.set_level(logging.DEBUG)
+    assert post_event(RECEIVED).status_code == 200
+    assert post_event(RECEIVED, token="not-the-token").status_code == 401
+    assert post_event(RECEIVED, token=TOKEN + "x").status_code == 401
+    assert any("webhook refused" in record.getMessage() for record in caplog.records)
+    leaks = [record.getMessage() for record in caplog.records
+             if TOKEN in record.getMessage() or "not-the-token" in record.getMessage()]
+    assert leaks == []
