@@ -42,6 +42,7 @@ task_default_queue = "zapa.send.default"
 task_routes = {
     "zapa.release_held": {"queue": "zapa.maintenance"},
     "zapa.reconcile": {"queue": "zapa.maintenance"},
+    "zapa.health_check": {"queue": "zapa.maintenance"},
     "zapa.handle_event": {"queue": "zapa.events"},
 }
 task_create_missing_queues = False
@@ -77,5 +78,10 @@ beat_schedule = {
         "task": "zapa.reconcile",
         "schedule": _settings.reconcile_interval,
         "options": {"queue": "zapa.maintenance", "expires": _settings.reconcile_interval},
+    },
+    "health-check": {
+        "task": "zapa.health_check",
+        "schedule": _settings.health_interval,
+        "options": {"queue": "zapa.maintenance", "expires": _settings.health_interval},
     },
 }

@@ -6,6 +6,8 @@ from celery import Celery
 
 
 def create_celery_app() -> Celery:
+    import workers.signals  # noqa: F401  (connects the publish stamp and worker heartbeats)
+
     app = Celery("zapa_bridge", include=["workers.tasks"])
     app.config_from_object("celeryconfig")
     return app

@@ -17,6 +17,7 @@ from celery.result import AsyncResult
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 from kombu.exceptions import OperationalError
+from redbeat.schedulers import RedBeatSchedulerEntry
 
 from workers.celery_app import app
 from workers.queues import SEND_QUEUE_BY_PRIORITY
@@ -24,10 +25,12 @@ from zapa_bridge.config import get_settings
 from zapa_bridge.echo import echo_reply
 from zapa_bridge.errors import InvalidEvent, InvalidMessage, QueueUnavailable
 from zapa_bridge.event_handlers import EventHandler
+from zapa_bridge.health import HealthChecker
 from zapa_bridge.inbound import InboundMessage
 from zapa_bridge.intake import Intake
 from zapa_bridge.messages import OutboundMessage, build_message
 from zapa_bridge.outbox import Outbox
+from zapa_bridge.reconcile import ReconcileReport
 from zapa_bridge.reconcile import reconcile as reconcile_bridge
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.services import Services
@@ -36,6 +39,7 @@ from zapa_bridge.webhook_events import WebhookEvent, parse_event
 log = logging.getLogger("zapa.tasks")
 
 POSITIONAL_FIELDS = ("to", "text")
+HEALTH_ENTRY = "health-check"
 # A status webhook can arrive before the worker recorded `sent`: look again this often.
 UNKNOWN_MESSAGE_RETRIES = 5
 UNKNOWN_MESSAGE_DELAY = 1.0
@@ -171,11 +175,43 @@ def release_held(session: str) -> int:
 
 @app.task(name="zapa.reconcile", ignore_result=True)
 def reconcile() -> dict[str, object]:
-    """Periodic: sync sessions from the bridge, release and expire held messages."""
+    """Periodic: sync sessions from the bridge, release and expire held messages, create
+    the sessions of ZAPA_SESSIONS that the bridge lacks."""
+    return run_reconcile().as_dict()
+
+
+def run_reconcile() -> ReconcileReport:
     core = services()
-    report = reconcile_bridge(core.bridge, core.sessions, outbox(),
-                              hold_validity=core.settings.hold_validity)
-    return report.as_dict()
+    return reconcile_bridge(core.bridge, core.sessions, outbox(),
+                            hold_validity=core.settings.hold_validity,
+                            managed_sessions=core.settings.managed_sessions)
+
+
+def health_checker() -> HealthChecker:
+    core = services()
+    queues = [queue.name for queue in app.conf.task_queues]
+    return HealthChecker(core.settings, core.redis, core.bridge, queues,
+                         beat_last_run=beat_last_run)
+
+
+def beat_last_run() -> float | None:
+    """When beat last dispatched the health check (RedBeat keeps it in Redis)."""
+    meta = RedBeatSchedulerEntry.load_meta(
+        f"{app.conf.redbeat_key_prefix}{HEALTH_ENTRY}", app=app)
+    last = meta.get("last_run_at")
+    return last.timestamp() if last is not None else None
+
+
+@app.task(name="zapa.health_check", ignore_result=True)
+def health_check() -> str:
+    """Periodic: check every component and store the snapshot; a bridge that restarted
+    gets a full resync at once."""
+    checker = health_checker()
+    snapshot = checker.run()
+    if checker.bridge_restarted:
+        log.warning("bridge restart detected: resynchronising now")
+        run_reconcile()
+    return str(snapshot.overall)
 
 
 @app.task(bind=True, name="zapa.handle_event", acks_late=True, reject_on_worker_lost=True,

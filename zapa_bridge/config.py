@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     inbound_queue: str = Field("zapa.inbound", min_length=1, alias="ZAPA_INBOUND_QUEUE")
     public_url: str = Field("http://127.0.0.1:8000", alias="ZAPA_PUBLIC_URL")
 
+    admin_token: SecretStr | None = Field(None, alias="ZAPA_ADMIN_TOKEN")
+    sessions: str = Field("", alias="ZAPA_SESSIONS")
+    health_interval: float = Field(30.0, gt=0, alias="ZAPA_HEALTH_INTERVAL")
+    queue_depth_warn: int = Field(1000, ge=1, alias="ZAPA_QUEUE_DEPTH_WARN")
+    queue_depth_critical: int = Field(10000, ge=1, alias="ZAPA_QUEUE_DEPTH_CRITICAL")
+    queue_age_warn: float = Field(60.0, gt=0, alias="ZAPA_QUEUE_AGE_WARN")
+    queue_age_critical: float = Field(300.0, gt=0, alias="ZAPA_QUEUE_AGE_CRITICAL")
+
     worker_concurrency: int = Field(8, ge=1, le=512, alias="ZAPA_WORKER_CONCURRENCY")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="ZAPA_LOG_LEVEL")
 
@@ -62,7 +70,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("default_session", "zapw_api_key", "webhook_token", "webhook_secret",
-                     "inbound_task", mode="before")
+                     "inbound_task", "admin_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -95,6 +103,17 @@ class Settings(BaseSettings):
         if self.environment != "development" and not (self.webhook_token or self.webhook_secret):
             raise ConfigError({"ZAPA_WEBHOOK_TOKEN": "ZAPA_WEBHOOK_TOKEN or ZAPA_WEBHOOK_SECRET "
                                f"must be set when ZAPA_ENV is {self.environment}"})
+
+    def require_admin_token(self) -> None:
+        """Refuse to serve the admin API without a token anywhere but in development."""
+        if self.environment != "development" and not self.admin_token:
+            raise ConfigError({"ZAPA_ADMIN_TOKEN": f"must be set when ZAPA_ENV is "
+                                                   f"{self.environment}"})
+
+    @property
+    def managed_sessions(self) -> list[str]:
+        """ZAPA_SESSIONS: sessions the bridge must have (created when missing)."""
+        return [name.strip() for name in self.sessions.split(",") if name.strip()]
 
     @property
     def zapw_base_url(self) -> str:

@@ -7,6 +7,8 @@ outbox (it has to publish); listing and purging are here.
 
 from __future__ import annotations
 
+import redis
+
 from zapa_bridge.status_store import DEAD_STATUSES, PREFIX, MessageRecord, StatusStore
 
 DEAD_INDEX = f"{PREFIX}dead"
@@ -34,7 +36,11 @@ class DeadLetters:
         self._purge = store.redis.register_script(_PURGE)
 
     def count(self) -> int:
-        return int(self.store.redis.zcard(DEAD_INDEX))
+        return self.count_in(self.store.redis)
+
+    @staticmethod
+    def count_in(client: redis.Redis) -> int:
+        return int(client.zcard(DEAD_INDEX))
 
     def list(self, limit: int = 100, offset: int = 0) -> list[MessageRecord]:
         """Newest first, with the reason, attempts and the full message."""

@@ -1,0 +1,61 @@
+"""Celery signal handlers: an enqueue timestamp on every message, and worker heartbeats."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+from celery.signals import before_task_publish, worker_ready, worker_shutting_down
+
+from zapa_bridge.config import get_settings
+from zapa_bridge.queue_stats import ENQUEUED_AT_HEADER
+from zapa_bridge.redis_conn import redis_client
+from zapa_bridge.status_store import PREFIX
+
+HEARTBEAT_EVERY = 10.0
+HEARTBEAT_TTL = 30
+
+_heartbeat_stop = threading.Event()
+
+
+@before_task_publish.connect
+def stamp_enqueue_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Lets queue stats tell the age of the oldest waiting message."""
+    if headers is not None:
+        headers.setdefault(ENQUEUED_AT_HEADER, time.time())
+
+
+def heartbeat_key(hostname: str) -> str:
+    return f"{PREFIX}workers:{hostname}"
+
+
+@worker_ready.connect
+def start_heartbeat(sender: Any = None, **_: Any) -> None:
+    hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    started = time.time()
+    client = redis_client(get_settings().redis_url)
+
+    def beat() -> None:
+        while True:
+            # A missed beat shows in the health check; it must not end the thread.
+            with contextlib.suppress(redis.RedisError):
+                client.set(heartbeat_key(hostname), json.dumps({
+                    "hostname": hostname, "pid": os.getpid(), "started": started,
+                    "at": time.time()}), ex=HEARTBEAT_TTL)
+            if _heartbeat_stop.wait(HEARTBEAT_EVERY):
+                return
+
+    threading.Thread(target=beat, name="zapa-heartbeat", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def stop_heartbeat(sender: Any = None, **_: Any) -> None:
+    _heartbeat_stop.set()
+    with contextlib.suppress(redis.RedisError):
+        redis_client(get_settings().redis_url).delete(heartbeat_key(str(sender)))

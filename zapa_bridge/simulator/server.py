@@ -1,0 +1,233 @@
+"""The simulator as a running server, and the Python API tests drive it with.
+
+`Simulator` binds a real TCP socket on loopback (or the given host) and serves zapw's
+routes plus /_sim/ from a threaded werkzeug server in a background thread. Refusing
+connections really closes the listening socket and every open connection, then binds the
+same port again later, so clients see what a dead bridge looks like.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from zapa_bridge.simulator.bridge import SimulatedBridge
+from zapa_bridge.simulator.config import SimulatorConfig
+from zapa_bridge.simulator.control_api import ControlApp
+from zapa_bridge.simulator.faults import FaultPlan, Faults
+from zapa_bridge.simulator.http_app import ZapwApp
+from zapa_bridge.simulator.inbound import Inbound
+from zapa_bridge.simulator.state import SentMessage
+from zapa_bridge.simulator.webhooks import Delivery
+
+log = logging.getLogger(__name__)
+REBIND_PATIENCE = 5.0  # s to keep trying the port again after a refusal
+
+
+class QuietHandler(WSGIRequestHandler):
+    """Request lines go to our logger at DEBUG instead of werkzeug's stderr lines."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.debug("%s %s %s", self.command, self.path, code)
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        log.debug(message, *args)
+
+
+class TrackingServer(ThreadedWSGIServer):
+    """A threaded WSGI server that knows its open connections, to cut them all at once."""
+
+    def __init__(self, listener: socket.socket, app: Any) -> None:
+        host, port = listener.getsockname()[:2]
+        super().__init__(host, port, app, handler=QuietHandler, fd=listener.fileno())
+        listener.close()  # werkzeug works on its own duplicate of the descriptor
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by its handler
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+class Simulator:
+    """A zapw bridge over real HTTP, with WhatsApp's side and faults under your control."""
+
+    def __init__(self, config: SimulatorConfig | None = None, *, seed: int | None = None) -> None:
+        self.bridge = SimulatedBridge(config or SimulatorConfig(), FaultPlan(seed))
+        self.app = ZapwApp(self.bridge, ControlApp(self.bridge, self.refuse_connections))
+        self._lock = threading.Lock()
+        self._server: TrackingServer | None = None
+        self._thread: threading.Thread | None = None
+        self._reopen: threading.Timer | None = None
+        self._stopped = False
+        self.host = self.bridge.config.host
+        self.port = self.bridge.config.port
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> Simulator:
+        """Bind and serve in a background thread; pre-create the configured sessions."""
+        self._serve(_listen(self.host, self.port))
+        for session_id in self.bridge.config.sessions:
+            self.bridge.create_session(session_id)
+        return self
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self) -> None:
+        """Stop serving, cancel timers and webhook retries; safe to call twice."""
+        with self._lock:
+            self._stopped = True
+            if self._reopen is not None:
+                self._reopen.cancel()
+        self._close_server()
+        self.bridge.close()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Close the socket and all connections now; listen on the same port in `seconds`."""
+        self._close_server()
+        with self._lock:
+            if self._stopped:
+                return
+            self._reopen = threading.Timer(seconds, self._rebind)
+            self._reopen.daemon = True
+            self._reopen.start()
+
+    @property
+    def refusing(self) -> bool:
+        return self._server is None and not self._stopped
+
+    # -- the Python side of the control API ------------------------------------------------
+
+    @property
+    def config(self) -> SimulatorConfig:
+        return self.bridge.config
+
+    def configure(self, **changes: Any) -> SimulatorConfig:
+        return self.bridge.configure(**changes)
+
+    def add_session(self, session_id: str, *, connected: bool = True) -> dict[str, Any]:
+        return self.bridge.add_session(session_id, connected=connected)
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        return self.bridge.session(session_id)
+
+    def inject_inbound(self, session_id: str, inbound: Inbound | None = None,
+                       **fields: Any) -> dict[str, Any]:
+        return self.bridge.inject_inbound(session_id, inbound or Inbound(**fields))
+
+    def emit_status(self, message_id: str, status: str,
+                    session_id: str | None = None) -> dict[str, Any]:
+        return self.bridge.emit_status(message_id, status, session_id)
+
+    def disconnect(self, session_id: str, reason: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.bridge.disconnect(session_id, reason)
+
+    def connect(self, session_id: str, *, phone: str | None = None,
+                name: str | None = None) -> dict[str, Any]:
+        return self.bridge.connect(session_id, phone=phone, name=name)
+
+    def set_faults(self, **changes: Any) -> Faults:
+        return self.bridge.faults.update(**changes)
+
+    def clear_faults(self) -> Faults:
+        return self.bridge.faults.clear()
+
+    def restart(self, *, drop_sessions: bool = False) -> None:
+        self.bridge.restart(drop_sessions=drop_sessions)
+
+    def sends(self, session_id: str | None = None) -> list[SentMessage]:
+        return self.bridge.sends(session_id)
+
+    def webhook_deliveries(self, event_type: str | None = None) -> list[Delivery]:
+        return self.bridge.webhooks.deliveries(event_type)
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.bridge.recent_events()
+
+    def reset(self) -> None:
+        self.bridge.reset()
+
+    # -- inside ----------------------------------------------------------------------------
+
+    def _serve(self, listener: socket.socket) -> None:
+        server = TrackingServer(listener, self.app)
+        self.port = server.port
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  daemon=True, name=f"zapw-sim-{self.port}")
+        with self._lock:
+            if self._stopped:  # stopped while we were binding again
+                server.server_close()
+                return
+            self._server, self._thread = server, thread
+            thread.start()
+
+    def _close_server(self) -> None:
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()  # serve_forever returns and closes the listening socket
+        if thread is not None:
+            thread.join(timeout=5)
+        server.server_close()
+        server.drop_connections()
+
+    def _rebind(self) -> None:
+        deadline = time.monotonic() + REBIND_PATIENCE
+        while True:
+            with self._lock:
+                if self._stopped:
+                    return
+            try:
+                listener = _listen(self.host, self.port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    log.error("could not listen on %s:%s again", self.host, self.port)
+                    return
+                time.sleep(0.05)
+        self._serve(listener)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; raises OSError (not werkzeug's sys.exit) if the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
