@@ -30,6 +30,7 @@ TEST_ENV = {
     "ZAPA_WORKER_CONCURRENCY": "4",
     "ZAPA_LOG_LEVEL": "INFO",
     "ZAPA_WEBHOOK_TOKEN": "test-webhook-token",
+    "ZAPA_ADMIN_TOKEN": "test-admin-token",
     "ZAPA_INBOUND_TASK": "zapa.echo",
 }
 

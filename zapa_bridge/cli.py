@@ -53,6 +53,7 @@ def stack(bind: str, redis_mode: str) -> None:
     env.setdefault("ZAPA_ENV", "development")
     env.setdefault("ZAPA_INBOUND_TASK", "zapa.echo")
     env.setdefault("ZAPA_WEBHOOK_TOKEN", secrets.token_urlsafe(24))
+    env.setdefault("ZAPA_ADMIN_TOKEN", secrets.token_urlsafe(18))
     env["ZAPA_WEB_BIND"] = bind
     # The Procfile's commands (gunicorn, celery) live beside this interpreter.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -70,6 +71,7 @@ def stack(bind: str, redis_mode: str) -> None:
     click.echo(f"""zapa-bridge local stack
   redis   {redis_url}{'  (embedded, discarded on exit)' if embedded else ''}
   web     http://{bind}  (GET /healthz, /readyz; POST {WEBHOOK_PATH})
+  admin   http://{bind}/api/v1/integration/  token {env['ZAPA_ADMIN_TOKEN']}
   worker  celery, queues: zapa.maintenance, zapa.send.high/default/low
   beat    bridge reconciliation every {env.get('ZAPA_RECONCILE_INTERVAL', '30')} s
   bridge  {env.get('ZAPW_URL', 'http://127.0.0.1:3000')} (zapw)

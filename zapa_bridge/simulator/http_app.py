@@ -60,7 +60,7 @@ class ZapwApp:
 
     def respond(self, request: Request, path: str) -> Response:
         if request.method == "OPTIONS":
-            return Response(status=204, headers={"Access-Control-Allow-Methods": CORS_METHODS})
+            return no_content({"Access-Control-Allow-Methods": CORS_METHODS})
         try:
             body = parse_body(request)
         except MalformedBody:
@@ -114,7 +114,7 @@ class ZapwApp:
 
     def delete_session(self, body: Any, session_id: str) -> Response:
         self.bridge.delete_session(session_id)
-        return Response(status=204)
+        return no_content()
 
     def send(self, body: Any, session_id: str) -> Response:
         return success(self.bridge.send(session_id, body))
@@ -125,6 +125,13 @@ class ZapwApp:
 
 def success(data: Any, status: int = 200) -> Response:
     return json_response(status, {"status": "success", "data": data})
+
+
+def no_content(headers: dict[str, str] | None = None) -> Response:
+    """A 204 as Express sends it: no body and no Content-Type."""
+    response = Response(status=204, headers=headers)
+    del response.headers["Content-Type"]
+    return response
 
 
 def internal_error() -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +12,13 @@ from flask import Flask
 
 from zapa_bridge.config import load_settings
 from zapa_bridge.errors import ConfigError
+from zapa_bridge.health import HealthChecker
 from zapa_bridge.intake import Intake
+from zapa_bridge.outbox import Outbox
+from zapa_bridge.queue_stats import QueueStats
+from zapa_bridge.reconcile import ReconcileReport
 from zapa_bridge.services import Services
+from zapa_bridge.web.admin_api import admin_api
 from zapa_bridge.web.api_errors import register_error_handlers
 from zapa_bridge.web.probes import probes
 from zapa_bridge.web.spool_drainer import SpoolDrainer
@@ -24,22 +30,40 @@ log = logging.getLogger("zapa.web")
 
 @dataclass
 class WebServices:
-    """What the views need, built once per app."""
+    """What the views need, built once per app. The Celery-side pieces come in as plain
+    callables so the views never import Celery."""
 
     core: Services
     authenticator: WebhookAuthenticator
     intake: Intake
+    admin_token: str | None
+    send_message: Any
+    outbox: Callable[[], Outbox]
+    health_checker: Callable[[], HealthChecker]
+    run_reconcile: Callable[[], ReconcileReport]
+    queues: list[str]
     drainer: SpoolDrainer | None = None
+
+    def queue_overview(self) -> dict[str, Any]:
+        queues = {name: stat.as_dict()
+                  for name, stat in QueueStats(self.core.redis, self.queues).all().items()}
+        held = self.core.held.counts()
+        dead = self.core.dead_letters.count()
+        waiting = sum(int(stat["depth"] or 0) for stat in queues.values())
+        return {"queues": queues, "held": held, "dead_letters": dead,
+                "totals": {"waiting": waiting, "held": sum(held.values()),
+                           "dead_letters": dead}}
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the web app; `test_config` may carry `SETTINGS` (a Settings object)."""
-    from workers.tasks import publish_event  # the one Celery app, shared with the workers
+    from workers import tasks  # the one Celery app, shared with the workers
 
     app = Flask(__name__)
     overrides = dict(test_config or {})
     settings = overrides.pop("SETTINGS", None) or load_settings()
     settings.require_webhook_auth()
+    settings.require_admin_token()
     app.config.from_mapping(MAX_CONTENT_LENGTH=settings.webhook_max_bytes)
     app.config.update(overrides)
 
@@ -49,18 +73,26 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError({"ZAPA_SPOOL_PATH": f"cannot open {settings.spool_path}: {exc}"}) \
             from None
-    secret = settings.webhook_secret
-    token = settings.webhook_token
+    secret, token = settings.webhook_secret, settings.webhook_token
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     web = WebServices(
         core=core,
         authenticator=WebhookAuthenticator(
             token=token.get_secret_value() if token else None,
             secret=secret.get_secret_value() if secret else None,
             allow_unauthenticated=settings.environment == "development"),
-        intake=core.intake(publish_event),
+        intake=core.intake(tasks.publish_event),
+        admin_token=admin_token,
+        send_message=tasks.send_message,
+        outbox=lambda: core.outbox(tasks.send_message.publish),
+        health_checker=tasks.health_checker,
+        run_reconcile=tasks.run_reconcile,
+        queues=[queue.name for queue in tasks.app.conf.task_queues],
     )
     if web.authenticator.allow_unauthenticated:
         log.warning("webhooks accepted without credentials (development, none configured)")
+    if admin_token is None:
+        log.warning("admin API open without a token (development, ZAPA_ADMIN_TOKEN unset)")
     if settings.spool_drain_interval > 0 and not app.testing:
         web.drainer = SpoolDrainer(web.intake, settings.spool_drain_interval).start()
     app.extensions["zapa"] = core
@@ -69,4 +101,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(probes)
     app.register_blueprint(webhooks)
+    app.register_blueprint(admin_api)
     return app

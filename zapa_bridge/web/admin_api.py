@@ -1,0 +1,161 @@
+"""The operators' JSON API under `/api/v1/integration/`, behind `Bearer $ZAPA_ADMIN_TOKEN`."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from zapa_bridge.errors import (
+    BridgeError,
+    InvalidMessage,
+    NotADeadLetter,
+    QueueUnavailable,
+    SessionAlreadyExists,
+    SessionNotFound,
+)
+from zapa_bridge.web.api_errors import ApiError
+
+admin_api = Blueprint("admin_api", __name__, url_prefix="/api/v1/integration")
+
+
+def web() -> Any:
+    return current_app.extensions["zapa_web"]
+
+
+def token_matches(given: str | None) -> bool:
+    """Constant-time check of an admin token; open only when none is configured (dev)."""
+    expected = web().admin_token
+    if expected is None:
+        return True
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+@admin_api.before_request
+def require_admin_token() -> None:
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else None
+    if not token_matches(given):
+        raise ApiError(401, "unauthorized", "Authorization: Bearer <ZAPA_ADMIN_TOKEN> required")
+
+
+@admin_api.get("/health")
+def health() -> Any:
+    checker = web().health_checker()
+    snapshot = checker.latest() or checker.run()
+    body = snapshot.as_dict()
+    body["age"] = round(time.time() - snapshot.taken_at, 1)
+    return jsonify(body)
+
+
+@admin_api.post("/reinitialize")
+def reinitialize() -> Any:
+    report = web().run_reconcile()
+    snapshot = web().health_checker().run()
+    return jsonify({"reconcile": report.as_dict(), "health": snapshot.as_dict()})
+
+
+@admin_api.get("/queue/stats")
+def queue_stats() -> Any:
+    return jsonify(web().queue_overview())
+
+
+@admin_api.get("/sessions")
+def list_sessions() -> Any:
+    core = web().core
+    held = core.held.counts()
+    try:
+        sessions = [_session_json(info) for info in core.bridge.list_sessions()]
+        source, error = "bridge", None
+    except BridgeError as exc:
+        sessions = [state.as_dict() for state in core.sessions.all()]
+        source, error = "registry", exc.message
+    for session in sessions:
+        session["held"] = held.get(session["id"], 0)
+    return jsonify({"sessions": sessions, "source": source, "error": error})
+
+
+@admin_api.post("/sessions")
+def create_session() -> Any:
+    body = request.get_json(silent=True) or {}
+    session_id = body.get("session_id") if isinstance(body, dict) else None
+    if session_id is not None and (not isinstance(session_id, str) or "/" in session_id):
+        raise ApiError(422, "invalid_request", "session_id must be a string without '/'",
+                       field="session_id")
+    try:
+        info = web().core.bridge.create_session(session_id or None)
+    except SessionAlreadyExists as exc:
+        raise ApiError(409, "session_exists", exc.message) from None
+    except BridgeError as exc:
+        raise ApiError(502, "bridge_error", exc.message) from None
+    return jsonify(_session_json(info)), 201
+
+
+@admin_api.delete("/sessions/<session_id>")
+def delete_session(session_id: str) -> Any:
+    try:
+        web().core.bridge.delete_session(session_id)
+    except SessionNotFound as exc:
+        raise ApiError(404, "not_found", exc.message) from None
+    except BridgeError as exc:
+        raise ApiError(502, "bridge_error", exc.message) from None
+    return "", 204
+
+
+@admin_api.get("/messages/<message_id>")
+def get_message(message_id: str) -> Any:
+    record = web().core.store.get(message_id)
+    if record is None:
+        raise ApiError(404, "not_found", f"no message {message_id}")
+    return jsonify(record.as_dict())
+
+
+@admin_api.post("/messages")
+def send() -> Any:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    try:
+        result = web().send_message.delay(**body)
+    except InvalidMessage as exc:
+        raise ApiError(422, "invalid_message", str(exc), field=exc.field) from None
+    except QueueUnavailable as exc:
+        raise ApiError(503, "unavailable", str(exc)) from None
+    answer = jsonify({"id": result.id, "status": "queued"})
+    answer.headers["Location"] = f"{admin_api.url_prefix}/messages/{result.id}"
+    return answer, 202
+
+
+@admin_api.get("/dead-letters")
+def dead_letters() -> Any:
+    limit = min(request.args.get("limit", 100, type=int) or 100, 1000)
+    offset = max(request.args.get("offset", 0, type=int) or 0, 0)
+    letters = web().core.dead_letters
+    return jsonify({"count": letters.count(),
+                    "dead_letters": [dict(record.as_dict(), message=record.message)
+                                     for record in letters.list(limit, offset)]})
+
+
+@admin_api.post("/dead-letters/<message_id>/replay")
+def replay(message_id: str) -> Any:
+    try:
+        record = web().outbox().replay(message_id)
+    except NotADeadLetter as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except QueueUnavailable as exc:
+        raise ApiError(503, "unavailable", str(exc)) from None
+    return jsonify(record.as_dict())
+
+
+@admin_api.delete("/dead-letters")
+def purge() -> Any:
+    return jsonify({"purged": web().core.dead_letters.purge()})
+
+
+def _session_json(info: Any) -> dict[str, Any]:
+    return {"id": info.id, "status": info.status, "phone_number": info.phone_number,
+            "name": info.name, "created_at": info.created_at,
+            "connected_at": info.connected_at, "qr_code": info.qr_code,
+            "qr_expires_at": info.qr_expires_at}
