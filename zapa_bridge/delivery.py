@@ -20,6 +20,7 @@ from zapa_bridge.errors import (
     SessionResolutionError,
 )
 from zapa_bridge.messages import OutboundMessage, build_message
+from zapa_bridge.metrics import Metrics
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.retry_policy import RetryPolicy
 from zapa_bridge.sessions import SessionRegistry
@@ -50,6 +51,7 @@ class Deliverer:
         client: BridgeClient,
         sessions: SessionRegistry,
         policy: RetryPolicy,
+        metrics: Metrics,
         *,
         lease_seconds: float,
     ) -> None:
@@ -57,6 +59,7 @@ class Deliverer:
         self.client = client
         self.sessions = sessions
         self.policy = policy
+        self.metrics = metrics
         self.lease_seconds = lease_seconds
 
     def deliver(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome:
@@ -104,16 +107,25 @@ class Deliverer:
         if not claim.applied:
             return Outcome(str(claim.previous), record.attempts)
         attempts = record.attempts + 1
+        if claim.previous is S.SENDING:
+            # The last attempt died mid-send: zapw may have taken it, and it goes again.
+            self.metrics.count_possible_duplicate()
+            log.warning("message %s resent after an interrupted attempt (possible duplicate)",
+                        message_id)
 
+        started = time.monotonic()
         try:
             receipt = self.client.send(session, message)
         except SessionNotConnected:
             self.store.transition(message_id, MessageStatus.HELD, note="session not connected",
                                   fields={"reason": f"session {session} not connected"})
             log.info("message %s held: session %s not connected", message_id, session)
+            self.metrics.count_send("held")
             return Outcome(str(MessageStatus.HELD), attempts)
         except BridgeError as exc:
             return self._retry_or_dead(message_id, record.failures, attempts, exc)
+        finally:
+            self.metrics.observe_send_latency(time.monotonic() - started)
 
         self.store.transition(
             message_id, MessageStatus.SENT, note="accepted by bridge",
@@ -122,6 +134,7 @@ class Deliverer:
         )
         log.info("message %s sent via %s to %s (attempt %d)", message_id, session,
                  mask_phone(message.to), attempts)
+        self.metrics.count_send("sent")
         return Outcome(str(MessageStatus.SENT), attempts)
 
     def _hold_offline(self, message_id: str, session: str, attempts: int) -> Outcome:
@@ -170,10 +183,12 @@ class Deliverer:
                               note=f"retry in {delay:.1f} s", fields={"reason": reason})
         log.warning("message %s attempt %d failed (%s); retry in %.1f s",
                     message_id, attempts, type(error).__name__, delay)
+        self.metrics.count_retry()
         return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=delay)
 
     def _dead(self, message_id: str, reason: str, attempts: int) -> Outcome:
         self.store.transition(message_id, MessageStatus.FAILED, note="dead letter",
                               fields={"reason": reason})
         log.error("message %s failed after %d attempts: %s", message_id, attempts, reason)
+        self.metrics.count_send("failed")
         return Outcome(str(MessageStatus.FAILED), attempts)

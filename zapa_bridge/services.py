@@ -15,6 +15,7 @@ from zapa_bridge.event_handlers import EventHandler, RouteInbound
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.inbound import InboundLog
 from zapa_bridge.intake import Intake, PublishEvent
+from zapa_bridge.metrics import Metrics
 from zapa_bridge.outbox import Outbox, Publish
 from zapa_bridge.redis_conn import redis_client
 from zapa_bridge.retry_policy import RetryPolicy
@@ -58,7 +59,12 @@ class Services:
     def deliverer(self) -> Deliverer:
         lease = self.settings.zapw_connect_timeout + self.settings.zapw_timeout + LEASE_MARGIN
         return Deliverer(self.store, self.bridge, self.sessions,
-                         RetryPolicy.from_settings(self.settings), lease_seconds=lease)
+                         RetryPolicy.from_settings(self.settings), self.metrics,
+                         lease_seconds=lease)
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        return Metrics(self.redis)
 
     @cached_property
     def inbound(self) -> InboundLog:

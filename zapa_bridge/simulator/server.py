@@ -40,32 +40,50 @@ class QuietHandler(WSGIRequestHandler):
         log.debug(message, *args)
 
 
-class TrackingServer(ThreadedWSGIServer):
-    """A threaded WSGI server that knows its open connections, to cut them all at once."""
+class Connections:
+    """The open client connections, across the servers a refusal replaces."""
 
-    def __init__(self, listener: socket.socket, app: Any) -> None:
-        host, port = listener.getsockname()[:2]
-        super().__init__(host, port, app, handler=QuietHandler, fd=listener.fileno())
-        listener.close()  # werkzeug works on its own duplicate of the descriptor
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
+    def add(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.add(connection)
 
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
+    def discard(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(connection)
 
-    def drop_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
+    def count(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def drop_all(self) -> None:
+        """Cut every connection, as a crashed process would: clients see a reset."""
+        with self._lock:
+            connections = list(self._open)
         for connection in connections:
             with contextlib.suppress(OSError):  # already closed by its handler
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+class TrackingServer(ThreadedWSGIServer):
+    """A threaded WSGI server that records its open connections, to cut them all at once."""
+
+    def __init__(self, listener: socket.socket, app: Any, connections: Connections) -> None:
+        host, port = listener.getsockname()[:2]
+        super().__init__(host, port, app, handler=QuietHandler, fd=listener.fileno())
+        listener.close()  # werkzeug works on its own duplicate of the descriptor
+        self.connections = connections
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.discard(request)
+        super().shutdown_request(request)
 
 
 class Simulator:
@@ -78,6 +96,7 @@ class Simulator:
         self._server: TrackingServer | None = None
         self._thread: threading.Thread | None = None
         self._reopen: threading.Timer | None = None
+        self._connections = Connections()
         self._stopped = False
         self.host = self.bridge.config.host
         self.port = self.bridge.config.port
@@ -124,6 +143,10 @@ class Simulator:
     @property
     def refusing(self) -> bool:
         return self._server is None and not self._stopped
+
+    def open_connections(self) -> int:
+        """Client connections not yet answered and closed (a slow send, a cut one)."""
+        return self._connections.count()
 
     # -- the Python side of the control API ------------------------------------------------
 
@@ -179,7 +202,7 @@ class Simulator:
     # -- inside ----------------------------------------------------------------------------
 
     def _serve(self, listener: socket.socket) -> None:
-        server = TrackingServer(listener, self.app)
+        server = TrackingServer(listener, self.app, self._connections)
         self.port = server.port
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                   daemon=True, name=f"zapw-sim-{self.port}")
@@ -200,7 +223,7 @@ class Simulator:
         if thread is not None:
             thread.join(timeout=5)
         server.server_close()
-        server.drop_connections()
+        self._connections.drop_all()
 
     def _rebind(self) -> None:
         deadline = time.monotonic() + REBIND_PATIENCE

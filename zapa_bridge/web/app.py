@@ -20,6 +20,7 @@ from zapa_bridge.reconcile import ReconcileReport
 from zapa_bridge.services import Services
 from zapa_bridge.web.admin_api import admin_api
 from zapa_bridge.web.api_errors import register_error_handlers
+from zapa_bridge.web.metrics_view import metrics_view
 from zapa_bridge.web.probes import probes
 from zapa_bridge.web.spool_drainer import SpoolDrainer
 from zapa_bridge.web.webhooks import webhooks
@@ -102,4 +103,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(probes)
     app.register_blueprint(webhooks)
     app.register_blueprint(admin_api)
+    app.register_blueprint(metrics_view)
     return app

@@ -1,0 +1,132 @@
+"""Prometheus metrics, counted in Redis so every process on every machine adds to the same
+numbers: gunicorn's workers, Celery's workers and their threads, without a shared
+multiprocess directory. `/metrics` renders them, plus gauges read live from Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+
+import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from zapa_bridge.dead_letters import DeadLetters
+from zapa_bridge.holds import HeldMessages
+from zapa_bridge.intake import STATS_KEY as WEBHOOK_STATS_KEY
+from zapa_bridge.queue_stats import QueueStats
+from zapa_bridge.status_store import PREFIX
+
+COUNTERS_KEY = f"{PREFIX}metrics:counters"
+LATENCY_KEY = f"{PREFIX}metrics:send-latency"
+SNAPSHOT_KEY = f"{PREFIX}health:snapshot"
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+SEND_OUTCOMES = "sends"
+RETRIES = "retries"
+POSSIBLE_DUPLICATES = "possible_duplicates"
+
+
+class Metrics:
+    """Counting side: cheap HINCRBYs that never fail the work they count."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def count_send(self, outcome: str) -> None:
+        self._incr(COUNTERS_KEY, f"{SEND_OUTCOMES}:{outcome}")
+
+    def count_retry(self) -> None:
+        self._incr(COUNTERS_KEY, RETRIES)
+
+    def count_possible_duplicate(self) -> None:
+        self._incr(COUNTERS_KEY, POSSIBLE_DUPLICATES)
+
+    def observe_send_latency(self, seconds: float) -> None:
+        bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
+        with contextlib.suppress(redis.RedisError):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hincrby(LATENCY_KEY, bucket, 1)
+            pipe.hincrbyfloat(LATENCY_KEY, "sum", seconds)
+            pipe.execute()
+
+    def _incr(self, key: str, field: str) -> None:
+        with contextlib.suppress(redis.RedisError):
+            self.redis.hincrby(key, field, 1)
+
+
+class RedisCollector(Collector):
+    """Reading side, for a prometheus_client registry."""
+
+    def __init__(self, client: redis.Redis, queues: Iterable[str]) -> None:
+        self.redis = client
+        self.queues = list(queues)
+
+    def collect(self) -> Iterator[Metric]:
+        counters = self.redis.hgetall(COUNTERS_KEY)
+        sends = CounterMetricFamily("zapa_sends", "Outbound delivery attempts by outcome",
+                                    labels=["outcome"])
+        for field, value in sorted(counters.items()):
+            if field.startswith(f"{SEND_OUTCOMES}:"):
+                sends.add_metric([field.split(":", 1)[1]], float(value))
+        yield sends
+        yield CounterMetricFamily("zapa_send_retries", "Sends scheduled for another try",
+                                  value=float(counters.get(RETRIES, 0)))
+        yield CounterMetricFamily(
+            "zapa_possible_duplicate_sends",
+            "Sends repeated after a crash left their outcome unknown",
+            value=float(counters.get(POSSIBLE_DUPLICATES, 0)))
+
+        webhooks = CounterMetricFamily("zapa_webhooks", "Webhook events by type and outcome",
+                                       labels=["event_type", "outcome"])
+        for field, value in sorted(self.redis.hgetall(WEBHOOK_STATS_KEY).items()):
+            event_type, _, outcome = field.rpartition(":")
+            webhooks.add_metric([event_type, outcome], float(value))
+        yield webhooks
+
+        yield self._latency()
+
+        depth = GaugeMetricFamily("zapa_queue_depth", "Messages waiting per queue",
+                                  labels=["queue"])
+        age = GaugeMetricFamily("zapa_queue_oldest_age_seconds",
+                                "Age of the oldest waiting message per queue", labels=["queue"])
+        for name, stat in QueueStats(self.redis, self.queues).all().items():
+            depth.add_metric([name], stat.depth)
+            age.add_metric([name], stat.oldest_age or 0.0)
+        yield depth
+        yield age
+
+        held = GaugeMetricFamily("zapa_held_messages", "Messages held for offline sessions",
+                                 labels=["session"])
+        for session, count in HeldMessages(self.redis).counts().items():
+            held.add_metric([session], count)
+        yield held
+        yield GaugeMetricFamily("zapa_dead_letters", "Dead letters awaiting an operator",
+                                value=DeadLetters.count_in(self.redis))
+        yield GaugeMetricFamily("zapa_bridge_up",
+                                "1 when the last health check reached the bridge",
+                                value=self._bridge_up())
+
+    def _latency(self) -> Metric:
+        raw = self.redis.hgetall(LATENCY_KEY)
+        buckets, running = [], 0.0
+        for bound in (*map(str, LATENCY_BUCKETS), "+Inf"):
+            running += float(raw.get(bound, 0))
+            buckets.append((bound, running))
+        return HistogramMetricFamily("zapa_send_latency_seconds",
+                                     "Time of the bridge's send call", buckets=buckets,
+                                     sum_value=float(raw.get("sum", 0.0)))
+
+    def _bridge_up(self) -> float:
+        raw = self.redis.get(SNAPSHOT_KEY)
+        if not raw:
+            return 0.0
+        bridge = json.loads(raw).get("components", {}).get("bridge", {})
+        return 1.0 if bridge.get("status") in ("healthy", "degraded") else 0.0
