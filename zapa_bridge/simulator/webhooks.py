@@ -58,7 +58,8 @@ class WebhookSender:
         settings = self._settings()
         if not settings.url or self._closing.is_set():
             return
-        threading.Thread(target=self._deliver, args=(event, settings), daemon=True,
+        body = json.dumps(event, separators=(",", ":")).encode()  # fails here, not in a thread
+        threading.Thread(target=self._deliver, args=(event, body, settings), daemon=True,
                          name=f"webhook-{event['eventType']}").start()
 
     def deliveries(self, event_type: str | None = None) -> list[Delivery]:
@@ -73,8 +74,7 @@ class WebhookSender:
         """Stop retrying: pending waits end and no new attempt starts."""
         self._closing.set()
 
-    def _deliver(self, event: dict[str, Any], settings: WebhookSettings) -> None:
-        body = json.dumps(event, separators=(",", ":")).encode()
+    def _deliver(self, event: dict[str, Any], body: bytes, settings: WebhookSettings) -> None:
         headers = {"Content-Type": "application/json", "X-Webhook-Event": event["eventType"]}
         for attempt in range(1, settings.attempts + 1):
             status_code, error = _attempt(settings, body, headers)

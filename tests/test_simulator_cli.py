@@ -1,0 +1,96 @@
+"""`python -m zapa_bridge.simulator` runs as its own process and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_until
+from tests.test_simulator_support import Receiver
+from zapa_bridge.bridge_client import BridgeClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
+
+
+def run(log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "zapa_bridge.simulator", *args], cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def listening_url(process: subprocess.Popen[bytes], log: Path) -> str:
+    def announced() -> str | None:
+        if process.poll() is not None:
+            raise AssertionError(f"simulator exited: {log.read_text()}")
+        found = re.search(r"listening on (http://\S+) ", log.read_text())
+        return found.group(1) if found else None
+
+    return wait_until(announced, timeout=15, what="the listening line")
+
+
+def test_the_cli_serves_zapw_posts_webhooks_and_stops_on_sigterm(tmp_path, receiver):
+    log = tmp_path / "sim.log"
+    process = run(log, "--host", "127.0.0.1", "--port", "0", "--webhook-url", receiver.url,
+                  "--api-key", "k", "--connect-delay", "0.05", "--session", "s1", "s2",
+                  "--auto-status", "delivered,read", "--webhook-retry-delay", "0.05")
+    try:
+        url = listening_url(process, log)
+        client = BridgeClient(url, api_key="k", timeout=5)
+        try:
+            assert client.health().service == "zapw"
+            sessions = wait_until(lambda: (s := client.list_sessions())
+                                  and all(x.connected for x in s) and s, timeout=5)
+            assert sorted(s.id for s in sessions) == ["s1", "s2"]
+        finally:
+            client.close()
+        assert len(receiver.wait_for("session.connected", count=2)) == 2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert "zapw simulator stopped" in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_the_cli_stops_on_sigint_like_ctrl_c(tmp_path):
+    log = tmp_path / "sim.log"
+    process = run(log, "--port", "0")
+    try:
+        listening_url(process, log)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_the_cli_rejects_an_unknown_auto_status(tmp_path):
+    log = tmp_path / "sim.log"
+    process = run(log, "--port", "0", "--auto-status", "played")
+    assert process.wait(timeout=15) == 2
+    assert "auto_status: 'played' is not one of delivered, read" in log.read_text()
+
+
+def test_the_cli_says_so_when_its_port_is_taken(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        log = tmp_path / "sim.log"
+        process = run(log, "--port", str(taken.getsockname()[1]))
+        assert process.wait(timeout=15) == 1
+    assert "cannot listen on 127.0.0.1:" in log.read_text()
