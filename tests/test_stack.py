@@ -43,15 +43,16 @@ def processes_mentioning(cmdline_needles: tuple[str, ...], environ_needle: str) 
 class Stack:
     """One `zapa-bridge stack --redis embedded` process and what it printed."""
 
-    def __init__(self, tmp_path: Path, zapw_url: str) -> None:
+    def __init__(self, tmp_path: Path) -> None:
         self.port = free_port()
         self.bind = f"127.0.0.1:{self.port}"
         self.log_path = tmp_path / "stack.log"
         # Inherited by every process the stack starts, so the test can find each of them.
         self.marker = f"ZAPA_TEST_STACK={uuid.uuid4().hex}"
-        env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-        env.update(ZAPW_URL=zapw_url, ZAPA_RECONCILE_INTERVAL="1",
-                   ZAPA_TEST_STACK=self.marker.split("=", 1)[1])
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("REDIS_URL", "ZAPW_URL", "ZAPA_ENV", "ZAPA_WEBHOOK_TOKEN",
+                              "ZAPA_ADMIN_TOKEN", "ZAPA_SPOOL_PATH")}
+        env.update(ZAPA_RECONCILE_INTERVAL="1", ZAPA_TEST_STACK=self.marker.split("=", 1)[1])
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [CLI, "stack", "--redis", "embedded", "--bind", self.bind],
@@ -60,6 +61,20 @@ class Stack:
             )
         self.redis_url = wait_until(self._banner_redis_url, timeout=30, what="stack banner")
         self.redis_port = int(self.redis_url.rsplit(":", 1)[1].split("/", 1)[0])
+        self.zapw_url = self._banner_value("ZAPW_URL")
+        self.cli_env = {**os.environ, "REDIS_URL": self.redis_url, "ZAPW_URL": self.zapw_url}
+
+    def _banner_value(self, name: str) -> str:
+        for word in self.log().split():
+            if word.startswith(f"{name}="):
+                return word.split("=", 1)[1]
+        raise AssertionError(f"{name} not in the banner:\n{self.log()}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([CLI, *args], env=self.cli_env, capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -85,7 +100,9 @@ class Stack:
             return False
 
     def leftovers(self) -> list[int]:
-        return processes_mentioning((self.bind, f"127.0.0.1:{self.redis_port}"), self.marker)
+        simulator_port = self.zapw_url.rsplit(":", 1)[1]
+        return processes_mentioning((self.bind, f"127.0.0.1:{self.redis_port}",
+                                     f"--port {simulator_port}"), self.marker)
 
     def kill_everything(self) -> None:
         if self.process.poll() is None:
@@ -98,8 +115,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path, zapw) -> Iterator[Stack]:
-    started = Stack(tmp_path, zapw.url)
+def stack(tmp_path) -> Iterator[Stack]:
+    started = Stack(tmp_path)
     try:
         wait_until(started.ready, timeout=45, interval=0.2, what="GET /readyz 200")
         yield started
@@ -117,20 +134,21 @@ def assert_nothing_left(stack: Stack) -> None:
     assert not answers(stack.redis_url)
 
 
-def test_stack_sends_a_cli_message_runs_beat_and_ctrl_c_leaves_no_process(stack, zapw):
-    zapw.add_session("s1")
-    cli_env = {**os.environ, "REDIS_URL": stack.redis_url}
-    sent = subprocess.run([CLI, "send", "--to", TO, "--text", "hello", "--session", "s1"],
-                          env=cli_env, capture_output=True, text=True, timeout=30)
-    assert sent.returncode == 0, sent.stderr
-    message_id = sent.stdout.strip()
+def test_stack_runs_the_whole_loop_from_the_readme_commands_and_ctrl_c_leaves_nothing(stack):
+    session_url = f"{stack.zapw_url}/sessions/default"
+    wait_until(lambda: requests.get(session_url, timeout=2).json()["data"]["status"]
+               == "connected", timeout=30, what="the simulated session to connect")
 
-    wait_until(lambda: zapw.sent_to("s1"), timeout=30, what="the stack's worker to send")
-    assert [send.body for send in zapw.sent_to("s1")] == [
-        {"to": TO, "type": "text", "text": "hello"}]
-    status = subprocess.run([CLI, "status", message_id], env=cli_env, capture_output=True,
-                            text=True, timeout=30)
-    assert '"status": "sent"' in status.stdout, status.stdout + status.stderr
+    # A WhatsApp user writes; the echo handler answers through the same session.
+    stack.cli("simulate", "inbound", "--session", "default", "--from", TO, "--text", "hi")
+    wait_until(lambda: '"echo: hi"' in stack.cli("simulate", "sends").stdout, timeout=30,
+               what="the echo reply to reach the simulator")
+
+    # A service sends; zapw's receipts move it to read.
+    message_id = stack.cli("send", "--to", TO, "--text", "hello", "--session",
+                           "default").stdout.strip()
+    wait_until(lambda: '"status": "read"' in stack.cli("status", message_id).stdout,
+               timeout=30, what="the message to be read")
     # beat schedules the reconciliation every second and the worker runs it against zapw
     wait_until(lambda: "zapa.reconcile" in stack.log() and "'bridge_reachable': True"
                in stack.log(), timeout=30, what="a reconcile run by beat and the worker")
@@ -140,6 +158,7 @@ def test_stack_sends_a_cli_message_runs_beat_and_ctrl_c_leaves_no_process(stack,
 
 
 def test_sigterm_to_the_stack_process_alone_stops_web_worker_beat_and_redis(stack):
-    assert len(stack.leftovers()) >= 8  # stack, redis, honcho, gunicorn x3, worker, beat
+    # stack, redis, honcho, gunicorn x3, worker, beat, simulator
+    assert len(stack.leftovers()) >= 9
     stack.process.send_signal(signal.SIGTERM)  # as `kill <pid>` or a supervisor would
     assert_nothing_left(stack)

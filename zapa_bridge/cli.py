@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from zapa_bridge.config import DEFAULT_REDIS_URL, Settings, load_settings
-from zapa_bridge.embedded_redis import EmbeddedRedis, answers
+from zapa_bridge.config import Settings, load_settings
+from zapa_bridge.embedded_redis import answers
 from zapa_bridge.errors import ConfigError, ZapaError
-from zapa_bridge.web.webhooks import WEBHOOK_PATH
+from zapa_bridge.local_stack import LocalStack, zapw_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,63 +40,18 @@ def _echo_json(data: Any) -> None:
               show_default=True,
               help="auto: REDIS_URL, else a Redis answering on the default address, else an "
                    "embedded one; embedded: always a fresh embedded Redis.")
-def stack(bind: str, redis_mode: str) -> None:
-    """Run the local stack: Redis (embedded when none is configured), web, worker, beat."""
+@click.option("--bridge", "bridge_mode", type=click.Choice(["simulator", "external"]),
+              default="simulator", show_default=True,
+              help="simulator: run the built-in zapw simulator; external: use ZAPW_URL.")
+def stack(bind: str, redis_mode: str, bridge_mode: str) -> None:
+    """Run the local stack: Redis (embedded when none is configured), web, worker, beat and
+    the zapw simulator."""
     _settings()
-    env = dict(os.environ)
-    env.setdefault("ZAPA_DEFAULT_SESSION", "default")
-    env.setdefault("ZAPA_ENV", "development")
-    env.setdefault("ZAPA_INBOUND_TASK", "zapa.echo")
-    env.setdefault("ZAPA_WEBHOOK_TOKEN", secrets.token_urlsafe(24))
-    env.setdefault("ZAPA_ADMIN_TOKEN", secrets.token_urlsafe(18))
-    env["ZAPA_WEB_BIND"] = bind
-    # The Procfile's commands (gunicorn, celery) live beside this interpreter.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    embedded: EmbeddedRedis | None = None
-    if redis_mode == "embedded" or ("REDIS_URL" not in os.environ
-                                     and not answers(DEFAULT_REDIS_URL)):
-        embedded = EmbeddedRedis().start()
-        env["REDIS_URL"] = embedded.url
-    redis_url = env.get("REDIS_URL", DEFAULT_REDIS_URL)
-    inbound_queue = env.get("ZAPA_INBOUND_QUEUE", "zapa.inbound")
-    env.setdefault("ZAPA_PUBLIC_URL", f"http://{bind}")
-    stack_settings = load_settings(ZAPA_PUBLIC_URL=env["ZAPA_PUBLIC_URL"],
-                                   ZAPA_WEBHOOK_TOKEN=env["ZAPA_WEBHOOK_TOKEN"])
-    zapw_lines = "\n".join(f"  {line}" for line in zapw_environment(stack_settings))
-    click.echo(f"""zapa-bridge local stack
-  redis   {redis_url}{'  (embedded, discarded on exit)' if embedded else ''}
-  web     http://{bind}  (GET /healthz, /readyz; POST {WEBHOOK_PATH})
-  admin   http://{bind}/api/v1/integration/  token {env['ZAPA_ADMIN_TOKEN']}
-  worker  celery, queues: zapa.maintenance, zapa.send.high/default/low
-  beat    bridge reconciliation every {env.get('ZAPA_RECONCILE_INTERVAL', '30')} s
-  bridge  {env.get('ZAPW_URL', 'http://127.0.0.1:3000')} (zapw)
-  inbound {env['ZAPA_INBOUND_TASK']} on queue {inbound_queue}
-
-zapw's environment, to post its events here:
-{zapw_lines}
-
-In another shell (with .venv/bin on PATH):
-  export REDIS_URL={redis_url}
-  zapa-bridge send --to 5511988887777 --text hello --session default
-  zapa-bridge status <id>
-  curl http://{bind}/readyz
-Ctrl-C stops everything.
-""")
-    honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
-    process = subprocess.Popen([honcho, "start", "-f", str(ROOT / "Procfile"), "-d", str(ROOT)],
-                               env=env, cwd=ROOT, start_new_session=True)
-
-    def forward(signum: int, _frame: object) -> None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    try:
-        process.wait()
-    finally:
-        if embedded is not None:
-            embedded.close()
+    local = LocalStack(bind=bind, embedded_redis=redis_mode == "embedded",
+                       simulate_bridge=bridge_mode == "simulator")
+    local.prepare()
+    click.echo(local.banner())
+    local.run()
     click.echo("zapa-bridge local stack stopped")
 
 
@@ -199,14 +149,63 @@ def check() -> None:
         sys.exit(1)
 
 
-def zapw_environment(settings: Settings) -> list[str]:
-    """The lines zapw needs so its webhooks reach this deployment."""
-    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
-    url = f"{settings.public_url.rstrip('/')}{WEBHOOK_PATH}"
-    lines = [f"WEBHOOK_URL={url}?token={token}" if token else f"WEBHOOK_URL={url}",
-             "ENABLE_WEBHOOK=true"]
-    if settings.zapw_api_key:
-        lines.append(f"API_KEY={settings.zapw_api_key.get_secret_value()}")
-    if not token:
-        lines.append("# ZAPA_WEBHOOK_TOKEN is not set: set it, or sign requests through a proxy")
-    return lines
+@main.group()
+def simulate() -> None:
+    """Play WhatsApp's side on the zapw simulator (its control API at ZAPW_URL)."""
+
+
+@simulate.command(name="inbound")
+@click.option("--session", default="default", show_default=True)
+@click.option("--from", "sender", required=True, help="The sender's number (or JID).")
+@click.option("--text", help="Text of a text message.")
+@click.option("--type", "kind", default="text", show_default=True,
+              help="text, image, video, audio, document, location, contact, sticker.")
+@click.option("--caption")
+@click.option("--file-name")
+@click.option("--group", help="A group id: the message comes from the group.")
+@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000",
+              show_default=True)
+def simulate_inbound(session: str, sender: str, text: str | None, kind: str,
+                     caption: str | None, file_name: str | None, group: str | None,
+                     simulator_url: str) -> None:
+    """Make a WhatsApp user send a message to a session; zapw posts it to zapa-bridge."""
+    body = {key: value for key, value in {
+        "type": kind, "sender": sender, "text": text, "caption": caption,
+        "file_name": file_name, "group": group}.items() if value is not None}
+    _echo_json(_control(simulator_url, "POST", f"/_sim/sessions/{session}/inbound", body))
+
+
+@simulate.command(name="disconnect")
+@click.argument("session")
+@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000")
+def simulate_disconnect(session: str, simulator_url: str) -> None:
+    """Drop a session, as a phone going offline would."""
+    _echo_json(_control(simulator_url, "POST", f"/_sim/sessions/{session}/disconnect", {}))
+
+
+@simulate.command(name="connect")
+@click.argument("session")
+@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000")
+def simulate_connect(session: str, simulator_url: str) -> None:
+    """Bring a session back online."""
+    _echo_json(_control(simulator_url, "POST", f"/_sim/sessions/{session}/connect", {}))
+
+
+@simulate.command(name="sends")
+@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000")
+def simulate_sends(simulator_url: str) -> None:
+    """List what the simulator accepted to send."""
+    _echo_json(_control(simulator_url, "GET", "/_sim/sends", None))
+
+
+def _control(base_url: str, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    import requests
+
+    try:
+        answer = requests.request(method, base_url.rstrip("/") + path, json=body, timeout=10)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"simulator unreachable at {base_url}: "
+                                   f"{type(exc).__name__}") from None
+    if answer.status_code >= 400:
+        raise click.ClickException(f"simulator answered {answer.status_code}: {answer.text}")
+    return answer.json()

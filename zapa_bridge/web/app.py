@@ -19,6 +19,7 @@ from zapa_bridge.queue_stats import QueueStats
 from zapa_bridge.reconcile import ReconcileReport
 from zapa_bridge.services import Services
 from zapa_bridge.web.admin_api import admin_api
+from zapa_bridge.web.admin_page import admin_page, session_secret
 from zapa_bridge.web.api_errors import register_error_handlers
 from zapa_bridge.web.metrics_view import metrics_view
 from zapa_bridge.web.probes import probes
@@ -65,7 +66,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     settings = overrides.pop("SETTINGS", None) or load_settings()
     settings.require_webhook_auth()
     settings.require_admin_token()
-    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.webhook_max_bytes)
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    # The session key follows from the admin token, so every gunicorn process agrees on it.
+    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.webhook_max_bytes,
+                            SECRET_KEY=session_secret(admin_token),
+                            SESSION_COOKIE_SAMESITE="Lax")
     app.config.update(overrides)
 
     core = Services(settings)
@@ -75,7 +80,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise ConfigError({"ZAPA_SPOOL_PATH": f"cannot open {settings.spool_path}: {exc}"}) \
             from None
     secret, token = settings.webhook_secret, settings.webhook_token
-    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     web = WebServices(
         core=core,
         authenticator=WebhookAuthenticator(
@@ -103,5 +107,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(probes)
     app.register_blueprint(webhooks)
     app.register_blueprint(admin_api)
+    app.register_blueprint(admin_page)
     app.register_blueprint(metrics_view)
     return app

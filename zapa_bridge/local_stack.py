@@ -1,0 +1,132 @@
+"""The local stack: every process of a deployment on one machine, started by honcho from
+the Procfile, plus an embedded Redis and the zapw simulator when none are given.
+
+The simulator's line is added to a copy of the Procfile so the deployment's own Procfile
+stays exactly what production runs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zapa_bridge.config import DEFAULT_REDIS_URL, Settings, load_settings
+from zapa_bridge.embedded_redis import EmbeddedRedis, answers, free_port
+from zapa_bridge.web.webhooks import WEBHOOK_PATH
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".zapa"
+SIMULATED_SESSION = "default"
+
+
+def zapw_environment(settings: Settings) -> list[str]:
+    """The lines zapw needs so its webhooks reach this deployment."""
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    url = f"{settings.public_url.rstrip('/')}{WEBHOOK_PATH}"
+    lines = [f"WEBHOOK_URL={url}?token={token}" if token else f"WEBHOOK_URL={url}",
+             "ENABLE_WEBHOOK=true"]
+    if settings.zapw_api_key:
+        lines.append(f"API_KEY={settings.zapw_api_key.get_secret_value()}")
+    if not token:
+        lines.append("# ZAPA_WEBHOOK_TOKEN is not set: set it, or sign requests through a proxy")
+    return lines
+
+
+@dataclass
+class LocalStack:
+    bind: str = "127.0.0.1:8000"
+    embedded_redis: bool = False
+    simulate_bridge: bool = True
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    redis: EmbeddedRedis | None = None
+
+    def prepare(self) -> None:
+        """Fill in the environment every process gets; start Redis if it has to."""
+        env = self.env
+        env.setdefault("ZAPA_ENV", "development")
+        env.setdefault("ZAPA_DEFAULT_SESSION", SIMULATED_SESSION)
+        env.setdefault("ZAPA_INBOUND_TASK", "zapa.echo")
+        env.setdefault("ZAPA_WEBHOOK_TOKEN", secrets.token_urlsafe(24))
+        env.setdefault("ZAPA_ADMIN_TOKEN", secrets.token_urlsafe(18))
+        env.setdefault("ZAPA_PUBLIC_URL", f"http://{self.bind}")
+        env["ZAPA_WEB_BIND"] = self.bind
+        # The Procfile's commands (gunicorn, celery) live beside this interpreter.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        if self.embedded_redis or ("REDIS_URL" not in env and not answers(DEFAULT_REDIS_URL)):
+            self.redis = EmbeddedRedis().start()
+            env["REDIS_URL"] = self.redis.url
+        env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
+        if self.simulate_bridge:
+            env["ZAPW_URL"] = f"http://127.0.0.1:{free_port()}"
+            env.setdefault("ZAPA_SESSIONS", SIMULATED_SESSION)
+
+    def settings(self) -> Settings:
+        names = ("ZAPA_PUBLIC_URL", "ZAPA_WEBHOOK_TOKEN", "ZAPW_URL", "REDIS_URL")
+        return load_settings(**{name: self.env[name] for name in names if name in self.env})
+
+    def procfile(self) -> Path:
+        """The Procfile, plus the simulator when it is part of the stack."""
+        if not self.simulate_bridge:
+            return ROOT / "Procfile"
+        settings = self.settings()
+        webhook = zapw_environment(settings)[0].removeprefix("WEBHOOK_URL=")
+        port = settings.zapw_base_url.rsplit(":", 1)[1]
+        bridge = (f"bridge: python -m zapa_bridge.simulator --port {port} "
+                  f"--webhook-url '{webhook}' --session {SIMULATED_SESSION} "
+                  "--connect-delay 3 --auto-status delivered,read")
+        STATE_DIR.mkdir(exist_ok=True)
+        path = STATE_DIR / "Procfile.stack"
+        path.write_text((ROOT / "Procfile").read_text().rstrip("\n") + f"\n{bridge}\n")
+        return path
+
+    def banner(self) -> str:
+        env, bind = self.env, self.bind
+        redis_note = "  (embedded, discarded on exit)" if self.redis else ""
+        bridge_note = (f"zapw simulator; session '{SIMULATED_SESSION}' connects by itself"
+                       if self.simulate_bridge else "zapw")
+        zapw_lines = "\n".join(f"  {line}" for line in zapw_environment(self.settings()))
+        simulate = ("  zapa-bridge simulate inbound --session default --from 5511988887777 "
+                    "--text hi\n" if self.simulate_bridge else "")
+        return f"""zapa-bridge local stack
+  redis   {env['REDIS_URL']}{redis_note}
+  web     http://{bind}  (GET /healthz, /readyz, /metrics; POST {WEBHOOK_PATH})
+  admin   http://{bind}/admin/  and  /api/v1/integration/  token {env['ZAPA_ADMIN_TOKEN']}
+  worker  celery: zapa.maintenance, zapa.events, zapa.send.high/default/low, inbound
+  beat    reconciliation every {env.get('ZAPA_RECONCILE_INTERVAL', '30')} s
+  bridge  {env.get('ZAPW_URL', 'http://127.0.0.1:3000')} ({bridge_note})
+  inbound {env['ZAPA_INBOUND_TASK']} on queue {env.get('ZAPA_INBOUND_QUEUE', 'zapa.inbound')}
+
+zapw's environment, to post its events here:
+{zapw_lines}
+
+In another shell (with .venv/bin on PATH):
+  export REDIS_URL={env['REDIS_URL']} ZAPW_URL={env.get('ZAPW_URL', '')}
+  zapa-bridge send --to 5511988887777 --text hello --session default
+{simulate}  zapa-bridge status <id>
+Ctrl-C stops everything.
+"""
+
+    def run(self) -> int:
+        """Run until Ctrl-C (or SIGTERM); everything started is stopped on the way out."""
+        honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
+        process = subprocess.Popen([honcho, "start", "-f", str(self.procfile()),
+                                    "-d", str(ROOT)],
+                                   env=self.env, cwd=ROOT, start_new_session=True)
+
+        def forward(signum: int, _frame: object) -> None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        try:
+            return process.wait()
+        finally:
+            if self.redis is not None:
+                self.redis.close()

@@ -1,0 +1,296 @@
+"""The operators' admin page under `/admin/`: server-rendered, behind the admin token.
+
+Signing in stores a flag in Flask's signed session cookie. The signing key is derived from
+the admin token (`session_secret`), so every gunicorn process agrees on it and a new token
+signs everyone out. Every form that changes something carries a CSRF token kept in the
+session. Each section of the dashboard is read on its own: one that cannot be read (Redis or
+the bridge down) says why, and the rest of the page still shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any, TypeVar
+
+import redis
+from flask import (
+    Blueprint,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from zapa_bridge.errors import BridgeError, NotADeadLetter, QueueUnavailable
+from zapa_bridge.health import HealthChecker, HealthSnapshot
+from zapa_bridge.redaction import mask_phone
+from zapa_bridge.status_store import MessageRecord
+from zapa_bridge.web.admin_api import token_matches, web
+
+log = logging.getLogger("zapa.web.admin")
+
+admin_page = Blueprint("admin_page", __name__, url_prefix="/admin",
+                       template_folder="templates", static_folder="static/admin",
+                       static_url_path="/static")
+
+SIGNED_IN = "admin"
+CSRF = "csrf"
+DEAD_LETTER_LIMIT = 50
+HELD_LIMIT = 20
+INBOUND_LIMIT = 20
+REFRESH_SECONDS = 10
+QR_WAITING = "qr_waiting"
+_PNG_DATA_URL = re.compile(r"data:image/png;base64,[A-Za-z0-9+/]+={0,2}")
+
+T = TypeVar("T")
+
+
+def session_secret(admin_token: str | None) -> bytes:
+    """The key that signs session cookies; a fixed one when no token is set (page open)."""
+    material = admin_token.encode() if admin_token is not None else b"\0development"
+    return hashlib.sha256(b"zapa-admin-session:" + material).digest()
+
+
+# -- sign-in and CSRF ----------------------------------------------------------------------
+
+def signed_in() -> bool:
+    return web().admin_token is None or session.get(SIGNED_IN) is True
+
+
+def requires_sign_in(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not signed_in():
+            return redirect(url_for(".login_form"))
+        return view(*args, **kwargs)
+    return guarded
+
+
+def csrf_token() -> str:
+    if CSRF not in session:
+        session[CSRF] = secrets.token_urlsafe(32)
+    return str(session[CSRF])
+
+
+def check_csrf() -> None:
+    given, expected = request.form.get("csrf_token", ""), session.get(CSRF)
+    if not expected or not hmac.compare_digest(given.encode(), str(expected).encode()):
+        raise BadRequest("The form's CSRF token is missing or stale: reload the page and "
+                         "try again.")
+
+
+@admin_page.context_processor
+def page_globals() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "token_required": web().admin_token is not None}
+
+
+@admin_page.errorhandler(HTTPException)
+def page_error(error: HTTPException) -> Any:
+    return render_template("admin/error.html", error=error), error.code or 500
+
+
+# -- views ---------------------------------------------------------------------------------
+
+@admin_page.get("/login")
+def login_form() -> Any:
+    if signed_in():
+        return redirect(url_for(".dashboard"))
+    return render_template("admin/login.html", error=None)
+
+
+@admin_page.post("/login")
+def login() -> Any:
+    if not token_matches(request.form.get("token")):
+        log.warning("admin page: sign-in with a wrong token from %s", request.remote_addr)
+        return render_template("admin/login.html",
+                               error="That is not the admin token."), 401
+    session.clear()  # nothing from before the sign-in survives it
+    session[SIGNED_IN] = True
+    session[CSRF] = secrets.token_urlsafe(32)
+    return redirect(url_for(".dashboard"))
+
+
+@admin_page.post("/logout")
+def logout() -> Any:
+    if session.get(SIGNED_IN):
+        check_csrf()
+    session.clear()
+    flash("Signed out.", "ok")
+    return redirect(url_for(".login_form"))
+
+
+@admin_page.get("/")
+@requires_sign_in
+def dashboard() -> Any:
+    return render_template("admin/dashboard.html", board=gather(),
+                           refresh_seconds=REFRESH_SECONDS)
+
+
+@admin_page.post("/dead-letters/<message_id>/replay")
+@requires_sign_in
+def replay(message_id: str) -> Any:
+    check_csrf()
+    try:
+        record = web().outbox().replay(message_id)
+    except NotADeadLetter as exc:
+        flash(f"Not replayed: {exc}.", "error")
+    except (QueueUnavailable, redis.RedisError) as exc:
+        flash(f"Not replayed, Redis did not take it: {exc}", "error")
+    else:
+        log.info("admin page: dead letter %s replayed", record.id)
+        flash(f"Dead letter {record.id} replayed: it is {record.status} again.", "ok")
+    return redirect(url_for(".dashboard"))
+
+
+# -- what the dashboard shows --------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: str
+    status: str
+    phone_number: str | None
+    name: str | None
+    held: int
+    qr_image: str | None = None
+    qr_expires_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """An outbound record as the page shows it: recipient masked, never the content."""
+
+    id: str
+    session: str | None
+    to: str
+    type: str
+    status: str
+    attempts: int
+    reason: str | None
+    updated: float
+
+    @classmethod
+    def of(cls, record: MessageRecord) -> MessageRow:
+        return cls(record.id, record.session, mask_phone(record.to), record.type,
+                   str(record.status), record.attempts, record.reason, record.updated)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRow:
+    """An inbound message as the page shows it: sender masked, never the text."""
+
+    received: float
+    session: str
+    sender: str
+    type: str
+    is_group: bool
+    routed_to: str | None
+
+
+@dataclass
+class Dashboard:
+    health: HealthSnapshot | None = None
+    sessions: list[SessionRow] = field(default_factory=list)
+    sessions_notice: str | None = None
+    queues: dict[str, Any] | None = None
+    held_counts: dict[str, int] = field(default_factory=dict)
+    held: list[MessageRow] = field(default_factory=list)
+    dead_letters: list[MessageRow] = field(default_factory=list)
+    inbound: list[InboundRow] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def read(self, section: str, reader: Callable[[], T], default: T) -> T:
+        """The section's data, or `default` with the reason noted when it cannot be read."""
+        try:
+            return reader()
+        except (redis.RedisError, BridgeError) as exc:
+            self.unreadable[section] = f"{type(exc).__name__}: {exc}"
+            return default
+
+
+def gather() -> Dashboard:
+    services, board = web(), Dashboard()
+    core = services.core
+    board.health = board.read("health", lambda: _health(services.health_checker()), None)
+    board.queues = board.read("queues", services.queue_overview, None)
+    board.held_counts = board.read("held", core.held.counts, {})
+    board.sessions = board.read("sessions", lambda: _sessions(board, board.held_counts), [])
+    board.held = board.read("held", lambda: [
+        MessageRow.of(record) for session in sorted(board.held_counts)
+        for record in core.store.get_many(core.held.ids(session, HELD_LIMIT))], [])
+    board.dead_letters = board.read("dead_letters", lambda: [
+        MessageRow.of(record) for record in core.dead_letters.list(DEAD_LETTER_LIMIT)], [])
+    board.inbound = board.read("inbound", lambda: [
+        _inbound_row(entry) for entry in core.inbound.recent(INBOUND_LIMIT)], [])
+    return board
+
+
+def _health(checker: HealthChecker) -> HealthSnapshot:
+    try:
+        return checker.latest() or checker.run()
+    except redis.RedisError:
+        return checker.run()  # reports Redis itself as unhealthy
+
+
+def _sessions(board: Dashboard, held: dict[str, int]) -> list[SessionRow]:
+    core = web().core
+    try:
+        live = core.bridge.list_sessions()
+    except BridgeError as exc:
+        board.sessions_notice = (f"The bridge did not answer ({exc.message}): these are the "
+                                 "last states the registry knows, without QR codes.")
+        return [SessionRow(state.id, state.status, state.phone_number, state.name,
+                           held.get(state.id, 0)) for state in core.sessions.all()]
+    return [SessionRow(info.id, info.status, info.phone_number, info.name,
+                       held.get(info.id, 0), _qr_image(info.status, info.qr_code),
+                       info.qr_expires_at) for info in live]
+
+
+def _qr_image(status: str, qr_code: str | None) -> str | None:
+    """The QR as an image source, only when waiting for a scan and only a PNG data URL."""
+    if status != QR_WAITING or not qr_code or not _PNG_DATA_URL.fullmatch(qr_code):
+        return None
+    return qr_code
+
+
+def _inbound_row(entry: dict[str, Any]) -> InboundRow:
+    message = entry["message"]
+    return InboundRow(entry["received"], message.get("session", ""),
+                      mask_phone(message.get("sender")), message.get("type", ""),
+                      bool(message.get("is_group")), entry.get("routed_to"))
+
+
+# -- template filters ----------------------------------------------------------------------
+
+@admin_page.app_template_filter("admin_when")
+def when(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@admin_page.app_template_filter("admin_age")
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@admin_page.app_template_filter("admin_ago")
+def ago(epoch: float | None) -> str:
+    return "-" if not epoch else f"{age(max(0.0, time.time() - epoch))} ago"
