@@ -448,7 +448,7 @@ def test_the_token_never_appears_in_logs(post_event, caplog):
     assert post_event(RECEIVED).status_code == 200
     assert post_event(RECEIVED, token="not-the-token").status_code == 401
     assert post_event(RECEIVED, token=TOKEN + "x").status_code == 401
-    assert any("webhook refused" in record.getMessage() for record in caplog.records)
+    assert any("event=webhook.refused" in record.getMessage() for record in caplog.records)
     leaks = [record.getMessage() for record in caplog.records
              if TOKEN in record.getMessage() or "not-the-token" in record.getMessage()]
     assert leaks == []

@@ -28,6 +28,7 @@ from zapa_bridge.event_handlers import EventHandler
 from zapa_bridge.health import HealthChecker
 from zapa_bridge.inbound import InboundMessage
 from zapa_bridge.intake import Intake
+from zapa_bridge.logs import line
 from zapa_bridge.messages import OutboundMessage, build_message
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.reconcile import ReconcileReport
@@ -80,7 +81,8 @@ def route_inbound(message: InboundMessage) -> str | None:
     ZAPA_INBOUND_QUEUE. Returns the task name, or None when none is configured."""
     settings = get_settings()
     if not settings.inbound_task:
-        log.warning("inbound %s not routed: ZAPA_INBOUND_TASK is not set", message.id)
+        log.warning(line("inbound.not_routed", message_id=message.message_id,
+                         session=message.session, reason="ZAPA_INBOUND_TASK is not set"))
         return None
     queue = settings.inbound_queue
     app.send_task(
@@ -148,8 +150,8 @@ def send_message(self: SendMessageTask, to: str | None = None, text: str | None 
         outcome = services().deliverer.deliver(self.request.id, task_kwargs)
     except redis.RedisError as exc:
         # Our state is unreachable: put the message back rather than lose it.
-        log.warning("message %s requeued: redis unavailable (%s)", self.request.id,
-                    type(exc).__name__)
+        log.warning(line("message.requeued", message_id=self.request.id,
+                         reason=f"redis unavailable: {type(exc).__name__}"))
         raise Reject(exc, requeue=True) from None
     if outcome.retry_in is None:
         return outcome.summary()
@@ -180,15 +182,15 @@ def reconcile() -> dict[str, object]:
     return run_reconcile().as_dict()
 
 
-def run_reconcile() -> ReconcileReport:
-    core = services()
-    return reconcile_bridge(core.bridge, core.sessions, outbox(),
+def run_reconcile(core: Services | None = None) -> ReconcileReport:
+    core = core or services()
+    return reconcile_bridge(core.bridge, core.sessions, core.outbox(send_message.publish),
                             hold_validity=core.settings.hold_validity,
                             managed_sessions=core.settings.managed_sessions)
 
 
-def health_checker() -> HealthChecker:
-    core = services()
+def health_checker(core: Services | None = None) -> HealthChecker:
+    core = core or services()
     queues = [queue.name for queue in app.conf.task_queues]
     return HealthChecker(core.settings, core.redis, core.bridge, queues,
                          beat_last_run=beat_last_run)
@@ -209,7 +211,7 @@ def health_check() -> str:
     checker = health_checker()
     snapshot = checker.run()
     if checker.bridge_restarted:
-        log.warning("bridge restart detected: resynchronising now")
+        log.warning(line("bridge.restarted", action="full resync"))
         run_reconcile()
     return str(snapshot.overall)
 
@@ -221,12 +223,13 @@ def handle_event(self: Task, event: dict[str, Any]) -> str:
     try:
         parsed = parse_event(event)
     except InvalidEvent as exc:
-        log.error("event %s dropped: %s", self.request.id, exc)
+        log.error(line("event.invalid", task_id=self.request.id, reason=str(exc)))
         return "invalid"
     try:
         handled = event_handler().handle(parsed)
     except (redis.RedisError, OperationalError, QueueUnavailable) as exc:
-        log.warning("event %s requeued: %s", self.request.id, type(exc).__name__)
+        log.warning(line("event.requeued", task_id=self.request.id, event_type=parsed.event_type,
+                         session=parsed.session, reason=type(exc).__name__))
         raise Reject(exc, requeue=True) from None
     if handled.retry and self.request.retries < UNKNOWN_MESSAGE_RETRIES:
         retry_later(self, UNKNOWN_MESSAGE_DELAY)
@@ -242,5 +245,5 @@ def echo(message: dict[str, Any]) -> str | None:
     try:
         return send_message.delay(**reply).id
     except InvalidMessage as exc:
-        log.warning("echo to inbound %s not sent: %s", message.get("id"), exc)
+        log.warning(line("echo.not_sent", inbound_id=message.get("id"), reason=str(exc)))
         return None

@@ -19,6 +19,7 @@ from zapa_bridge.errors import (
     SessionNotConnected,
     SessionResolutionError,
 )
+from zapa_bridge.logs import line
 from zapa_bridge.messages import OutboundMessage, build_message
 from zapa_bridge.metrics import Metrics
 from zapa_bridge.redaction import mask_phone
@@ -72,7 +73,7 @@ class Deliverer:
             record = self.store.get(message_id)
             assert record is not None
         if record.status in FINAL_STATUSES:
-            log.info("message %s already %s; not sent again", message_id, record.status)
+            log.info(line("message.skipped", message_id=message_id, status=record.status))
             return Outcome(str(record.status), record.attempts)
 
         try:
@@ -110,8 +111,8 @@ class Deliverer:
         if claim.previous is S.SENDING:
             # The last attempt died mid-send: zapw may have taken it, and it goes again.
             self.metrics.count_possible_duplicate()
-            log.warning("message %s resent after an interrupted attempt (possible duplicate)",
-                        message_id)
+            log.warning(line("message.possible_duplicate", message_id=message_id,
+                             session=session))
 
         started = time.monotonic()
         try:
@@ -119,7 +120,8 @@ class Deliverer:
         except SessionNotConnected:
             self.store.transition(message_id, MessageStatus.HELD, note="session not connected",
                                   fields={"reason": f"session {session} not connected"})
-            log.info("message %s held: session %s not connected", message_id, session)
+            log.info(line("message.held", message_id=message_id, session=session,
+                          reason="not connected"))
             self.metrics.count_send("held")
             return Outcome(str(MessageStatus.HELD), attempts)
         except BridgeError as exc:
@@ -132,8 +134,9 @@ class Deliverer:
             fields={"bridge_message_id": receipt.message_id, "reason": "",
                     "bridge_timestamp": receipt.timestamp},
         )
-        log.info("message %s sent via %s to %s (attempt %d)", message_id, session,
-                 mask_phone(message.to), attempts)
+        log.info(line("message.sent", message_id=message_id, session=session,
+                      to=mask_phone(message.to), attempt=attempts,
+                      bridge_message_id=receipt.message_id))
         self.metrics.count_send("sent")
         return Outcome(str(MessageStatus.SENT), attempts)
 
@@ -152,7 +155,8 @@ class Deliverer:
             self.store.transition(message_id, MessageStatus.QUEUED, note="session back",
                                   allowed_from={MessageStatus.HELD})
             return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=0.0)
-        log.info("message %s held: session %s offline", message_id, session)
+        log.info(line("message.held", message_id=message_id, session=session,
+                      reason="session offline"))
         return Outcome(str(MessageStatus.HELD), attempts)
 
     def _session_for(self, message: OutboundMessage) -> str:
@@ -181,14 +185,15 @@ class Deliverer:
         delay = self.policy.delay(failures, slow=isinstance(error, BridgeUnauthorized))
         self.store.transition(message_id, MessageStatus.QUEUED, failures="+1",
                               note=f"retry in {delay:.1f} s", fields={"reason": reason})
-        log.warning("message %s attempt %d failed (%s); retry in %.1f s",
-                    message_id, attempts, type(error).__name__, delay)
+        log.warning(line("message.retry", message_id=message_id, session=error.session_id,
+                         attempt=attempts, error=type(error).__name__, retry_in=f"{delay:.2f}"))
         self.metrics.count_retry()
         return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=delay)
 
     def _dead(self, message_id: str, reason: str, attempts: int) -> Outcome:
         self.store.transition(message_id, MessageStatus.FAILED, note="dead letter",
                               fields={"reason": reason})
-        log.error("message %s failed after %d attempts: %s", message_id, attempts, reason)
+        log.error(line("message.failed", message_id=message_id, attempts=attempts,
+                       reason=reason))
         self.metrics.count_send("failed")
         return Outcome(str(MessageStatus.FAILED), attempts)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zapa_bridge.inbound import InboundLog, InboundMessage, normalize
+from zapa_bridge.logs import line
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.sessions import SessionRegistry
@@ -73,9 +74,10 @@ class EventHandler:
         message = normalize(event)
         routed_to = self.route(message)
         self.inbound.record(message, routed_to=routed_to)
-        log.info("inbound %s on %s from %s (%s%s) -> %s", message.message_id, message.session,
-                 mask_phone(message.sender), message.type,
-                 ", group" if message.is_group else "", routed_to or "not routed")
+        log.info(line("inbound.received", message_id=message.message_id,
+                      session=message.session, sender=mask_phone(message.sender),
+                      type=message.type, group=message.is_group or None,
+                      routed_to=routed_to or "-"))
         return Handled("routed" if routed_to else "recorded")
 
     def _status(self, event: WebhookEvent) -> Handled:
@@ -92,8 +94,10 @@ class EventHandler:
             extra["reason"] = f"bridge reported failure: {event.data.get('error') or 'unknown'}"
         outcome = self.store.transition(message_id, status, note=event.event_type,
                                         fields=extra, allowed_from=FORWARD_FROM.get(status, ()))
-        log.info("message %s %s by %s", message_id,
-                 status if outcome.applied else f"stays {outcome.previous}", event.event_type)
+        log.info(line("message.status", message_id=message_id, session=event.session,
+                      webhook=event.event_type,
+                      status=status if outcome.applied else outcome.previous,
+                      changed=outcome.applied))
         return Handled(str(status) if outcome.applied else "unchanged")
 
     def _session(self, event: WebhookEvent) -> Handled:
@@ -109,7 +113,7 @@ class EventHandler:
         )
         if not applied:
             return Handled("stale")
-        log.info("session %s %s", event.session, status)
+        log.info(line("session.status", session=event.session, status=status))
         if status == "connected":
             released = self.outbox.release_held(event.session)
             return Handled(f"connected, released {released}")

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from zapa_bridge.errors import IntakeUnavailable, InvalidEvent, QueueUnavailable
+from zapa_bridge.logs import line
 from zapa_bridge.spool import Spool
 from zapa_bridge.status_store import PREFIX
 from zapa_bridge.webhook_events import WebhookEvent, parse_event
@@ -39,8 +40,8 @@ class Intake:
         """Returns `accepted`, `duplicate`, `ignored` (unknown type) or `spooled`."""
         if not event.known:
             self._count(event.event_type, "ignored")
-            log.warning("webhook of unknown type %r on %s ignored", event.event_type[:60],
-                        event.session)
+            log.warning(line("webhook.ignored", event_type=event.event_type[:60],
+                             session=event.session))
             return "ignored"
         try:
             first = self._first_sighting(event)
@@ -70,7 +71,7 @@ class Intake:
         except (redis.RedisError, QueueUnavailable):
             return 0
         if drained:
-            log.info("drained %d spooled webhook events", drained)
+            log.info(line("spool.drained", events=drained))
         return drained
 
     def _replay(self, envelope: dict[str, Any], deduplicated: bool) -> None:
@@ -94,8 +95,8 @@ class Intake:
             self.spool.put(event.envelope, deduplicated=deduplicated)
         except Exception as exc:
             raise IntakeUnavailable(f"webhook could not be stored: {type(exc).__name__}") from exc
-        log.warning("redis unavailable: webhook %s on %s spooled locally", event.event_type,
-                    event.session)
+        log.warning(line("webhook.spooled", event_type=event.event_type,
+                         session=event.session))
         return "spooled"
 
     def _count(self, event_type: str, outcome: str) -> None:

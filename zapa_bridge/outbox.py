@@ -16,6 +16,7 @@ import redis
 
 from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
 from zapa_bridge.holds import HeldMessages
+from zapa_bridge.logs import line
 from zapa_bridge.messages import OutboundMessage, build_message
 from zapa_bridge.status_store import DEAD_STATUSES, MessageRecord, MessageStatus, StatusStore
 
@@ -46,7 +47,7 @@ class Outbox:
         except QueueUnavailable:
             self.store.redis.delete(self.store.key(message_id))
             raise
-        log.info("message %s queued %s", message_id, message.log_fields())
+        log.info(line("message.queued", message_id=message_id, **message.log_fields()))
         return message_id
 
     def release_held(self, session: str) -> int:
@@ -67,7 +68,7 @@ class Outbox:
                                   allowed_from={MessageStatus.HELD})
             released += 1
         if released:
-            log.info("released %d held messages of session %s", released, session)
+            log.info(line("held.released", session=session, messages=released))
         return released
 
     def expire_held(self, validity: float, now: float | None = None) -> int:
@@ -83,7 +84,7 @@ class Outbox:
                 )
                 expired += outcome.applied
         if expired:
-            log.warning("expired %d held messages", expired)
+            log.warning(line("held.expired", messages=expired))
         return expired
 
     def replay(self, message_id: str) -> MessageRecord:
@@ -104,7 +105,7 @@ class Outbox:
                                   fields={"reason": record.reason},
                                   allowed_from={MessageStatus.QUEUED})
             raise
-        log.info("dead letter %s replayed", message_id)
+        log.info(line("dead_letter.replayed", message_id=message_id))
         replayed = self.store.get(message_id)
         assert replayed is not None
         return replayed

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from zapa_bridge.bridge_client import BridgeClient
 from zapa_bridge.errors import BridgeError, SessionAlreadyExists
+from zapa_bridge.logs import line
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.sessions import SessionRegistry
 
@@ -55,7 +56,7 @@ def reconcile(client: BridgeClient, registry: SessionRegistry, outbox: Outbox,
             sessions = client.list_sessions()
     except BridgeError as exc:
         report.error = f"{type(exc).__name__}: {exc.message}"
-        log.warning("reconcile: bridge not reachable (%s)", report.error)
+        log.warning(line("reconcile.bridge_unreachable", error=report.error))
         return report
     report.bridge_reachable = True
     registry.replace_from_bridge(sessions)

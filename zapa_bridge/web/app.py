@@ -90,8 +90,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         admin_token=admin_token,
         send_message=tasks.send_message,
         outbox=lambda: core.outbox(tasks.send_message.publish),
-        health_checker=tasks.health_checker,
-        run_reconcile=tasks.run_reconcile,
+        health_checker=lambda: tasks.health_checker(core),
+        run_reconcile=lambda: tasks.run_reconcile(core),
         queues=[queue.name for queue in tasks.app.conf.task_queues],
     )
     if web.authenticator.allow_unauthenticated:

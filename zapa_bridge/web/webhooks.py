@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from zapa_bridge.errors import IntakeUnavailable, InvalidEvent
+from zapa_bridge.logs import line
 from zapa_bridge.web.api_errors import ApiError
 from zapa_bridge.webhook_auth import WebhookUnauthorized
 from zapa_bridge.webhook_events import parse_event
@@ -33,7 +34,7 @@ def receive() -> Any:
         web.authenticator.verify(token=request.args.get("token"), headers=request.headers,
                                  body=body)
     except WebhookUnauthorized as exc:
-        log.warning("webhook refused from %s: %s", request.remote_addr, exc)
+        log.warning(line("webhook.refused", remote=request.remote_addr, reason=str(exc)))
         raise ApiError(401, "unauthorized", str(exc)) from None
     try:
         payload = json.loads(body)
@@ -46,6 +47,7 @@ def receive() -> Any:
     try:
         outcome = web.intake.accept(event)
     except IntakeUnavailable as exc:
-        log.error("webhook %s on %s not stored: %s", event.event_type, event.session, exc)
+        log.error(line("webhook.unavailable", event_type=event.event_type,
+                       session=event.session, error=str(exc)))
         raise ApiError(503, "unavailable", "the event could not be stored; retry") from None
     return jsonify({"status": outcome})
