@@ -81,7 +81,7 @@ class LocalStack:
                   f"--webhook-url '{webhook}' --session {SIMULATED_SESSION} "
                   "--connect-delay 3 --auto-status delivered,read")
         STATE_DIR.mkdir(exist_ok=True)
-        path = STATE_DIR / "Procfile.stack"
+        path = self.procfile_path()
         path.write_text((ROOT / "Procfile").read_text().rstrip("\n") + f"\n{bridge}\n")
         return path
 
@@ -130,3 +130,9 @@ Ctrl-C stops everything.
         finally:
             if self.redis is not None:
                 self.redis.close()
+            if self.simulate_bridge:
+                self.procfile_path().unlink(missing_ok=True)
+
+    @staticmethod
+    def procfile_path() -> Path:
+        return STATE_DIR / f"Procfile.stack-{os.getpid()}"
