@@ -1,0 +1,368 @@
+"""The admin page at `/admin/`: token sign-in, what the dashboard shows, replay through a
+form with its CSRF token (Flask's test client, the suite's Redis, the zapw stub over HTTP);
+then the whole page in a real headless Chromium against gunicorn and a real worker."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.conftest import ROOT
+from tests.helpers import wait_until
+from tests.zapw_stub import ZapwStub
+from workers.tasks import send_message, services
+from zapa_bridge.config import load_settings
+from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.inbound import normalize
+from zapa_bridge.simulator.png import qr_data_url
+from zapa_bridge.status_store import MessageRecord, MessageStatus
+from zapa_bridge.web import create_app
+from zapa_bridge.webhook_events import parse_event
+
+TOKEN = os.environ["ZAPA_ADMIN_TOKEN"]
+TO = "5511988887777"
+MASKED_TO = "551********77"
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+RECEIVED = {
+    "sessionId": "main", "origin": "5511900001111", "eventType": "message.received",
+    "timestamp": 1795599514484,
+    "data": {"from": "5511977776666@s.whatsapp.net", "to": "5511900001111:1@s.whatsapp.net",
+             "messageId": "3EB0AAAA1111", "timestamp": 1795599514000, "isGroup": False,
+             "type": "text", "text": "my private question"},
+}
+
+
+@pytest.fixture
+def app(redis_db: Any, zapw: ZapwStub) -> Flask:
+    return create_app({"TESTING": True, "SETTINGS": load_settings(ZAPW_URL=zapw.url)})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def sign_in(client: FlaskClient, token: str = TOKEN) -> Any:
+    return client.post("/admin/login", data={"token": token})
+
+
+def dashboard(client: FlaskClient) -> str:
+    answer = client.get("/admin/")
+    assert answer.status_code == 200
+    return answer.get_data(as_text=True)
+
+
+def csrf_token(page: str) -> str:
+    found = CSRF_FIELD.search(page)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+def dead_letter(app: Flask, text: str = "hello") -> str:
+    """A message queued for real, then failed as the deliverer fails an unknown session."""
+    core = app.extensions["zapa"]
+    message_id = send_message.delay(to=TO, text=text, session="ghost").id
+    core.store.transition(message_id, MessageStatus.FAILED,
+                          fields={"reason": "session not found: Session ghost not found"})
+    return message_id
+
+
+def add_qr_waiting_session(zapw: ZapwStub, session_id: str, qr_code: str) -> None:
+    """zapw's object for a session created and not yet scanned (the stub cannot create one)."""
+    with zapw.lock:
+        zapw.sessions[session_id] = {"id": session_id, "status": "qr_waiting",
+                                     "createdAt": "2026-11-25T10:00:00.000Z",
+                                     "qrCode": qr_code,
+                                     "qrExpiresAt": "2026-11-25T10:01:00.000Z"}
+
+
+def record_of(message_id: str) -> MessageRecord | None:
+    return services().store.get(message_id)
+
+
+# -- sign-in -------------------------------------------------------------------------------
+
+def test_dashboard_redirects_to_the_sign_in_form_when_signed_out(client):
+    answer = client.get("/admin/")
+    assert (answer.status_code, answer.location) == (302, "/admin/login")
+    form = client.get("/admin/login").get_data(as_text=True)
+    assert 'name="token"' in form and 'type="password"' in form
+
+
+def test_wrong_token_is_refused_with_401_and_the_form_says_so(client):
+    answer = sign_in(client, "not-the-token")
+    assert answer.status_code == 401
+    assert "That is not the admin token." in answer.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_right_token_signs_in_and_shows_every_section_of_the_dashboard(client):
+    answer = sign_in(client)
+    assert (answer.status_code, answer.location) == (302, "/admin/")
+    page = dashboard(client)
+    for section in ("health", "sessions", "queues", "held", "dead-letters", "inbound"):
+        assert f'id="{section}"' in page
+    assert '<meta http-equiv="refresh" content="10">' in page
+    assert "zapa.send.default" in page
+
+
+def test_sign_out_ends_the_session(client):
+    sign_in(client)
+    answer = client.post("/admin/logout", data={"csrf_token": csrf_token(dashboard(client))})
+    assert (answer.status_code, answer.location) == (302, "/admin/login")
+    assert "Signed out." in client.get("/admin/login").get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_sign_out_without_the_csrf_token_is_400_and_keeps_the_session(client):
+    sign_in(client)
+    assert client.post("/admin/logout").status_code == 400
+    assert client.get("/admin/").status_code == 200
+
+
+def test_a_session_signed_by_one_process_is_valid_in_another(app, zapw):
+    first = app.test_client()
+    sign_in(first)
+    cookie = first.get_cookie("session")
+    assert cookie is not None
+    second = create_app({"TESTING": True,
+                         "SETTINGS": load_settings(ZAPW_URL=zapw.url)}).test_client()
+    second.set_cookie("session", cookie.value)
+    assert second.get("/admin/").status_code == 200
+
+
+def test_a_new_admin_token_signs_everyone_out(client, zapw):
+    sign_in(client)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    settings = load_settings(ZAPW_URL=zapw.url, ZAPA_ADMIN_TOKEN="a-new-admin-token")
+    other = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
+    other.set_cookie("session", cookie.value)
+    assert other.get("/admin/").status_code == 302
+
+
+def test_page_is_open_in_development_without_an_admin_token(redis_db, zapw):
+    settings = load_settings(ZAPW_URL=zapw.url, ZAPA_ENV="development", ZAPA_ADMIN_TOKEN="")
+    client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
+    page = dashboard(client)
+    assert 'id="dead-letters"' in page
+    assert "Sign out" not in page
+
+
+# -- replay --------------------------------------------------------------------------------
+
+def test_replay_through_the_page_queues_the_dead_letter_again(app, client):
+    message_id = dead_letter(app)
+    sign_in(client)
+    page = dashboard(client)
+    assert f'data-message="{message_id}"' in page
+    answer = client.post(f"/admin/dead-letters/{message_id}/replay",
+                         data={"csrf_token": csrf_token(page)})
+    assert (answer.status_code, answer.location) == (302, "/admin/")
+    record = record_of(message_id)
+    assert record is not None
+    assert (record.status, record.history[-1]["note"]) == (MessageStatus.QUEUED, "replayed")
+    assert app.extensions["zapa"].dead_letters.count() == 0
+    page = dashboard(client)
+    assert f"Dead letter {message_id} replayed: it is queued again." in page
+    assert "No dead letters." in page
+
+
+def test_replay_without_the_csrf_token_is_400_and_replays_nothing(app, client):
+    message_id = dead_letter(app)
+    sign_in(client)
+    answer = client.post(f"/admin/dead-letters/{message_id}/replay")
+    assert answer.status_code == 400
+    assert "CSRF token" in answer.get_data(as_text=True)
+    record = record_of(message_id)
+    assert record is not None and record.status == MessageStatus.FAILED
+
+
+def test_replay_with_a_wrong_csrf_token_is_400(app, client):
+    message_id = dead_letter(app)
+    sign_in(client)
+    answer = client.post(f"/admin/dead-letters/{message_id}/replay",
+                         data={"csrf_token": "forged"})
+    assert answer.status_code == 400
+
+
+def test_replay_when_signed_out_goes_to_the_sign_in_form_and_replays_nothing(app, client):
+    message_id = dead_letter(app)
+    answer = client.post(f"/admin/dead-letters/{message_id}/replay",
+                         data={"csrf_token": "anything"})
+    assert (answer.status_code, answer.location) == (302, "/admin/login")
+    record = record_of(message_id)
+    assert record is not None and record.status == MessageStatus.FAILED
+
+
+def test_replay_of_a_message_that_is_not_a_dead_letter_flashes_why(client):
+    sign_in(client)
+    token = csrf_token(dashboard(client))
+    client.post("/admin/dead-letters/no-such-id/replay", data={"csrf_token": token})
+    assert "Not replayed: message no-such-id is not a dead letter." in dashboard(client)
+
+
+# -- what the dashboard shows --------------------------------------------------------------
+
+def test_dead_letter_shows_reason_attempts_and_masked_recipient_never_the_text(app, client):
+    dead_letter(app, text="the secret words")
+    sign_in(client)
+    page = dashboard(client)
+    assert "session not found: Session ghost not found" in page
+    assert MASKED_TO in page and TO not in page
+    assert "the secret words" not in page
+
+
+def test_session_waiting_for_its_qr_shows_the_qr_image(client, zapw):
+    zapw.add_session("main", phone="5511900001111")
+    add_qr_waiting_session(zapw, "pending", qr_data_url("pending"))
+    sign_in(client)
+    page = dashboard(client)
+    images = re.findall(r'<img class="qr" data-session="([^"]+)" src="([^"]+)"', page)
+    assert images == [("pending", qr_data_url("pending"))]
+
+
+def test_a_qr_code_that_is_not_a_png_data_url_is_not_put_in_an_image(client, zapw):
+    add_qr_waiting_session(zapw, "pending", "https://evil.test/track.png")
+    sign_in(client)
+    page = dashboard(client)
+    assert 'class="qr"' not in page and "evil.test" not in page
+
+
+def test_what_the_bridge_says_is_escaped(client, zapw):
+    zapw.add_session("main")
+    with zapw.lock:
+        zapw.sessions["main"]["name"] = "<script>alert(1)</script>"
+    sign_in(client)
+    page = dashboard(client)
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_unreachable_bridge_shows_the_registry_sessions_with_a_notice(redis_db):
+    app = create_app({"TESTING": True, "SETTINGS": load_settings(
+        ZAPW_URL=f"http://127.0.0.1:{free_port()}", ZAPW_CONNECT_TIMEOUT=0.5)})
+    app.extensions["zapa"].sessions.apply_event("remembered", "connected", at=1.0)
+    client = app.test_client()
+    sign_in(client)
+    page = dashboard(client)
+    assert "The bridge did not answer" in page
+    assert "<td>remembered</td>" in page
+
+
+def test_held_messages_are_listed_per_session(app, client, zapw):
+    core = app.extensions["zapa"]
+    message_id = send_message.delay(to=TO, text="wait for me", session="offline").id
+    core.store.transition(message_id, MessageStatus.HELD, note="session not connected")
+    sign_in(client)
+    page = dashboard(client)
+    held = page.split('id="held"', 1)[1].split("</section>", 1)[0]
+    assert "offline 1" in held and message_id in held and "wait for me" not in held
+
+
+def test_inbound_messages_show_masked_sender_and_type_never_the_text(app, client):
+    message = normalize(parse_event(RECEIVED))
+    app.extensions["zapa"].inbound.record(message, routed_to="zapa.echo")
+    sign_in(client)
+    inbound = dashboard(client).split('id="inbound"', 1)[1].split("</section>", 1)[0]
+    assert "551********66" in inbound and "5511977776666" not in inbound
+    assert "<td>text</td>" in inbound and "zapa.echo" in inbound
+    assert "my private question" not in inbound
+
+
+def test_dashboard_still_renders_when_redis_is_down(zapw):
+    settings = load_settings(ZAPW_URL=zapw.url, REDIS_URL="redis://127.0.0.1:1/0")
+    client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
+    sign_in(client)
+    page = dashboard(client)
+    dead = page.split('id="dead-letters"', 1)[1].split("</section>", 1)[0]
+    assert "Could not be read: ConnectionError" in dead
+
+
+# -- in a real browser ---------------------------------------------------------------------
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    """Headless Debian Chromium through its own chromedriver; Selenium Manager never runs."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        pytest.fail("the browser test needs Debian's chromium and chromedriver on PATH: "
+                    "apt-get install -y chromium chromium-driver (.ci/run installs them)")
+    options = Options()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--hide-scrollbars", "--window-size=1280,900",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    service = Service(executable_path=chromedriver,
+                      log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(options=options, service=service)
+    yield driver
+    driver.quit()
+
+
+def screenshot(driver: webdriver.Chrome, path: Path) -> None:
+    """The whole page, not only the window."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, height + 120)
+    driver.save_screenshot(str(path))
+
+
+def test_operator_signs_in_sees_the_qr_and_replays_a_dead_letter_in_chromium(
+        start_worker, start_web, zapw, browser, tmp_path):
+    zapw.add_session("main", phone="5511900001111")
+    add_qr_waiting_session(zapw, "pending", qr_data_url("pending"))
+    start_worker()
+    dead = send_message.delay(to=TO, text="hello again", session="ghost")
+    wait_until(lambda: (r := record_of(dead.id)) and r.status == MessageStatus.FAILED,
+               what="the send to an unknown session to become a dead letter")
+    web = start_web()
+    answer = requests.post(f"{web.url}/api/v1/webhooks/whatsapp", json=RECEIVED,
+                           params={"token": os.environ["ZAPA_WEBHOOK_TOKEN"]}, timeout=5)
+    assert answer.json() == {"status": "accepted"}
+    wait_until(lambda: services().inbound.recent(1), what="the inbound message recorded")
+    wait = WebDriverWait(browser, 15)
+
+    browser.get(f"{web.url}/admin/")
+    wait.until(expected_conditions.url_to_be(f"{web.url}/admin/login"))
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    wait.until(expected_conditions.url_to_be(f"{web.url}/admin/"))
+    wait.until(expected_conditions.presence_of_element_located((By.ID, "dead-letters")))
+
+    qr = browser.find_element(By.CSS_SELECTOR, 'img.qr[data-session="pending"]')
+    wait.until(lambda driver: driver.execute_script(
+        "return arguments[0].complete && arguments[0].naturalWidth", qr))
+    assert browser.execute_script("return arguments[0].naturalWidth", qr) == 318
+    screenshot(browser, tmp_path / "admin-page.png")
+    assert (tmp_path / "admin-page.png").stat().st_size > 10_000
+    if os.environ.get("ZAPA_UPDATE_SCREENSHOTS"):  # refreshes the picture in the docs
+        shutil.copyfile(tmp_path / "admin-page.png", ROOT / "docs" / "admin-page.png")
+
+    zapw.add_session("ghost")
+    browser.find_element(By.CSS_SELECTOR,
+                         f'tr[data-message="{dead.id}"] button.replay').click()
+    wait.until(expected_conditions.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, ".flash-ok"), f"Dead letter {dead.id} replayed"))
+    record = wait_until(lambda: (r := record_of(dead.id)) and r.status == MessageStatus.SENT
+                        and r, what="the replayed message sent")
+    assert record.attempts == 2
+    assert services().dead_letters.count() == 0
+    assert [send.body["text"] for send in zapw.sent_to("ghost")] == ["hello again"]
+    screenshot(browser, tmp_path / "admin-page-replayed.png")
