@@ -79,11 +79,12 @@ class Deliverer:
         try:
             message = build_message(**task_kwargs)
         except InvalidMessage as exc:
-            return self._dead(message_id, f"invalid message: {exc}", record.attempts)
+            return self._dead(message_id, f"invalid message: {exc}", record.attempts,
+                              record.session)
         try:
             session = self._session_for(message)
         except SessionResolutionError as exc:
-            return self._dead(message_id, str(exc), record.attempts)
+            return self._dead(message_id, str(exc), record.attempts, record.session)
         except BridgeError as exc:
             return self._retry_or_dead(message_id, record.failures, record.attempts, exc)
 
@@ -157,6 +158,7 @@ class Deliverer:
             return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=0.0)
         log.info(line("message.held", message_id=message_id, session=session,
                       reason="session offline"))
+        self.metrics.count_send("held")
         return Outcome(str(MessageStatus.HELD), attempts)
 
     def _session_for(self, message: OutboundMessage) -> str:
@@ -178,10 +180,10 @@ class Deliverer:
         reason = f"{type(error).__name__}: {error.message}"
         failures += 1
         if not error.retryable:
-            return self._dead(message_id, reason, attempts)
+            return self._dead(message_id, reason, attempts, error.session_id)
         if not self.policy.allows(failures):
             return self._dead(message_id, f"gave up after {attempts} attempts: {reason}",
-                              attempts)
+                              attempts, error.session_id)
         delay = self.policy.delay(failures, slow=isinstance(error, BridgeUnauthorized))
         self.store.transition(message_id, MessageStatus.QUEUED, failures="+1",
                               note=f"retry in {delay:.1f} s", fields={"reason": reason})
@@ -190,10 +192,11 @@ class Deliverer:
         self.metrics.count_retry()
         return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=delay)
 
-    def _dead(self, message_id: str, reason: str, attempts: int) -> Outcome:
+    def _dead(self, message_id: str, reason: str, attempts: int,
+              session: str | None = None) -> Outcome:
         self.store.transition(message_id, MessageStatus.FAILED, note="dead letter",
                               fields={"reason": reason})
-        log.error(line("message.failed", message_id=message_id, attempts=attempts,
-                       reason=reason))
+        log.error(line("message.failed", message_id=message_id, session=session,
+                       attempts=attempts, reason=reason))
         self.metrics.count_send("failed")
         return Outcome(str(MessageStatus.FAILED), attempts)

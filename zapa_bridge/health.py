@@ -24,7 +24,9 @@ from zapa_bridge.queue_stats import QueueStats
 from zapa_bridge.status_store import PREFIX
 
 SNAPSHOT_KEY = f"{PREFIX}health:snapshot"
-BRIDGE_UPTIME_KEY = f"{PREFIX}health:bridge-uptime"
+BRIDGE_STARTED_KEY = f"{PREFIX}health:bridge-started"
+# Clock and timing noise between the bridge's uptime and ours, in seconds.
+RESTART_TOLERANCE = 5.0
 WORKERS_PATTERN = f"{PREFIX}workers:*"
 
 
@@ -140,11 +142,18 @@ class HealthChecker:
                                metadata)
 
     def _uptime_went_down(self, uptime: float) -> bool:
+        """A restart shows as uptime lower than at the last check, or, when the new process
+        has already been up longer than that, as a later start time (now - uptime)."""
+        seen = {"uptime": uptime, "started": time.time() - uptime}
         try:
-            previous = self.redis.getset(BRIDGE_UPTIME_KEY, uptime)
+            raw = self.redis.getset(BRIDGE_STARTED_KEY, json.dumps(seen))
         except redis.RedisError:
             return False
-        return previous is not None and float(previous) > uptime
+        if raw is None:
+            return False
+        previous = json.loads(raw)
+        return (uptime < previous["uptime"]
+                or seen["started"] > previous["started"] + RESTART_TOLERANCE)
 
     def check_redis(self) -> ComponentHealth:
         info = self.redis.info("memory")

@@ -6,6 +6,7 @@ message text, tokens or keys.
 
 from __future__ import annotations
 
+import logging
 import re
 
 _BARE = re.compile(r"^[\w.:@*/+-]+$")
@@ -24,3 +25,15 @@ def line(event: str, **fields: object) -> str:
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def configure(level: str) -> None:
+    """Send our event lines to stderr in a process that set up no logging of its own (the
+    web process under gunicorn; Celery configures its workers itself)."""
+    logger = logging.getLogger("zapa")
+    logger.setLevel(level)
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger.addHandler(handler)

@@ -51,7 +51,7 @@ def reconcile(client: BridgeClient, registry: SessionRegistry, outbox: Outbox,
             # Created so its QR appears for scanning (admin page, GET /sessions/{id}).
             with contextlib.suppress(SessionAlreadyExists):
                 client.create_session(name)
-            report.created.append(name)
+                report.created.append(name)
         if missing:
             sessions = client.list_sessions()
     except BridgeError as exc:

@@ -118,7 +118,7 @@ def send() -> Any:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     try:
-        result = web().send_message.delay(**body)
+        result = web().send_message.apply_async(kwargs=body)
     except InvalidMessage as exc:
         raise ApiError(422, "invalid_message", str(exc), field=exc.field) from None
     except QueueUnavailable as exc:
@@ -130,8 +130,8 @@ def send() -> Any:
 
 @admin_api.get("/dead-letters")
 def dead_letters() -> Any:
-    limit = min(request.args.get("limit", 100, type=int) or 100, 1000)
-    offset = max(request.args.get("offset", 0, type=int) or 0, 0)
+    limit = _int_arg("limit", 100, 1, 1000)
+    offset = _int_arg("offset", 0, 0, 10**9)
     letters = web().core.dead_letters
     return jsonify({"count": letters.count(),
                     "dead_letters": [dict(record.as_dict(), message=record.message)
@@ -152,6 +152,20 @@ def replay(message_id: str) -> Any:
 @admin_api.delete("/dead-letters")
 def purge() -> Any:
     return jsonify({"purged": web().core.dead_letters.purge()})
+
+
+def _int_arg(name: str, default: int, lowest: int, highest: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = lowest - 1
+    if not lowest <= value <= highest:
+        raise ApiError(422, "invalid_request", f"{name} must be a whole number from {lowest} "
+                       f"to {highest}", field=name)
+    return value
 
 
 def _session_json(info: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask
 
+from zapa_bridge import logs
 from zapa_bridge.config import load_settings
 from zapa_bridge.errors import ConfigError
 from zapa_bridge.health import HealthChecker
@@ -64,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     overrides = dict(test_config or {})
     settings = overrides.pop("SETTINGS", None) or load_settings()
+    logs.configure(settings.log_level)
     settings.require_webhook_auth()
     settings.require_admin_token()
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None

@@ -1,0 +1,303 @@
+"""The admin JSON API under `/api/v1/integration/`: the bearer token on every route, the one
+error shape, and each route against the zapw simulator over HTTP, the suite's Redis and,
+where a message must really be sent or fail, a real worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.helpers import wait_until
+from workers.tasks import send_message, services
+from zapa_bridge.config import load_settings
+from zapa_bridge.errors import ConfigError
+from zapa_bridge.simulator import Simulator, SimulatorConfig
+from zapa_bridge.status_store import MessageStatus
+from zapa_bridge.web import create_app
+
+API = "/api/v1/integration"
+TOKEN = os.environ["ZAPA_ADMIN_TOKEN"]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TO = "5511988887777"
+
+ROUTES = [
+    ("GET", "/health", None),
+    ("POST", "/reinitialize", None),
+    ("GET", "/queue/stats", None),
+    ("GET", "/sessions", None),
+    ("POST", "/sessions", {"session_id": "s-auth"}),
+    ("DELETE", "/sessions/s-auth", None),
+    ("GET", "/messages/unknown-id", None),
+    ("POST", "/messages", {"to": TO, "text": "hi", "session": "s1"}),
+    ("GET", "/dead-letters", None),
+    ("POST", "/dead-letters/unknown-id/replay", None),
+    ("DELETE", "/dead-letters", None),
+]
+ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """zapw whose new sessions wait for their QR to be scanned."""
+    with Simulator(SimulatorConfig(connect_delay=None)) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def app(redis_db: Any, sim: Simulator) -> Iterator[Flask]:
+    app = create_app({"TESTING": True, "SETTINGS": load_settings(ZAPW_URL=sim.url)})
+    yield app
+    app.extensions["zapa"].bridge.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def call(client: FlaskClient, method: str, path: str, body: Any = None,
+         headers: dict[str, str] | None = None) -> Any:
+    return client.open(API + path, method=method, json=body,
+                       headers=AUTH if headers is None else headers)
+
+
+def assert_error(answer: Any, status: int, code: str) -> dict[str, Any]:
+    """The one error shape: `{"error": {"code", "message"[, "field"]}}`."""
+    assert answer.status_code == status
+    body = answer.get_json()
+    assert list(body) == ["error"]
+    error = body["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    assert set(error) <= {"code", "message", "field"}
+    return error
+
+
+def wait_status(message_id: str, status: MessageStatus) -> None:
+    wait_until(lambda: (r := services().store.get(message_id)) is not None
+               and r.status == status, what=f"{message_id} {status}")
+
+
+# -- the token -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+def test_every_route_refuses_a_request_without_a_token(client, method, path, body):
+    assert_error(call(client, method, path, body, headers={}), 401, "unauthorized")
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+def test_every_route_refuses_a_wrong_token(client, method, path, body):
+    for wrong in ("Bearer not-the-token", f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN):
+        answer = call(client, method, path, body, headers={"Authorization": wrong})
+        assert_error(answer, 401, "unauthorized")
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=ROUTE_IDS)
+def test_every_route_accepts_the_admin_token(client, method, path, body):
+    assert call(client, method, path, body).status_code != 401
+
+
+def test_production_refuses_to_start_without_an_admin_token(redis_db, sim):
+    settings = load_settings(ZAPW_URL=sim.url, ZAPA_ENV="production", ZAPA_ADMIN_TOKEN="")
+    with pytest.raises(ConfigError) as raised:
+        create_app({"TESTING": True, "SETTINGS": settings})
+    assert list(raised.value.problems) == ["ZAPA_ADMIN_TOKEN"]
+    assert "ZAPA_ADMIN_TOKEN" in str(raised.value)
+
+
+# -- health --------------------------------------------------------------------------------
+
+def test_health_returns_the_overall_status_and_every_component(client, sim):
+    sim.add_session("s1")
+    answer = call(client, "GET", "/health")
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["overall_status"] in ("healthy", "degraded", "unhealthy")
+    assert isinstance(body["age"], int | float)
+    assert sorted(body["components"]) == ["beat", "bridge", "dead_letters", "held_messages",
+                                          "queues", "redis", "workers"]
+    for component in body["components"].values():
+        assert sorted(component) == ["last_check", "message", "metadata", "status"]
+        assert component["status"] in ("healthy", "degraded", "unhealthy")
+    assert body["components"]["bridge"]["status"] == "healthy"
+    # No worker runs and beat never ran: the worst of them is the overall status.
+    assert body["components"]["workers"]["status"] == "unhealthy"
+    assert body["overall_status"] == "unhealthy"
+
+
+def test_reinitialize_reconciles_and_takes_a_fresh_snapshot(client, sim):
+    sim.add_session("s1")
+    stale = call(client, "GET", "/health").get_json()
+    sim.disconnect("s1")
+    answer = call(client, "POST", "/reinitialize")
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert (body["reconcile"]["bridge_reachable"], body["reconcile"]["sessions"]) == (True, 1)
+    assert body["health"]["taken_at"] > stale["taken_at"]
+    assert body["health"]["components"]["bridge"]["status"] == "degraded"
+    assert call(client, "GET", "/health").get_json()["taken_at"] == body["health"]["taken_at"]
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+def test_create_session_answers_201_with_a_png_qr_code(client, sim):
+    answer = call(client, "POST", "/sessions", {"session_id": "s1"})
+    assert answer.status_code == 201
+    body = answer.get_json()
+    assert (body["id"], body["status"]) == ("s1", "qr_waiting")
+    assert body["qr_code"].startswith("data:image/png;base64,")
+    assert sim.session("s1")["status"] == "qr_waiting"
+
+
+def test_create_session_that_exists_answers_409(client, sim):
+    sim.add_session("s1")
+    error = assert_error(call(client, "POST", "/sessions", {"session_id": "s1"}), 409,
+                         "session_exists")
+    assert error["message"] == "Session s1 already exists"
+
+
+def test_create_session_with_a_bad_id_answers_422_naming_the_field(client):
+    error = assert_error(call(client, "POST", "/sessions", {"session_id": "a/b"}), 422,
+                         "invalid_request")
+    assert error["field"] == "session_id"
+
+
+def test_list_sessions_comes_from_the_bridge_with_held_counts(client, sim):
+    sim.add_session("s1")
+    sim.add_session("s2", connected=False)
+    body = call(client, "GET", "/sessions").get_json()
+    assert (body["source"], body["error"]) == ("bridge", None)
+    assert [(s["id"], s["status"], s["held"]) for s in body["sessions"]] == [
+        ("s1", "connected", 0), ("s2", "qr_waiting", 0)]
+
+
+def test_delete_session_answers_204_then_404(client, sim):
+    sim.add_session("s1")
+    answer = call(client, "DELETE", "/sessions/s1")
+    assert (answer.status_code, answer.get_data()) == (204, b"")
+    assert sim.session("s1") is None
+    assert_error(call(client, "DELETE", "/sessions/s1"), 404, "not_found")
+
+
+# -- messages ------------------------------------------------------------------------------
+
+def test_send_answers_202_with_the_id_and_its_location_and_records_it_queued(client):
+    answer = call(client, "POST", "/messages", {"to": TO, "text": "hi", "session": "s1"})
+    assert answer.status_code == 202
+    body = answer.get_json()
+    assert body == {"id": body["id"], "status": "queued"}
+    assert answer.headers["Location"] == f"{API}/messages/{body['id']}"
+    record = services().store.get(body["id"])
+    assert (record.status, record.session, record.to) == (MessageStatus.QUEUED, "s1", TO)
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"to": "abc", "text": "hi", "session": "s1"}, "to"),
+    ({"to": TO, "session": "s1"}, "text"),
+    ({"to": TO, "text": "hi", "session": "s1", "priority": "urgent"}, "priority"),
+], ids=["bad-number", "no-text", "bad-priority"])
+def test_send_with_bad_input_answers_422_naming_the_field_and_queues_nothing(
+        client, redis_db, fields, field):
+    error = assert_error(call(client, "POST", "/messages", fields), 422, "invalid_message")
+    assert error["field"] == field
+    assert redis_db.llen("zapa.send.default") == 0
+
+
+def test_send_with_a_body_that_is_not_an_object_answers_400(client):
+    assert_error(call(client, "POST", "/messages", ["not", "an", "object"]), 400,
+                 "invalid_json")
+
+
+def test_get_message_returns_its_record_and_history(client):
+    location = call(client, "POST", "/messages",
+                    {"to": TO, "text": "hi", "session": "s1"}).headers["Location"]
+    answer = client.get(location, headers=AUTH)
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert (body["status"], body["session"], body["to"]) == ("queued", "s1", TO)
+    assert [entry["status"] for entry in body["history"]] == ["queued"]
+    assert "text" not in body
+
+
+def test_get_unknown_message_answers_404(client):
+    error = assert_error(call(client, "GET", "/messages/no-such-id"), 404, "not_found")
+    assert error["message"] == "no message no-such-id"
+
+
+# -- queues and dead letters ---------------------------------------------------------------
+
+def test_queue_stats_count_the_queued_messages_per_queue(client):
+    for priority in ("default", "default", "high"):
+        call(client, "POST", "/messages",
+             {"to": TO, "text": "hi", "session": "s1", "priority": priority})
+    body = call(client, "GET", "/queue/stats").get_json()
+    assert body["queues"]["zapa.send.default"]["depth"] == 2
+    assert body["queues"]["zapa.send.high"]["depth"] == 1
+    assert body["queues"]["zapa.send.low"] == {"depth": 0, "oldest_age": None}
+    assert body["queues"]["zapa.send.default"]["oldest_age"] >= 0
+    assert body["totals"] == {"waiting": 3, "held": 0, "dead_letters": 0}
+
+
+def test_dead_letter_replayed_through_the_api_is_sent_once_its_session_exists(
+        client, sim, start_worker):
+    start_worker(ZAPW_URL=sim.url)
+    message_id = call(client, "POST", "/messages",
+                      {"to": TO, "text": "again", "session": "s5"}).get_json()["id"]
+    wait_status(message_id, MessageStatus.FAILED)
+    listed = call(client, "GET", "/dead-letters").get_json()
+    assert listed["count"] == 1
+    [letter] = listed["dead_letters"]
+    assert (letter["id"], letter["reason"]) == (message_id,
+                                                "SessionNotFound: Session s5 not found")
+    assert letter["message"]["text"] == "again"
+
+    sim.add_session("s5")
+    answer = call(client, "POST", f"/dead-letters/{message_id}/replay")
+    assert answer.status_code == 200
+    assert (answer.get_json()["id"], answer.get_json()["status"]) == (message_id, "queued")
+    wait_status(message_id, MessageStatus.SENT)
+    assert [send.body["text"] for send in sim.sends("s5")] == ["again"]
+    assert call(client, "GET", "/dead-letters").get_json()["count"] == 0
+
+
+def test_replaying_a_message_that_is_not_a_dead_letter_answers_404(client):
+    message_id = call(client, "POST", "/messages",
+                      {"to": TO, "text": "hi", "session": "s1"}).get_json()["id"]
+    assert_error(call(client, "POST", f"/dead-letters/{message_id}/replay"), 404, "not_found")
+
+
+def test_purging_dead_letters_removes_them_all(client, start_worker, sim):
+    start_worker(ZAPW_URL=sim.url)
+    ids = [send_message.delay(to=TO, text="x", session="ghost").id for _ in range(2)]
+    for message_id in ids:
+        wait_status(message_id, MessageStatus.FAILED)
+    assert call(client, "GET", "/dead-letters").get_json()["count"] == 2
+
+    answer = call(client, "DELETE", "/dead-letters")
+    assert (answer.status_code, answer.get_json()) == (200, {"purged": 2})
+    assert call(client, "GET", "/dead-letters").get_json() == {"count": 0, "dead_letters": []}
+    assert [services().store.get(i) for i in ids] == [None, None]
+
+
+def test_negative_limit_never_hides_dead_letters(client, start_worker, sim):
+    start_worker(ZAPW_URL=sim.url)
+    ids = [send_message.delay(to=TO, text="x", session="ghost").id for _ in range(3)]
+    for message_id in ids:
+        wait_status(message_id, MessageStatus.FAILED)
+    answer = call(client, "GET", "/dead-letters?limit=-1")
+    if answer.status_code == 200:
+        listed = {letter["id"] for letter in answer.get_json()["dead_letters"]}
+        assert listed == set(ids)
+    else:
+        assert_error(answer, 422, "invalid_request")
+
+
+def test_send_with_a_field_named_self_answers_422_naming_it(client, redis_db):
+    answer = call(client, "POST", "/messages", {"to": TO, "text": "hi", "self": "x"})
+    error = assert_error(answer, 422, "invalid_message")
+    assert error["field"] == "self"

@@ -1,0 +1,163 @@
+"""Reconciliation and beat: a real worker pointed at the zapw simulator catches what missed
+webhooks and a bridge restart left behind, and two real beat processes share one lock."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import wait_until
+from tests.processes import ServiceProcess
+from workers.tasks import beat_last_run, health_check, reconcile, send_message, services
+from zapa_bridge.health import BRIDGE_STARTED_KEY
+from zapa_bridge.simulator import Simulator, SimulatorConfig
+from zapa_bridge.status_store import MessageStatus
+
+TO = "5511988887777"
+MAINTENANCE_QUEUE = "zapa.maintenance"
+SENDING_DUE = b"Sending due task"
+
+
+class Beat(ServiceProcess):
+    """`celery beat`, as the Procfile runs it (RedBeat, its lock in Redis)."""
+
+    name = "beat"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "-l", "INFO"]
+
+    def is_ready(self, new_output: bytes) -> bool:
+        return b"beat: Starting..." in new_output
+
+    def dispatches(self) -> int:
+        return self.log_path.read_bytes().count(SENDING_DUE)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """zapw with webhooks off: session changes reach us only through reconciliation."""
+    with Simulator(SimulatorConfig(connect_delay=None)) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def start_beat(tmp_path: Path, redis_db: Any) -> Iterator[Callable[..., Beat]]:
+    started: list[Beat] = []
+
+    def start(**env: str) -> Beat:
+        beat = Beat(tmp_path / f"beat{len(started)}.log", {**os.environ, **env})
+        started.append(beat)
+        beat.start()
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()
+
+
+def record_status(message_id: str) -> MessageStatus | None:
+    record = services().store.get(message_id)
+    return None if record is None else record.status
+
+
+def wait_status(message_id: str, status: MessageStatus) -> None:
+    wait_until(lambda: record_status(message_id) == status, what=f"{message_id} {status}")
+
+
+def queued_task_names(redis_db: Any, queue: str) -> list[str]:
+    return [json.loads(raw)["headers"]["task"] for raw in redis_db.lrange(queue, 0, -1)]
+
+
+def test_reconcile_releases_a_held_message_when_the_connect_webhook_was_missed(
+        sim, start_worker):
+    sim.add_session("s1")
+    start_worker(ZAPW_URL=sim.url)
+    sim.disconnect("s1")
+    message_id = send_message.delay(to=TO, text="waiting", session="s1").id
+    wait_status(message_id, MessageStatus.HELD)
+
+    sim.connect("s1")  # the QR is scanned again; zapw posts no webhook
+    assert record_status(message_id) == MessageStatus.HELD
+    assert sim.sends() == []
+
+    reconcile.delay()
+    wait_status(message_id, MessageStatus.SENT)
+    assert [send.body for send in sim.sends("s1")] == [
+        {"to": TO, "type": "text", "text": "waiting"}]
+    assert services().held.count("s1") == 0
+    assert services().sessions.get("s1").status == "connected"
+
+
+def test_reconcile_creates_the_configured_sessions_the_bridge_lacks(sim, start_worker):
+    sim.add_session("s1")
+    start_worker(ZAPW_URL=sim.url, ZAPA_SESSIONS="s1,s9")
+    assert sim.session("s9") is None
+
+    reconcile.delay()
+    created = wait_until(lambda: sim.session("s9"), what="session s9 on the bridge")
+    assert created["status"] in ("qr_waiting", "connected")
+    assert created["qrCode"].startswith("data:image/png;base64,")
+    assert [s["id"] for s in sim.bridge.list_sessions()] == ["s1", "s9"]
+    wait_until(lambda: services().sessions.get("s9") is not None, what="s9 in the registry")
+
+
+def test_health_check_resyncs_at_once_after_the_bridge_restarted(
+        sim, start_worker, redis_db):
+    sim.add_session("s9")
+    worker = start_worker(ZAPW_URL=sim.url, ZAPA_SESSIONS="s9")
+    health_check.delay()
+    wait_until(lambda: redis_db.get(BRIDGE_STARTED_KEY), what="first bridge start time recorded")
+    assert "event=bridge.restarted" not in worker.log()
+
+    sim.restart(drop_sessions=True)
+    assert sim.session("s9") is None
+    health_check.delay()
+    recreated = wait_until(lambda: sim.session("s9"), what="s9 recreated after the restart")
+    assert recreated["status"] == "qr_waiting"
+    assert "event=bridge.restarted action=\"full resync\"" in worker.log()
+
+
+def test_two_beats_started_together_dispatch_the_periodic_tasks_once(start_beat, redis_db):
+    env = {"ZAPA_RECONCILE_INTERVAL": "1", "ZAPA_HEALTH_INTERVAL": "1"}
+    started = time.monotonic()
+    first = start_beat(**env)
+    second = start_beat(**env)
+    both_running = time.monotonic()
+
+    def reconciles_queued() -> int:
+        return queued_task_names(redis_db, MAINTENANCE_QUEUE).count("zapa.reconcile")
+
+    # Both run for at least 4 s, and that is enough for four rounds of a 1 s schedule.
+    wait_until(lambda: time.monotonic() - both_running >= 4 and reconciles_queued() >= 4,
+               timeout=15, what="4 s and four reconciles queued")
+    reconciles = reconciles_queued()
+    elapsed = time.monotonic() - started
+
+    assert sorted([first.dispatches() > 0, second.dispatches() > 0]) == [False, True]
+    # One per second from one beat (two beats would queue about twice as many).
+    assert 4 <= reconciles <= elapsed + 2, (reconciles, elapsed)
+    holder, standby = (first, second) if first.dispatches() else (second, first)
+    assert "beat: Acquired lock" in holder.log()
+    assert "beat: Acquired lock" not in standby.log()
+    assert standby.process.poll() is None  # alive, waiting for the lock
+    assert redis_db.exists("zapa:beat:lock") == 1
+
+
+def test_beat_last_run_read_from_redbeat_is_recent_while_a_beat_runs(start_beat, redis_db):
+    assert beat_last_run() is None
+    start_beat(ZAPA_HEALTH_INTERVAL="1", ZAPA_RECONCILE_INTERVAL="30")
+    last = wait_until(beat_last_run, timeout=10, what="health check dispatched by beat")
+    assert time.time() - 5 < last <= time.time()
+    wait_until(lambda: "zapa.health_check" in queued_task_names(redis_db, MAINTENANCE_QUEUE),
+               what="health check on the maintenance queue")
+    message = json.loads(redis_db.lindex(MAINTENANCE_QUEUE, -1))
+    assert message["headers"]["expires"] is not None
+    assert json.loads(base64.b64decode(message["body"]))[:2] == [[], {}]
