@@ -119,12 +119,7 @@ class Deliverer:
         try:
             receipt = self.client.send(session, message)
         except SessionNotConnected:
-            self.store.transition(message_id, MessageStatus.HELD, note="session not connected",
-                                  fields={"reason": f"session {session} not connected"})
-            log.info(line("message.held", message_id=message_id, session=session,
-                          reason="not connected"))
-            self.metrics.count_send("held")
-            return Outcome(str(MessageStatus.HELD), attempts)
+            return self._hold_refused(message_id, session, attempts, since=now)
         except BridgeError as exc:
             return self._retry_or_dead(message_id, record.failures, attempts, exc)
         finally:
@@ -140,6 +135,22 @@ class Deliverer:
                       bridge_message_id=receipt.message_id))
         self.metrics.count_send("sent")
         return Outcome(str(MessageStatus.SENT), attempts)
+
+    def _hold_refused(self, message_id: str, session: str, attempts: int, *,
+                      since: float) -> Outcome:
+        """Hold a send the bridge refused as not connected, unless the session connected
+        while it was in flight: then its release has already run and would miss this one."""
+        self.store.transition(message_id, MessageStatus.HELD, note="session not connected",
+                              fields={"reason": f"session {session} not connected"})
+        state = self.sessions.get(session)
+        if state is not None and state.connected and state.updated > since:
+            self.store.transition(message_id, MessageStatus.QUEUED, note="session back",
+                                  allowed_from={MessageStatus.HELD})
+            return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=0.0)
+        log.info(line("message.held", message_id=message_id, session=session,
+                      reason="not connected"))
+        self.metrics.count_send("held")
+        return Outcome(str(MessageStatus.HELD), attempts)
 
     def _hold_offline(self, message_id: str, session: str, attempts: int) -> Outcome:
         """Hold without calling the bridge: the registry says the session is offline."""

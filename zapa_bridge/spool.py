@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,9 +35,16 @@ class Spool:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(_SCHEMA)
+        self._create()
+
+    @retry(retry=retry_if_exception_type(sqlite3.OperationalError), reraise=True,
+           stop=stop_after_delay(10), wait=wait_fixed(0.05))
+    def _create(self) -> None:
+        # Switching to WAL takes an exclusive lock and does not wait for one: a sibling
+        # web process creating the same spool at the same moment makes it fail at once.
+        db = self._connect()
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
