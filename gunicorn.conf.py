@@ -11,3 +11,6 @@ graceful_timeout = 10
 accesslog = "-"
 # %(U)s is the path without its query string: the webhook token never reaches the log.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+# A control socket at one shared default path would be fought over by every server on
+# the host; nothing here uses it.
+control_socket_disable = True

@@ -107,5 +107,5 @@ class Web(ServiceProcess):
     def is_ready(self, new_output: bytes) -> bool:
         try:
             return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or its workers still booting
             return False

@@ -1,0 +1,76 @@
+"""The `e2e` fixture: the whole system over real HTTP, with the zapw simulator as the bridge.
+
+gunicorn serves the web app, a real Celery worker sends through the simulator, the suite's
+Redis holds the state, and the simulator posts its webhooks to the web process exactly as
+zapw would (with zapw's retry policy, its delays shortened). Sessions A and B are connected
+before the test starts, their `session.connected` webhooks already handled.
+
+A test that needs the worker configured differently says so with
+`@pytest.mark.worker_env(NAME="value")`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.stack import Stack
+from tests.processes import Web, Worker
+from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.simulator import Simulator, SimulatorConfig
+
+WEBHOOK_PATH = "/api/v1/webhooks/whatsapp"
+SESSIONS = ("A", "B")
+PHONES = {"A": "5511911110001", "B": "5511922220002"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers",
+                            "worker_env(**env): extra environment for the e2e worker")
+
+
+@pytest.fixture
+def start_web(tmp_path: Path) -> Iterator[Callable[..., Web]]:
+    """As the suite's `start_web`, without the zapw stub: the simulator plays zapw here."""
+    started: list[Web] = []
+
+    def start(**env: str) -> Web:
+        web = Web(tmp_path / f"web{len(started)}.log", {**os.environ, **env})
+        started.append(web)
+        web.start()
+        return web
+
+    yield start
+    for web in started:
+        web.stop()
+
+
+@pytest.fixture
+def e2e(request: pytest.FixtureRequest, tmp_path: Path, redis_db: object,
+        start_web: Callable[..., Web], start_worker: Callable[..., Worker]) -> Iterator[Stack]:
+    marker = request.node.get_closest_marker("worker_env")
+    worker_env = dict(marker.kwargs) if marker else {}
+    # zapw comes up last, as in a deployment: the web and worker already know its address
+    # and the web is ready for the session webhooks zapw posts as soon as it starts.
+    zapw_url = f"http://127.0.0.1:{free_port()}"
+    web = start_web(ZAPW_URL=zapw_url, ZAPA_SPOOL_PATH=str(tmp_path / "spool.sqlite3"))
+    worker = start_worker(ZAPW_URL=zapw_url, **worker_env)
+    webhook_url = f"{web.url}{WEBHOOK_PATH}?token={os.environ['ZAPA_WEBHOOK_TOKEN']}"
+    sim = Simulator(SimulatorConfig(
+        port=int(zapw_url.rsplit(":", 1)[1]), webhook_url=webhook_url, sessions=SESSIONS,
+        phones=PHONES, connect_delay=0.05, webhook_retry_delay=0.05,
+        # `read` comes later than a `delivered` that beat the worker's own `sent` record and
+        # waits 1 s to be handled again, so `read` is never handled before `delivered`.
+        auto_status=("delivered", "read"), delivered_delay=0.2, read_delay=1.5,
+    ), seed=7)
+    sim.start()
+    try:
+        stack = Stack(sim, web, worker, webhook_url)
+        for session in SESSIONS:
+            stack.wait_session(session, "connected")
+        yield stack
+    finally:
+        sim.stop()

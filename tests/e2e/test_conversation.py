@@ -1,0 +1,45 @@
+"""Inbound messages through the whole system: zapw webhook -> web -> worker -> inbound task
+-> echo reply -> zapw, and the reply's receipts back to its status record."""
+
+from __future__ import annotations
+
+from tests.e2e.stack import S, Stack, statuses
+from tests.helpers import wait_until
+from workers.tasks import services
+
+SENDER = "5511988887777"
+
+
+def test_inbound_text_is_routed_echoed_on_its_session_and_the_reply_reaches_read(e2e: Stack):
+    event = e2e.sim.inject_inbound("A", sender=SENDER, text="hello there")
+    inbound_id = f"A:{event['data']['messageId']}"
+
+    logged = wait_until(lambda: services().inbound.get(inbound_id), what="inbound recorded")
+    assert logged["routed_to"] == "zapa.echo"
+    assert (logged["message"]["sender"], logged["message"]["text"]) == (SENDER, "hello there")
+
+    (reply,) = e2e.wait_sends(1, "A")
+    assert reply.body == {"to": SENDER, "type": "text", "text": "echo: hello there"}
+    assert e2e.sim.sends("B") == []
+
+    message_id = wait_until(lambda: services().store.find_by_bridge_id("A", reply.message_id),
+                            what="the reply's record found by zapw's id")
+    record = e2e.wait_status(message_id, S.READ)
+    assert (record.session, record.to, record.attempts) == ("A", SENDER, 1)
+    receipts = [status for status in statuses(record) if status in ("sent", "delivered", "read")]
+    assert receipts == ["sent", "delivered", "read"]
+
+
+def test_two_sessions_with_interleaved_traffic_each_answer_their_own_senders(e2e: Stack):
+    expected: dict[str, list[tuple[str, str]]] = {"A": [], "B": []}
+    for i in range(12):
+        session = "AB"[i % 2]
+        sender = f"55119000000{i:02d}"
+        e2e.sim.inject_inbound(session, sender=sender, text=f"m{i} via {session}")
+        expected[session].append((sender, f"echo: m{i} via {session}"))
+
+    e2e.wait_sends(12, timeout=30)
+    for session in ("A", "B"):
+        got = sorted((send.body["to"], send.body["text"]) for send in e2e.sim.sends(session))
+        assert got == sorted(expected[session])
+    assert len(e2e.sim.sends()) == 12
