@@ -140,3 +140,16 @@ def test_a_bad_setting_makes_every_command_fail_naming_the_variable(cli, redis_d
     assert result.exit_code == 1
     assert "ZAPW_URL" in result.output
     assert "configuration: ok" not in result.output
+
+
+def test_check_prints_the_exact_zapw_environment_lines(cli, redis_db, zapw):
+    result = cli("check", ZAPW_URL=zapw.url, ZAPA_PUBLIC_URL="https://bridge.example.com/",
+                 ZAPA_WEBHOOK_TOKEN="tok123", ZAPW_API_KEY="key456")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    tail = lines[lines.index("zapw's environment, to post its events here:") + 1:]
+    assert tail == [
+        "  WEBHOOK_URL=https://bridge.example.com/api/v1/webhooks/whatsapp?token=tok123",
+        "  ENABLE_WEBHOOK=true",
+        "  API_KEY=key456",
+    ]

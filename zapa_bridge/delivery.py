@@ -88,11 +88,12 @@ class Deliverer:
         except BridgeError as exc:
             return self._retry_or_dead(message_id, record.failures, record.attempts, exc)
 
+        checked = time.time()
         state = self.sessions.get(session)
         # A record left `sending` by a crash goes through the claim below, which honours
         # the lease of a worker that may still be sending it.
         if state is not None and not state.connected and record.status is not S.SENDING:
-            return self._hold_offline(message_id, session, record.attempts)
+            return self._hold_offline(message_id, session, record.attempts, since=checked)
 
         now = time.time()
         claim = self.store.transition(
@@ -138,21 +139,13 @@ class Deliverer:
 
     def _hold_refused(self, message_id: str, session: str, attempts: int, *,
                       since: float) -> Outcome:
-        """Hold a send the bridge refused as not connected, unless the session connected
-        while it was in flight: then its release has already run and would miss this one."""
+        """Hold a send the bridge refused as not connected."""
         self.store.transition(message_id, MessageStatus.HELD, note="session not connected",
                               fields={"reason": f"session {session} not connected"})
-        state = self.sessions.get(session)
-        if state is not None and state.connected and state.updated > since:
-            self.store.transition(message_id, MessageStatus.QUEUED, note="session back",
-                                  allowed_from={MessageStatus.HELD})
-            return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=0.0)
-        log.info(line("message.held", message_id=message_id, session=session,
-                      reason="not connected"))
-        self.metrics.count_send("held")
-        return Outcome(str(MessageStatus.HELD), attempts)
+        return self._held_unless_back(message_id, session, attempts, since, "not connected")
 
-    def _hold_offline(self, message_id: str, session: str, attempts: int) -> Outcome:
+    def _hold_offline(self, message_id: str, session: str, attempts: int, *,
+                      since: float) -> Outcome:
         """Hold without calling the bridge: the registry says the session is offline."""
         held = self.store.transition(
             message_id, MessageStatus.HELD, note="session offline",
@@ -161,14 +154,19 @@ class Deliverer:
         )
         if not held.applied:
             return Outcome(str(held.previous), attempts)
+        return self._held_unless_back(message_id, session, attempts, since, "session offline")
+
+    def _held_unless_back(self, message_id: str, session: str, attempts: int, since: float,
+                          reason: str) -> Outcome:
+        """A session that connected since `since` has already released its held messages,
+        before this one was held: queue it again rather than leave it to the next
+        reconciliation."""
         state = self.sessions.get(session)
-        if state is not None and state.connected:
-            # It connected while we held: its release may have run before our hold.
+        if state is not None and state.connected and state.updated > since:
             self.store.transition(message_id, MessageStatus.QUEUED, note="session back",
                                   allowed_from={MessageStatus.HELD})
             return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=0.0)
-        log.info(line("message.held", message_id=message_id, session=session,
-                      reason="session offline"))
+        log.info(line("message.held", message_id=message_id, session=session, reason=reason))
         self.metrics.count_send("held")
         return Outcome(str(MessageStatus.HELD), attempts)
 
