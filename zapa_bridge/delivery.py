@@ -81,6 +81,10 @@ class Deliverer:
         except InvalidMessage as exc:
             return self._dead(message_id, f"invalid message: {exc}", record.attempts,
                               record.session)
+        too_late = message.expires_at is not None and time.time() > message.expires_at
+        if too_late and record.status is not S.SENDING:
+            return self._expire(message_id, record.attempts, record.session,
+                                allowed_from={S.QUEUED, S.HELD})
         try:
             session = self._session_for(message)
         except SessionResolutionError as exc:
@@ -110,6 +114,8 @@ class Deliverer:
         if not claim.applied:
             return Outcome(str(claim.previous), record.attempts)
         attempts = record.attempts + 1
+        if too_late:  # a crash left it `sending`; now that we hold it, let it go
+            return self._expire(message_id, attempts, session, allowed_from={S.SENDING})
         if claim.previous is S.SENDING:
             # The last attempt died mid-send: zapw may have taken it, and it goes again.
             self.metrics.count_possible_duplicate()
@@ -200,6 +206,18 @@ class Deliverer:
                          attempt=attempts, error=type(error).__name__, retry_in=f"{delay:.2f}"))
         self.metrics.count_retry()
         return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=delay)
+
+    def _expire(self, message_id: str, attempts: int, session: str | None, *,
+                allowed_from: set[MessageStatus]) -> Outcome:
+        """A reply not sent by its `expires_at` would reach the user too late: drop it."""
+        reason = "expired: not sent before its expires_at"
+        outcome = self.store.transition(message_id, MessageStatus.EXPIRED, note="too late",
+                                        fields={"reason": reason}, allowed_from=allowed_from)
+        log.warning(line("message.expired", message_id=message_id, session=session,
+                         attempts=attempts))
+        self.metrics.count_send("expired")
+        status = MessageStatus.EXPIRED if outcome.applied else outcome.previous
+        return Outcome(str(status), attempts)
 
     def _dead(self, message_id: str, reason: str, attempts: int,
               session: str | None = None) -> Outcome:

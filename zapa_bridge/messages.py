@@ -10,6 +10,7 @@ import base64
 import binascii
 import enum
 import math
+import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 from urllib.parse import urlparse
@@ -22,6 +23,7 @@ MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
 PHONE_MIN_DIGITS = 8
 PHONE_MAX_DIGITS = 15
 MAX_SESSION_ID_CHARS = 100
+MAX_IDEMPOTENCY_KEY_CHARS = 200
 
 
 class MessageType(enum.StrEnum):
@@ -94,6 +96,8 @@ class OutboundMessage:
     session: str | None = None
     from_number: str | None = None
     priority: Priority = Priority.DEFAULT
+    idempotency_key: str | None = None
+    expires_at: float | None = None
 
     def to_task_kwargs(self) -> dict[str, Any]:
         """The compact keyword arguments the Celery message carries (unset fields left out)."""
@@ -119,7 +123,8 @@ class OutboundMessage:
         return described
 
 
-FIELD_NAMES = frozenset(f.name for f in fields(OutboundMessage))
+# `ttl` is turned into `expires_at` when the message is built.
+FIELD_NAMES = frozenset(f.name for f in fields(OutboundMessage)) | {"ttl"}
 
 
 def build_message(default_session: str | None = None, **given: Any) -> OutboundMessage:
@@ -159,7 +164,36 @@ def build_message(default_session: str | None = None, **given: Any) -> OutboundM
 
     session, from_number = _sender(values, default_session)
     return OutboundMessage(to=to, type=kind, priority=priority, session=session,
-                           from_number=from_number, **content)
+                           from_number=from_number, idempotency_key=_idempotency_key(values),
+                           expires_at=_expiry(values), **content)
+
+
+def _idempotency_key(values: dict[str, Any]) -> str | None:
+    key = values.get("idempotency_key")
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        raise InvalidMessage("idempotency_key", f"must be a non-empty string of at most "
+                                                f"{MAX_IDEMPOTENCY_KEY_CHARS} characters")
+    return key
+
+
+def _expiry(values: dict[str, Any]) -> float | None:
+    """`expires_at` (epoch seconds) or `ttl` (seconds from now): when a reply is too late."""
+    if "ttl" in values and "expires_at" in values:
+        raise InvalidMessage("ttl", "give either ttl or expires_at, not both")
+    if "ttl" in values:
+        ttl = values["ttl"]
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < 10**9:
+            raise InvalidMessage("ttl", "must be a positive number of seconds")
+        return time.time() + float(ttl)
+    expires_at = values.get("expires_at")
+    if expires_at is None:
+        return None
+    if (isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
+            or not math.isfinite(expires_at) or expires_at <= 0):
+        raise InvalidMessage("expires_at", "must be a time in epoch seconds")
+    return float(expires_at)
 
 
 def _sender(values: dict[str, Any], default_session: str | None) -> tuple[str | None, str | None]:

@@ -18,9 +18,17 @@ from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.logs import line
 from zapa_bridge.messages import OutboundMessage, build_message
-from zapa_bridge.status_store import DEAD_STATUSES, MessageRecord, MessageStatus, StatusStore
+from zapa_bridge.status_store import (
+    DEAD_STATUSES,
+    PREFIX,
+    MessageRecord,
+    MessageStatus,
+    StatusStore,
+)
 
 log = logging.getLogger("zapa.outbox")
+
+IDEMPOTENCY_PREFIX = f"{PREFIX}idempotency:"
 
 Publish = Callable[[str, OutboundMessage], None]
 """Puts one message on its priority queue under the given id; raises `QueueUnavailable`."""
@@ -33,9 +41,19 @@ class Outbox:
         self.held = HeldMessages(store.redis)
 
     def enqueue(self, message: OutboundMessage, message_id: str | None = None) -> str:
-        """Record the message as `queued`, then publish it; returns its id."""
+        """Record the message as `queued`, then publish it; returns its id.
+
+        With an idempotency key, only the first call within the retention queues anything;
+        every other call (concurrent ones included) gets the first call's message id.
+        """
         message_id = message_id or str(uuid.uuid4())
+        idempotency = f"{IDEMPOTENCY_PREFIX}{message.idempotency_key}"
         try:
+            if message.idempotency_key and not self.store.redis.set(
+                    idempotency, message_id, nx=True, ex=self.store.retention):
+                existing = self.store.redis.get(idempotency)
+                if existing:
+                    return str(existing)
             created = self.store.create(message_id, message.to_task_kwargs(),
                                         session=message.session)
         except redis.RedisError as exc:
@@ -45,7 +63,10 @@ class Outbox:
         try:
             self.publish(message_id, message)
         except QueueUnavailable:
-            self.store.redis.delete(self.store.key(message_id))
+            keys = [self.store.key(message_id)]
+            if message.idempotency_key:
+                keys.append(idempotency)
+            self.store.redis.delete(*keys)
             raise
         log.info(line("message.queued", message_id=message_id, **message.log_fields()))
         return message_id
@@ -92,7 +113,9 @@ class Outbox:
         record = self.store.get(message_id)
         if record is None or record.status not in DEAD_STATUSES:
             raise NotADeadLetter(f"message {message_id} is not a dead letter")
-        message = build_message(**record.message)
+        # An operator's replay is a decision to send now: a stale-reply expiry no longer holds.
+        message = build_message(**{key: value for key, value in record.message.items()
+                                   if key != "expires_at"})
         outcome = self.store.transition(message_id, MessageStatus.QUEUED, note="replayed",
                                         failures="0", fields={"reason": ""},
                                         allowed_from=DEAD_STATUSES)

@@ -46,7 +46,7 @@ ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.READ: frozenset({S.SENDING, S.SENT, S.DELIVERED}),
     # From SENT only on the bridge's own `message.failed` event.
     S.FAILED: frozenset({S.QUEUED, S.SENDING, S.HELD, S.SENT}),
-    S.EXPIRED: frozenset({S.QUEUED, S.HELD}),
+    S.EXPIRED: frozenset({S.QUEUED, S.HELD, S.SENDING}),
 }
 
 _CREATE = """

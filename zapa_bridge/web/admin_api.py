@@ -117,6 +117,9 @@ def send() -> Any:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        body = {**body, "idempotency_key": key}
     try:
         result = web().send_message.apply_async(kwargs=body)
     except InvalidMessage as exc:
