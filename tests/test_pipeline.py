@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.helpers import wait_until
 from workers.tasks import release_held, send_message, services
+from zapa_bridge.metrics import COUNTERS_KEY, POSSIBLE_DUPLICATES
 from zapa_bridge.status_store import MessageStatus
 
 TO = "5511988887777"
@@ -237,6 +238,14 @@ def test_worker_killed_mid_burst_loses_nothing(start_worker, zapw):
     assert set(texts) == {f"m{i}" for i in range(200)}
     # Only sends in flight at the kill (at most the worker's concurrency) may repeat.
     assert len(texts) - 200 <= 4
+    # Each repeat is flagged in its history and counted as a possible duplicate.
+    flagged = {f"m{n}" for n, message_id in enumerate(ids)
+               if any("possible duplicate" in entry["note"]
+                      for entry in record_of(message_id).history)}
+    repeated = {text for text in texts if texts.count(text) > 1}
+    assert repeated <= flagged
+    counted = services().redis.hget(COUNTERS_KEY, POSSIBLE_DUPLICATES)
+    assert int(counted or 0) == len(flagged)
 
 
 def test_rejected_api_key_is_retried_and_sent_once_fixed(start_worker, zapw):

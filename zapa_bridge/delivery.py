@@ -100,10 +100,12 @@ class Deliverer:
             return self._hold_offline(message_id, session, record.attempts, since=checked)
 
         now = time.time()
+        note = f"attempt {record.attempts + 1}"
+        if record.status is S.SENDING:
+            note += ", after an interrupted one (possible duplicate)"
         claim = self.store.transition(
             message_id, MessageStatus.SENDING, count_attempt=True,
-            lease_until=now + self.lease_seconds, fields={"session": session},
-            note=f"attempt {record.attempts + 1}",
+            lease_until=now + self.lease_seconds, fields={"session": session}, note=note,
         )
         if claim.busy:
             # Another worker holds this message (a duplicate delivery); look again later.
