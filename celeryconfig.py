@@ -7,6 +7,7 @@ from kombu import Queue as KombuQueue
 
 from workers.queues import BUILTIN_INBOUND_TASKS, CONSUME_ORDER
 from zapa_bridge.config import get_settings
+from zapa_bridge.errors import ConfigError
 
 _settings = get_settings()
 
@@ -24,6 +25,11 @@ broker_transport_options = {
     # A worker killed inside the restore sweep leaves its lock behind; kombu's default
     # (300 s) would stall crash recovery that long.
     "unacked_mutex_expire": min(300, _settings.visibility_timeout),
+    # Zapa's own workers share this broker for the inbound tasks; with keys of our own, our
+    # visibility timeout never redelivers their long-running tasks, nor theirs ours.
+    "unacked_key": "zapa:unacked",
+    "unacked_index_key": "zapa:unacked_index",
+    "unacked_mutex_key": "zapa:unacked_mutex",
     # Acks of a threaded worker share this pool; too small a pool fails acks (duplicates).
     "max_connections": _settings.worker_concurrency + 10,
     # Fail fast on a dead connection: the webhook route must answer zapw within seconds.
@@ -32,6 +38,10 @@ broker_transport_options = {
 }
 visibility_timeout = _settings.visibility_timeout
 
+if _settings.inbound_queue in CONSUME_ORDER:
+    # Our workers would take Zapa's inbound task, not know it, and drop it.
+    raise ConfigError({"ZAPA_INBOUND_QUEUE": f"{_settings.inbound_queue} is one of "
+                                             "zapa-bridge's own queues"})
 _consumed = list(CONSUME_ORDER)
 if _settings.inbound_task in BUILTIN_INBOUND_TASKS:
     _consumed.append(_settings.inbound_queue)

@@ -277,7 +277,8 @@ def test_held_messages_are_listed_per_session(app, client, zapw):
 
 def test_inbound_messages_show_masked_sender_and_type_never_the_text(app, client):
     message = normalize(parse_event(RECEIVED))
-    app.extensions["zapa"].inbound.record(message, routed_to="zapa.echo")
+    app.extensions["zapa"].inbound.record(message)
+    app.extensions["zapa"].inbound.set_routed_to(message.id, "zapa.echo")
     sign_in(client)
     inbound = dashboard(client).split('id="inbound"', 1)[1].split("</section>", 1)[0]
     assert "551********66" in inbound and "5511977776666" not in inbound

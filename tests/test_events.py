@@ -54,7 +54,10 @@ def post_event(redis_db):
 
 
 def inbound(inbound_id: str) -> dict[str, Any]:
-    return wait_until(lambda: services().inbound.get(inbound_id), what=f"inbound {inbound_id}")
+    """The inbound record once it was handed on (or found to have nowhere to go)."""
+    return wait_until(lambda: (entry := services().inbound.get(inbound_id)) is not None
+                      and entry["routed_to"] is not None and entry,
+                      what=f"inbound {inbound_id} routed")
 
 
 def record_of(message_id: str):
@@ -154,7 +157,7 @@ def test_media_location_and_contact_are_kept_and_a_sticker_is_unsupported_not_dr
         "contact", {"name": "Ana", "number": "5511977776666"})
     assert (got["STK"]["type"], got["STK"]["has_media"], got["STK"]["text"]) == (
         "unsupported", True, None)
-    assert services().inbound.get("s1:3EB0STK")["routed_to"] == "zapa.echo"
+    assert inbound("s1:3EB0STK")["routed_to"] == "zapa.echo"
 
     wait_until(lambda: len(zapw.sent_to("s1")) == 4, what="four echoes")
     assert sorted(body["text"] for body in bodies(zapw, "s1")) == [

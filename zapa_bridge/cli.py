@@ -13,6 +13,7 @@ from zapa_bridge.config import Settings, load_settings
 from zapa_bridge.embedded_redis import answers
 from zapa_bridge.errors import ConfigError, ZapaError
 from zapa_bridge.local_stack import LocalStack, zapw_environment
+from zapa_bridge.redaction import redact_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,8 +134,14 @@ def check() -> None:
 
     settings = _settings()
     click.echo("configuration: ok")
+    for require in (settings.require_webhook_auth, settings.require_admin_token):
+        try:
+            require()
+        except ConfigError as exc:
+            click.echo(f"web process would refuse to start: {exc}")
     redis_ok = answers(settings.redis_url)
-    click.echo(f"redis {settings.redis_url}: {'ok' if redis_ok else 'NOT REACHABLE'}")
+    click.echo(f"redis {redact_url(settings.redis_url)}: "
+               f"{'ok' if redis_ok else 'NOT REACHABLE'}")
     try:
         health = BridgeClient.from_settings(settings).health()
         click.echo(f"bridge {settings.zapw_base_url}: {health.status}, up {health.uptime:.0f} s")

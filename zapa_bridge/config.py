@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     webhook_max_bytes: int = Field(256 * 1024, ge=1024, alias="ZAPA_WEBHOOK_MAX_BYTES")
     dedupe_ttl: int = Field(3600, ge=60, alias="ZAPA_DEDUPE_TTL")
     spool_path: str = Field(".zapa/webhook-spool.sqlite3", alias="ZAPA_SPOOL_PATH")
-    spool_drain_interval: float = Field(1.0, ge=0, alias="ZAPA_SPOOL_DRAIN_INTERVAL")
+    spool_drain_interval: float = Field(1.0, gt=0, alias="ZAPA_SPOOL_DRAIN_INTERVAL")
     inbound_task: str | None = Field(None, alias="ZAPA_INBOUND_TASK")
     inbound_queue: str = Field("zapa.inbound", min_length=1, alias="ZAPA_INBOUND_QUEUE")
     public_url: str = Field("http://127.0.0.1:8000", alias="ZAPA_PUBLIC_URL")
@@ -87,6 +87,13 @@ class Settings(BaseSettings):
             if not key:
                 raise ValueError("must be a Standard Webhooks secret: whsec_<base64 key>")
         return value
+
+    @model_validator(mode="after")
+    def _holds_end_before_their_records(self) -> Settings:
+        # A held record that expires first would vanish instead of becoming a dead letter.
+        if self.hold_validity >= self.status_retention:
+            raise ValueError("ZAPA_HOLD_VALIDITY must be shorter than ZAPA_STATUS_RETENTION")
+        return self
 
     @model_validator(mode="after")
     def _countdowns_fit_visibility(self) -> Settings:

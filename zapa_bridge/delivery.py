@@ -202,8 +202,13 @@ class Deliverer:
             return self._dead(message_id, f"gave up after {attempts} attempts: {reason}",
                               attempts, error.session_id)
         delay = self.policy.delay(failures, slow=isinstance(error, BridgeUnauthorized))
-        self.store.transition(message_id, MessageStatus.QUEUED, failures="+1",
-                              note=f"retry in {delay:.1f} s", fields={"reason": reason})
+        note = f"retry in {delay:.1f} s"
+        if error.maybe_sent:
+            # zapw may have taken it (no answer in time): the retry may send it twice.
+            note += "; outcome unknown (possible duplicate)"
+            self.metrics.count_possible_duplicate()
+        self.store.transition(message_id, MessageStatus.QUEUED, failures="+1", note=note,
+                              fields={"reason": reason})
         log.warning(line("message.retry", message_id=message_id, session=error.session_id,
                          attempt=attempts, error=type(error).__name__, retry_in=f"{delay:.2f}"))
         self.metrics.count_retry()

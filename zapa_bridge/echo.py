@@ -22,4 +22,6 @@ def echo_reply(message: dict[str, Any]) -> dict[str, Any] | None:
         text = "Sorry, I cannot read this kind of message yet."
     else:
         text = f"echo: got your {kind}"
-    return {"to": message["sender"], "text": text[:4096], "session": message["session"]}
+    # Keyed on the inbound message: one reply, however often this handler runs for it.
+    return {"to": message["sender"], "text": text[:4096], "session": message["session"],
+            "idempotency_key": f"reply:{message['id']}"}

@@ -72,8 +72,16 @@ class EventHandler:
 
     def _received(self, event: WebhookEvent) -> Handled:
         message = normalize(event)
-        routed_to = self.route(message)
-        self.inbound.record(message, routed_to=routed_to)
+        self.inbound.record(message)
+        # Handed on once only, even when this event is handled again after a failure.
+        if not self.inbound.mark_routed(message.id):
+            return Handled("already routed")
+        try:
+            routed_to = self.route(message)
+        except Exception:
+            self.inbound.unmark_routed(message.id)
+            raise
+        self.inbound.set_routed_to(message.id, routed_to)
         log.info(line("inbound.received", message_id=message.message_id,
                       session=message.session, sender=mask_phone(message.sender),
                       type=message.type, group=message.is_group or None,

@@ -21,6 +21,7 @@ from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.errors import BridgeError
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.queue_stats import QueueStats
+from zapa_bridge.redaction import redact_url
 from zapa_bridge.status_store import PREFIX
 
 SNAPSHOT_KEY = f"{PREFIX}health:snapshot"
@@ -126,10 +127,10 @@ class HealthChecker:
             sessions = self.bridge.list_sessions()
         except BridgeError as exc:
             return ComponentHealth(Health.UNHEALTHY, exc.message,
-                                   {"url": self.settings.zapw_base_url})
+                                   {"url": redact_url(self.settings.zapw_base_url)})
         self.bridge_restarted = self._uptime_went_down(health.uptime)
         connected = [s.id for s in sessions if s.connected]
-        metadata = {"url": self.settings.zapw_base_url, "uptime": health.uptime,
+        metadata = {"url": redact_url(self.settings.zapw_base_url), "uptime": health.uptime,
                     "sessions": len(sessions), "connected": len(connected),
                     "restarted": self.bridge_restarted,
                     "not_connected": sorted(s.id for s in sessions if not s.connected)}

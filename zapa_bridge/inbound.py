@@ -99,15 +99,30 @@ class InboundLog:
     def key(inbound_id: str) -> str:
         return f"{PREFIX}in:{inbound_id}"
 
-    def record(self, message: InboundMessage, *, routed_to: str | None) -> None:
-        entry = {"message": json.dumps(message.as_dict()), "received": time.time(),
-                 "routed_to": routed_to or "", "type": message.type}
+    def record(self, message: InboundMessage) -> bool:
+        """Keep the message (once: False when it was already recorded)."""
+        key = self.key(message.id)
+        if not self.redis.hsetnx(key, "message", json.dumps(message.as_dict())):
+            return False
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.key(message.id), mapping=entry)
-        pipe.expire(self.key(message.id), self.retention)
+        pipe.hset(key, mapping={"received": time.time(), "routed_to": "",
+                                "type": message.type})
+        pipe.expire(key, self.retention)
         pipe.lpush(RECENT_KEY, message.id)
         pipe.ltrim(RECENT_KEY, 0, RECENT_LIMIT - 1)
         pipe.execute()
+        return True
+
+    def mark_routed(self, inbound_id: str) -> bool:
+        """True for the first caller only: that one hands the message on."""
+        return bool(self.redis.set(f"{self.key(inbound_id)}:routed", 1, nx=True,
+                                   ex=self.retention))
+
+    def unmark_routed(self, inbound_id: str) -> None:
+        self.redis.delete(f"{self.key(inbound_id)}:routed")
+
+    def set_routed_to(self, inbound_id: str, routed_to: str | None) -> None:
+        self.redis.hset(self.key(inbound_id), "routed_to", routed_to or "")
 
     def get(self, inbound_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(self.key(inbound_id))

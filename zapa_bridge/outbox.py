@@ -7,6 +7,7 @@ sends the message as the `send_message` task under the message id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -49,27 +50,42 @@ class Outbox:
         message_id = message_id or str(uuid.uuid4())
         idempotency = f"{IDEMPOTENCY_PREFIX}{message.idempotency_key}"
         try:
-            if message.idempotency_key and not self.store.redis.set(
-                    idempotency, message_id, nx=True, ex=self.store.retention):
-                existing = self.store.redis.get(idempotency)
-                if existing:
-                    return str(existing)
             created = self.store.create(message_id, message.to_task_kwargs(),
                                         session=message.session)
+            if not created:
+                raise InvalidMessage("task_id", "a message with this id already exists")
+            if message.idempotency_key:
+                existing = self._claim_idempotency_key(idempotency, message_id)
+                if existing is not None:
+                    self.store.redis.delete(self.store.key(message_id))
+                    return existing
         except redis.RedisError as exc:
             raise QueueUnavailable(f"status store unreachable: {type(exc).__name__}") from None
-        if not created:
-            raise InvalidMessage("task_id", "a message with this id already exists")
         try:
             self.publish(message_id, message)
         except QueueUnavailable:
             keys = [self.store.key(message_id)]
             if message.idempotency_key:
                 keys.append(idempotency)
-            self.store.redis.delete(*keys)
+            # Redis is likely down too; the caller learns nothing was queued either way.
+            with contextlib.suppress(redis.RedisError):
+                self.store.redis.delete(*keys)
             raise
         log.info(line("message.queued", message_id=message_id, **message.log_fields()))
         return message_id
+
+    def _claim_idempotency_key(self, key: str, message_id: str) -> str | None:
+        """None when this call owns the key; else the id of the message that owns it. The
+        owner's record exists before it claims the key, so a key whose message has no record
+        was left by a call that failed to queue: it is taken over."""
+        ttl = self.store.retention
+        if self.store.redis.set(key, message_id, nx=True, ex=ttl):
+            return None
+        existing = self.store.redis.get(key)
+        if existing and self.store.redis.exists(self.store.key(existing)):
+            return str(existing)
+        self.store.redis.set(key, message_id, ex=ttl)
+        return None
 
     def release_held(self, session: str) -> int:
         """Re-queue every message held for `session`; returns how many were released.
@@ -85,8 +101,11 @@ class Outbox:
             if message is None:
                 continue
             self.publish(record.id, message)
+            # Only if nobody touched it since: a worker may already have taken the published
+            # copy and held it again, and then it must stay held (and indexed).
             self.store.transition(record.id, MessageStatus.QUEUED, note="released",
-                                  allowed_from={MessageStatus.HELD})
+                                  allowed_from={MessageStatus.HELD},
+                                  unchanged_since=record.updated)
             released += 1
         if released:
             log.info(line("held.released", session=session, messages=released))
@@ -124,9 +143,10 @@ class Outbox:
         try:
             self.publish(message_id, message)
         except QueueUnavailable:
-            self.store.transition(message_id, record.status, note="replay failed",
-                                  fields={"reason": record.reason},
-                                  allowed_from={MessageStatus.QUEUED})
+            with contextlib.suppress(redis.RedisError):
+                self.store.transition(message_id, record.status, note="replay failed",
+                                      fields={"reason": record.reason},
+                                      allowed_from={MessageStatus.QUEUED})
             raise
         log.info(line("dead_letter.replayed", message_id=message_id))
         replayed = self.store.get(message_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 _JID_SUFFIX = re.compile(r"[:@].*$")
 
@@ -15,3 +16,12 @@ def mask_phone(number: str | None) -> str:
     if len(digits) <= 4:
         return "*" * len(digits)
     return f"{digits[:3]}{'*' * (len(digits) - 5)}{digits[-2:]}"
+
+
+def redact_url(url: str) -> str:
+    """A URL with any password replaced, e.g. `redis://:***@host:6379/0`."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

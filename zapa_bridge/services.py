@@ -17,7 +17,7 @@ from zapa_bridge.inbound import InboundLog
 from zapa_bridge.intake import Intake, PublishEvent
 from zapa_bridge.metrics import Metrics
 from zapa_bridge.outbox import Outbox, Publish
-from zapa_bridge.redis_conn import redis_client
+from zapa_bridge.redis_conn import fast_redis_client, redis_client
 from zapa_bridge.retry_policy import RetryPolicy
 from zapa_bridge.sessions import SessionRegistry
 from zapa_bridge.spool import Spool
@@ -78,7 +78,8 @@ class Services:
         return Outbox(self.store, publish)
 
     def intake(self, publish: PublishEvent) -> Intake:
-        return Intake(self.redis, publish, self.spool, dedupe_ttl=self.settings.dedupe_ttl)
+        return Intake(fast_redis_client(self.settings.redis_url), publish, self.spool,
+                      dedupe_ttl=self.settings.dedupe_ttl)
 
     def event_handler(self, publish: Publish, route: RouteInbound) -> EventHandler:
         return EventHandler(self.store, self.sessions, self.inbound, self.outbox(publish), route)

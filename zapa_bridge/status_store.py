@@ -64,6 +64,7 @@ if not cur then return {0, ''} end
 local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do if s == cur then allowed = true end end
 if not allowed then return {0, cur} end
+if ARGV[12] ~= '' and redis.call('HGET', key, 'updated') ~= ARGV[12] then return {0, cur} end
 if cur == 'sending' and new == 'sending' then
   local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0')
   if lease > now then return {-1, tostring(lease)} end
@@ -231,10 +232,13 @@ class StatusStore:
         failures: str = "",
         lease_until: float | None = None,
         allowed_from: Iterable[MessageStatus] | None = None,
+        unchanged_since: float | None = None,
     ) -> Transition:
         """Move a record to `status` if its current status allows it.
 
         `failures` is "+1" to count a failed attempt, "0" to reset the count, "" to keep it.
+        `unchanged_since` (a record's `updated`) refuses the change if anyone changed the
+        record after it was read.
         """
         allowed = ALLOWED_FROM[status] if allowed_from is None else frozenset(allowed_from)
         values = {key: "" if value is None else str(value)
@@ -243,7 +247,8 @@ class StatusStore:
             keys=[self.key(message_id)],
             args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
                   json.dumps(values), "1" if count_attempt else "0", failures,
-                  "" if lease_until is None else repr(lease_until), PREFIX, HISTORY_LIMIT],
+                  "" if lease_until is None else repr(lease_until), PREFIX, HISTORY_LIMIT,
+                  "" if unchanged_since is None else repr(unchanged_since)],
         )
         if outcome == -1:
             return Transition(applied=False, previous=S.SENDING, lease_until=float(previous))

@@ -14,7 +14,8 @@ def test_inbound_text_is_routed_echoed_on_its_session_and_the_reply_reaches_read
     event = e2e.sim.inject_inbound("A", sender=SENDER, text="hello there")
     inbound_id = f"A:{event['data']['messageId']}"
 
-    logged = wait_until(lambda: services().inbound.get(inbound_id), what="inbound recorded")
+    logged = wait_until(lambda: (entry := services().inbound.get(inbound_id)) is not None
+                        and entry["routed_to"] is not None and entry, what="inbound routed")
     assert logged["routed_to"] == "zapa.echo"
     assert (logged["message"]["sender"], logged["message"]["text"]) == (SENDER, "hello there")
 

@@ -100,7 +100,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         log.warning("webhooks accepted without credentials (development, none configured)")
     if admin_token is None:
         log.warning("admin API open without a token (development, ZAPA_ADMIN_TOKEN unset)")
-    if settings.spool_drain_interval > 0 and not app.testing:
+    if not app.testing:
         web.drainer = SpoolDrainer(web.intake, settings.spool_drain_interval).start()
     app.extensions["zapa"] = core
     app.extensions["zapa_web"] = web
