@@ -110,3 +110,4 @@ def test_a_replayed_expired_reply_is_sent(start_worker, zapw):
     wait_until(lambda: services().store.get(late.id).status == MessageStatus.SENT,
                what="sent after the replay")
     assert [send.body["text"] for send in zapw.sent_to("s1")] == ["send anyway"]
+    assert "expires_at" not in services().store.get(late.id).message

@@ -8,6 +8,7 @@ sends the message as the `send_message` task under the message id.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -135,9 +136,12 @@ class Outbox:
         # An operator's replay is a decision to send now: a stale-reply expiry no longer holds.
         message = build_message(**{key: value for key, value in record.message.items()
                                    if key != "expires_at"})
-        outcome = self.store.transition(message_id, MessageStatus.QUEUED, note="replayed",
-                                        failures="0", fields={"reason": ""},
-                                        allowed_from=DEAD_STATUSES)
+        # The record keeps what is published, so a later hold and release sends the same.
+        outcome = self.store.transition(
+            message_id, MessageStatus.QUEUED, note="replayed", failures="0",
+            fields={"reason": "", "message": json.dumps(message.to_task_kwargs(),
+                                                        separators=(",", ":"))},
+            allowed_from=DEAD_STATUSES)
         if not outcome.applied:
             raise NotADeadLetter(f"message {message_id} is not a dead letter")
         try:
