@@ -32,6 +32,7 @@ TEST_ENV = {
     "ZAPA_WEBHOOK_TOKEN": "test-webhook-token",
     "ZAPA_ADMIN_TOKEN": "test-admin-token",
     "ZAPA_INBOUND_TASK": "zapa.echo",
+    "ZAPA_LOST_AFTER": "3",
 }
 
 _redis: EmbeddedRedis | None = None

@@ -33,6 +33,7 @@ from zapa_bridge.messages import OutboundMessage, build_message
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.reconcile import ReconcileReport
 from zapa_bridge.reconcile import reconcile as reconcile_bridge
+from zapa_bridge.recovery import LostMessageSweeper
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.services import Services
 from zapa_bridge.webhook_events import WebhookEvent, parse_event
@@ -184,9 +185,14 @@ def reconcile() -> dict[str, object]:
 
 def run_reconcile(core: Services | None = None) -> ReconcileReport:
     core = core or services()
+    sweeper = LostMessageSweeper(
+        core.store, send_message.publish,
+        unacked_key=app.conf.broker_transport_options["unacked_key"],
+        queue_by_priority={str(p): str(q) for p, q in SEND_QUEUE_BY_PRIORITY.items()},
+        lost_after=core.settings.lost_after)
     return reconcile_bridge(core.bridge, core.sessions, core.outbox(send_message.publish),
                             hold_validity=core.settings.hold_validity,
-                            managed_sessions=core.settings.managed_sessions)
+                            managed_sessions=core.settings.managed_sessions, sweeper=sweeper)
 
 
 def health_checker(core: Services | None = None) -> HealthChecker:

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     status_retention: int = Field(7 * DAY, ge=60, alias="ZAPA_STATUS_RETENTION")
     hold_validity: int = Field(DAY, ge=1, alias="ZAPA_HOLD_VALIDITY")
     reconcile_interval: float = Field(30.0, gt=0, alias="ZAPA_RECONCILE_INTERVAL")
+    lost_after: float = Field(120.0, gt=0, alias="ZAPA_LOST_AFTER")
     session_cache_ttl: int = Field(60, ge=1, alias="ZAPA_SESSION_CACHE_TTL")
 
     webhook_token: SecretStr | None = Field(None, alias="ZAPA_WEBHOOK_TOKEN")

@@ -126,7 +126,7 @@ class InboundLog:
 
     def get(self, inbound_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(self.key(inbound_id))
-        if not raw:
+        if "received" not in raw:  # absent, or being written right now
             return None
         return {"message": json.loads(raw["message"]), "received": float(raw["received"]),
                 "routed_to": raw["routed_to"] or None}

@@ -3,7 +3,8 @@
 Run periodically by Celery beat as the fallback for missed session webhooks: it refreshes
 the session registry from `GET /sessions`, releases the held messages of sessions that are
 connected, expires messages held past their validity (even when the bridge is down), and
-creates on the bridge every session of ZAPA_SESSIONS it lacks.
+creates on the bridge every session of ZAPA_SESSIONS it lacks, and re-queues messages the
+broker lost (see recovery.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from zapa_bridge.bridge_client import BridgeClient
 from zapa_bridge.errors import BridgeError, SessionAlreadyExists
 from zapa_bridge.logs import line
 from zapa_bridge.outbox import Outbox
+from zapa_bridge.recovery import LostMessageSweeper
 from zapa_bridge.sessions import SessionRegistry
 
 log = logging.getLogger("zapa.reconcile")
@@ -28,21 +30,24 @@ class ReconcileReport:
     connected: int = 0
     released: dict[str, int] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
     expired: int = 0
     error: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"bridge_reachable": self.bridge_reachable, "sessions": self.sessions,
                 "connected": self.connected, "released": self.released,
-                "created": self.created,
+                "created": self.created, "recovered": self.recovered,
                 "expired": self.expired, "error": self.error}
 
 
 def reconcile(client: BridgeClient, registry: SessionRegistry, outbox: Outbox,
-              *, hold_validity: float, managed_sessions: list[str] | None = None
-              ) -> ReconcileReport:
+              *, hold_validity: float, managed_sessions: list[str] | None = None,
+              sweeper: LostMessageSweeper | None = None) -> ReconcileReport:
     report = ReconcileReport()
     report.expired = outbox.expire_held(hold_validity)
+    if sweeper is not None:
+        report.recovered = sweeper.sweep()
     try:
         sessions = client.list_sessions()
         missing = [name for name in managed_sessions or [] if name not in

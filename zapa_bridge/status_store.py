@@ -18,6 +18,9 @@ import redis
 
 PREFIX = "zapa:"
 HISTORY_LIMIT = 20
+# Messages that should be in a queue or with a worker (queued, sending), by when they were
+# last put there: what the recovery sweep checks against the queues.
+PENDING_INDEX = f"{PREFIX}pending"
 
 
 class MessageStatus(enum.StrEnum):
@@ -53,6 +56,7 @@ _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('ZADD', ARGV[3] .. 'pending', tonumber(ARGV[4]), ARGV[5])
 return 1
 """
 
@@ -102,6 +106,11 @@ if dead then
   redis.call('PERSIST', key)
 else
   redis.call('EXPIRE', key, ttl)
+end
+if new == 'queued' or new == 'sending' then
+  redis.call('ZADD', prefix .. 'pending', now, id)
+else
+  redis.call('ZREM', prefix .. 'pending', id)
 end
 local bridge_id = fields['bridge_message_id']
 if bridge_id and bridge_id ~= '' then
@@ -208,7 +217,8 @@ class StatusStore:
         }
         flat = [str(item) for pair in fields.items() for item in pair]
         created = self._create(keys=[self.key(message_id)],
-                               args=[json.dumps(flat), self.retention])
+                               args=[json.dumps(flat), self.retention, PREFIX, repr(now),
+                                     message_id])
         return bool(created)
 
     def get(self, message_id: str) -> MessageRecord | None:

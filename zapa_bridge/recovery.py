@@ -1,0 +1,92 @@
+"""Finds and re-queues messages the broker lost.
+
+kombu's Redis transport pops a message (BRPOP) and only then records it as unacked: a worker
+killed between the two loses it, and its record stays `queued` with no copy anywhere. The
+sweep looks at messages pending longer than `lost_after` that are neither with a worker
+(kombu's unacked hash) nor possibly still waiting in their queue (queues are FIFO: a message
+older than the oldest one still waiting has left the queue), and publishes them again under
+their id. A copy that was not really lost is harmless: the record lets only one send through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+
+import redis
+
+from zapa_bridge.errors import InvalidMessage
+from zapa_bridge.logs import line
+from zapa_bridge.messages import build_message
+from zapa_bridge.outbox import Publish
+from zapa_bridge.queue_stats import ENQUEUED_AT_HEADER
+from zapa_bridge.status_store import PENDING_INDEX, MessageStatus, StatusStore
+
+log = logging.getLogger("zapa.recovery")
+
+# Clock noise between a record's time and its message's enqueue stamp.
+ORDER_MARGIN = 1.0
+SWEEP_LIMIT = 1000
+
+
+class LostMessageSweeper:
+    def __init__(self, store: StatusStore, publish: Publish, *, unacked_key: str,
+                 queue_by_priority: Mapping[str, str], lost_after: float) -> None:
+        self.store = store
+        self.redis: redis.Redis = store.redis
+        self.publish = publish
+        self.unacked_key = unacked_key
+        self.queue_by_priority = dict(queue_by_priority)
+        self.lost_after = lost_after
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        now = now or time.time()
+        candidates = self.redis.zrangebyscore(PENDING_INDEX, "-inf", now - self.lost_after,
+                                              start=0, num=SWEEP_LIMIT, withscores=True)
+        if not candidates:
+            return []
+        with_workers = self._unacked_ids()
+        oldest = {queue: self._oldest_waiting(queue)
+                  for queue in set(self.queue_by_priority.values())}
+        recovered = []
+        for message_id, pending_since in candidates:
+            if message_id in with_workers:
+                continue
+            record = self.store.get(message_id)
+            if record is None or record.status not in (MessageStatus.QUEUED,
+                                                       MessageStatus.SENDING):
+                self.redis.zrem(PENDING_INDEX, message_id)
+                continue
+            waiting_since = oldest.get(self.queue_by_priority.get(record.priority, ""))
+            if waiting_since is not None and pending_since >= waiting_since - ORDER_MARGIN:
+                continue  # it may still be in its queue, behind the oldest one there
+            try:
+                message = build_message(**record.message)
+            except InvalidMessage:
+                continue  # the worker dead-letters it if it ever comes round
+            self.publish(message_id, message)
+            self.redis.zadd(PENDING_INDEX, {message_id: now})
+            log.warning(line("message.recovered", message_id=message_id,
+                             session=record.session, status=record.status))
+            recovered.append(message_id)
+        return recovered
+
+    def _unacked_ids(self) -> set[str]:
+        ids = set()
+        for raw in self.redis.hvals(self.unacked_key):
+            try:
+                ids.add(json.loads(raw)[0]["headers"]["id"])
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue
+        return ids
+
+    def _oldest_waiting(self, queue: str) -> float | None:
+        raw = self.redis.lindex(queue, -1)
+        if not raw:
+            return None
+        try:
+            return float(json.loads(raw)["headers"][ENQUEUED_AT_HEADER])
+        except (ValueError, KeyError, TypeError):
+            return None
