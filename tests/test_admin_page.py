@@ -286,6 +286,20 @@ def test_inbound_messages_show_masked_sender_and_type_never_the_text(app, client
     assert "my private question" not in inbound
 
 
+def test_recent_messages_show_their_delivery_status_masked_and_without_text(client, redis_db):
+    older = send_message.delay(to="5511977776666", text="first secret", session="s1").id
+    newer = send_message.delay(to="5511988887777", text="second secret", session="s1").id
+    store = services().store
+    store.transition(newer, "sending")
+    store.transition(newer, "sent", fields={"bridge_message_id": "B1"})
+    sign_in(client)
+    recent = dashboard(client).split('id="recent"', 1)[1].split("</section>", 1)[0]
+    assert recent.index(newer) < recent.index(older)  # newest first
+    assert ">sent</span>" in recent and ">queued</span>" in recent
+    assert "551********77" in recent and "5511988887777" not in recent
+    assert "secret" not in recent
+
+
 def test_dashboard_still_renders_when_redis_is_down(zapw):
     settings = load_settings(ZAPW_URL=zapw.url, REDIS_URL="redis://127.0.0.1:1/0")
     client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()

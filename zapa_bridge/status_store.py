@@ -21,6 +21,7 @@ HISTORY_LIMIT = 20
 # Messages that should be in a queue or with a worker (queued, sending), by when they were
 # last put there: what the recovery sweep checks against the queues.
 PENDING_INDEX = f"{PREFIX}pending"
+RECENT_LIMIT = 200
 
 
 class MessageStatus(enum.StrEnum):
@@ -57,6 +58,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('ZADD', ARGV[3] .. 'pending', tonumber(ARGV[4]), ARGV[5])
+redis.call('LPUSH', ARGV[3] .. 'msg-recent', ARGV[5])
+redis.call('LTRIM', ARGV[3] .. 'msg-recent', 0, tonumber(ARGV[6]) - 1)
 return 1
 """
 
@@ -218,8 +221,13 @@ class StatusStore:
         flat = [str(item) for pair in fields.items() for item in pair]
         created = self._create(keys=[self.key(message_id)],
                                args=[json.dumps(flat), self.retention, PREFIX, repr(now),
-                                     message_id])
+                                     message_id, RECENT_LIMIT])
         return bool(created)
+
+    def recent(self, limit: int = 50) -> list[MessageRecord]:
+        """The latest messages queued, newest first (those whose record still exists)."""
+        ids = self.redis.lrange(f"{PREFIX}msg-recent", 0, min(limit, RECENT_LIMIT) - 1)
+        return self.get_many(ids)
 
     def get(self, message_id: str) -> MessageRecord | None:
         data = self.redis.hgetall(self.key(message_id))

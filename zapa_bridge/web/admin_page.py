@@ -50,6 +50,7 @@ CSRF = "csrf"
 DEAD_LETTER_LIMIT = 50
 HELD_LIMIT = 20
 INBOUND_LIMIT = 20
+RECENT_LIMIT = 20
 REFRESH_SECONDS = 10
 QR_WAITING = "qr_waiting"
 _PNG_DATA_URL = re.compile(r"data:image/png;base64,[A-Za-z0-9+/]+={0,2}")
@@ -207,6 +208,7 @@ class Dashboard:
     held_counts: dict[str, int] = field(default_factory=dict)
     held: list[MessageRow] = field(default_factory=list)
     dead_letters: list[MessageRow] = field(default_factory=list)
+    recent: list[MessageRow] = field(default_factory=list)
     inbound: list[InboundRow] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
 
@@ -231,6 +233,8 @@ def gather() -> Dashboard:
         for record in core.store.get_many(core.held.ids(session, HELD_LIMIT))], [])
     board.dead_letters = board.read("dead_letters", lambda: [
         MessageRow.of(record) for record in core.dead_letters.list(DEAD_LETTER_LIMIT)], [])
+    board.recent = board.read("recent", lambda: [
+        MessageRow.of(record) for record in core.store.recent(RECENT_LIMIT)], [])
     board.inbound = board.read("inbound", lambda: [
         _inbound_row(entry) for entry in core.inbound.recent(INBOUND_LIMIT)], [])
     return board
