@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, Self, TypeVar
+
+from werkzeug.serving import make_server
 
 T = TypeVar("T")
 
@@ -20,3 +23,26 @@ def wait_until(check: Callable[[], T], timeout: float = 20.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+class ServedApp:
+    """A WSGI app served over real HTTP on a free loopback port, in a thread; a context
+    manager. Subclasses give `_app`; `base_url` is where it answers."""
+
+    def __init__(self) -> None:
+        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        kwargs={"poll_interval": 0.05})
+        self.base_url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=5)
+        self._server.server_close()

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.e2e.stack import S, Stack
-from tests.helpers import wait_until
+from tests.helpers import ServedApp, wait_until
 from workers.tasks import services
 from zapa_bridge.intake import STATS_KEY
 
@@ -33,7 +32,7 @@ class Forwarded:
     answered: int  # what the proxy told zapw
 
 
-class FailFirstAttemptProxy:
+class FailFirstAttemptProxy(ServedApp):
     """Forwards webhooks to `target`; answers 500 to the first attempt of each event body."""
 
     def __init__(self, target: str) -> None:
@@ -41,19 +40,8 @@ class FailFirstAttemptProxy:
         self._lock = threading.Lock()
         self._seen: set[bytes] = set()
         self._forwarded: list[Forwarded] = []
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        kwargs={"poll_interval": 0.05})
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-
-    def __enter__(self) -> FailFirstAttemptProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
-        self._server.server_close()
+        super().__init__()
+        self.url = self.base_url
 
     def forwarded(self, event_type: str) -> list[Forwarded]:
         with self._lock:

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.helpers import wait_until
+from tests.helpers import ServedApp, wait_until
 from zapa_bridge.bridge_client import BridgeClient
 from zapa_bridge.simulator import Simulator, SimulatorConfig
 
@@ -53,7 +52,7 @@ class Received:
         return self.json["eventType"]
 
 
-class Receiver:
+class Receiver(ServedApp):
     """A webhook receiver in a thread; answers 200 unless told otherwise."""
 
     def __init__(self) -> None:
@@ -62,19 +61,8 @@ class Receiver:
         self._answers: deque[tuple[int, float]] = deque()
         self.default_status = 200
         self.finished = 0  # answers fully written, to wait out slow ones
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        kwargs={"poll_interval": 0.05})
-        self.url = f"http://127.0.0.1:{self._server.server_port}/hooks/zapw?token=t"
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._thread.join(timeout=5)
-        self._server.server_close()
+        super().__init__()
+        self.url = f"{self.base_url}/hooks/zapw?token=t"
 
     def answer_next(self, count: int, status: int = 500, delay: float = 0.0) -> None:
         """Answer the next `count` posts with `status`, each after `delay` seconds."""

@@ -11,7 +11,6 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_until
-from tests.test_simulator_support import TO, Simulators, connected
+from tests.simulator.support import TO, Simulators, connected
 from zapa_bridge.bridge_client import BridgeClient
 from zapa_bridge.errors import (
     BridgeInvalidRequest,
@@ -34,13 +33,6 @@ from zapa_bridge.messages import MessageType, OutboundMessage, build_message
 from zapa_bridge.simulator import Simulator
 
 KEY = "secret-key"
-
-
-@pytest.fixture
-def simulators() -> Iterator[Simulators]:
-    started = Simulators()
-    yield started
-    started.stop_all()
 
 
 @pytest.fixture

@@ -7,22 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import wait_until
-from tests.test_simulator_support import Receiver
 from zapa_bridge.bridge_client import BridgeClient
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
 
 
 def run(log: Path, *args: str) -> subprocess.Popen[bytes]:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
 from tests.helpers import wait_until
-from tests.test_simulator_support import TO, Receiver, Simulators, connected, post_json
+from tests.simulator.support import TO, Simulators, connected, post_json
 from zapa_bridge.bridge_client import BridgeClient
 from zapa_bridge.errors import (
     BridgeServerError,
@@ -28,24 +27,6 @@ from zapa_bridge.simulator import Inbound, Simulator
 
 FROM = "5511977776666"
 OWN = "1234567890:1@s.whatsapp.net"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
-
-
-@pytest.fixture
-def simulators() -> Iterator[Simulators]:
-    started = Simulators()
-    yield started
-    started.stop_all()
-
-
-@pytest.fixture
-def sim(simulators: Simulators, receiver: Receiver) -> Simulator:
-    return simulators.start(webhook_url=receiver.url)
 
 
 @pytest.fixture

@@ -6,35 +6,16 @@ A real HTTP receiver in the test gets them; retry delays are set to tens of mill
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from tests.helpers import wait_until
-from tests.test_simulator_support import TO, Receiver, Simulators, connected
+from tests.simulator.support import TO, connected
 from zapa_bridge.embedded_redis import free_port
 from zapa_bridge.simulator import Simulator
 
 ENVELOPE_KEYS = ["data", "eventType", "origin", "sessionId", "timestamp"]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
-
-
-@pytest.fixture
-def simulators() -> Iterator[Simulators]:
-    started = Simulators()
-    yield started
-    started.stop_all()
-
-
-@pytest.fixture
-def sim(simulators: Simulators, receiver: Receiver) -> Simulator:
-    return simulators.start(webhook_url=receiver.url)
 
 
 def send(sim: Simulator, text: str = "hi", session_id: str = "s1") -> str:
