@@ -46,3 +46,9 @@ class ServedApp:
         self._server.shutdown()
         self._thread.join(timeout=5)
         self._server.server_close()
+
+
+def recipient(n: int) -> str:
+    """The n-th of many distinct phone numbers: one conversation each, so messages to them
+    are not held back behind each other (messages of one conversation go in order)."""
+    return f"5511{n:09d}"

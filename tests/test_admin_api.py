@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import wait_until
+from tests.helpers import recipient, wait_until
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
 from zapa_bridge.errors import ConfigError
@@ -232,9 +232,9 @@ def test_get_unknown_message_answers_404(client):
 # -- queues and dead letters ---------------------------------------------------------------
 
 def test_queue_stats_count_the_queued_messages_per_queue(client):
-    for priority in ("default", "default", "high"):
+    for n, priority in enumerate(("default", "default", "high")):
         call(client, "POST", "/messages",
-             {"to": TO, "text": "hi", "session": "s1", "priority": priority})
+             {"to": recipient(n), "text": "hi", "session": "s1", "priority": priority})
     body = call(client, "GET", "/queue/stats").get_json()
     assert body["queues"]["zapa.send.default"]["depth"] == 2
     assert body["queues"]["zapa.send.high"]["depth"] == 1

@@ -3,6 +3,7 @@ simulator over HTTP, the suite's Redis, real queued messages and real worker pro
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import wait_until
+from tests.helpers import recipient, wait_until
 from tests.zapw_stub import ZapwStub
 from workers.celery_app import app
 from workers.signals import heartbeat_key
@@ -23,6 +24,7 @@ from zapa_bridge.simulator import Simulator, SimulatorConfig
 from zapa_bridge.status_store import MessageStatus
 
 TO = "5511988887777"
+_recipients = itertools.count()
 QUEUES = [queue.name for queue in app.conf.task_queues]
 HEALTHY, DEGRADED, UNHEALTHY = Health.HEALTHY, Health.DEGRADED, Health.UNHEALTHY
 
@@ -55,7 +57,8 @@ def make_checker(redis_db: redis.Redis) -> Iterator[MakeChecker]:
 
 def queue_sends(count: int) -> list[str]:
     """Real sends on zapa.send.default; no worker takes them."""
-    return [send_message.delay(to=TO, text="x", session="s1").id for _ in range(count)]
+    return [send_message.delay(to=recipient(next(_recipients)), text="x", session="s1").id
+            for _ in range(count)]
 
 
 def wait_status(message_id: str, status: MessageStatus) -> None:

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import recipient, wait_until
 from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.errors import InvalidMessage
@@ -21,18 +21,20 @@ ADMIN = {"Authorization": "Bearer test-admin-token"}
 def test_the_same_idempotency_key_returns_the_same_id_and_queues_once(redis_db):
     first = send_message.delay(to=TO, text="hi", session="s1", idempotency_key="order-1")
     again = send_message.delay(to=TO, text="hi", session="s1", idempotency_key="order-1")
-    other = send_message.delay(to=TO, text="hi", session="s1", idempotency_key="order-2")
+    other = send_message.delay(to=recipient(2), text="hi", session="s1",
+                               idempotency_key="order-2")
     assert again.id == first.id
     assert other.id != first.id
     assert redis_db.llen(Queue.SEND_DEFAULT) == 2
 
 
 def test_racing_calls_with_one_key_queue_one_message_each_time(redis_db):
-    def send(key: str) -> str:
-        return send_message.delay(to=TO, text="race", session="s1", idempotency_key=key).id
+    def send(n: int) -> str:
+        return send_message.delay(to=recipient(n), text="race", session="s1",
+                                  idempotency_key=f"race-{n}").id
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pairs = [list(pool.map(send, [f"race-{n}", f"race-{n}"])) for n in range(100)]
+        pairs = [list(pool.map(send, [n, n])) for n in range(100)]
     assert all(a == b for a, b in pairs)
     assert len({a for a, _ in pairs}) == 100
     assert redis_db.llen(Queue.SEND_DEFAULT) == 100

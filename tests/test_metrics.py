@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import wait_until
+from tests.helpers import recipient, wait_until
 from tests.zapw_stub import ZapwStub
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
@@ -80,6 +80,7 @@ def test_metrics_parse_as_prometheus_text_with_every_documented_family(client):
     assert families == {
         "zapa_sends": "counter", "zapa_send_retries": "counter",
         "zapa_possible_duplicate_sends": "counter", "zapa_webhooks": "counter",
+        "zapa_rate_limited_sends": "counter", "zapa_deferred_messages": "gauge",
         "zapa_send_latency_seconds": "histogram", "zapa_queue_depth": "gauge",
         "zapa_queue_oldest_age_seconds": "gauge", "zapa_held_messages": "gauge",
         "zapa_dead_letters": "gauge", "zapa_bridge_up": "gauge",
@@ -139,9 +140,9 @@ def test_an_accepted_webhook_counts_under_its_event_type_and_a_duplicate_apart(c
 
 def test_queue_depth_shows_messages_waiting_with_no_worker(client):
     assert value(scrape(client), "zapa_queue_depth", queue="zapa.send.default") == 0
-    for _ in range(3):
-        send_message.delay(to=TO, text="x", session="s1")
-    send_message.delay(to=TO, text="x", session="s1", priority="low")
+    for n in range(3):
+        send_message.delay(to=recipient(n), text="x", session="s1")
+    send_message.delay(to=recipient(3), text="x", session="s1", priority="low")
     samples = scrape(client)
     assert value(samples, "zapa_queue_depth", queue="zapa.send.default") == 3
     assert value(samples, "zapa_queue_depth", queue="zapa.send.low") == 1

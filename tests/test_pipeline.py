@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import wait_until
+from tests.helpers import recipient, wait_until
 from workers.tasks import release_held, run_reconcile, send_message, services
 from zapa_bridge.metrics import COUNTERS_KEY, POSSIBLE_DUPLICATES
 from zapa_bridge.status_store import MessageStatus
@@ -102,7 +102,8 @@ def test_invalid_request_answer_is_a_dead_letter_without_retry(start_worker, zap
 def test_not_connected_session_holds_then_release_sends(start_worker, zapw):
     zapw.add_session("s1", connected=False)
     start_worker()
-    ids = [send_message.delay(to=TO, text=f"m{i}", session="s1").id for i in range(3)]
+    ids = [send_message.delay(to=recipient(i), text=f"m{i}", session="s1").id
+           for i in range(3)]
     for message_id in ids:
         wait_status(message_id, MessageStatus.HELD)
     assert services().held.ids("s1") == sorted(ids, key=lambda i: services().held.ids("s1")
@@ -155,10 +156,11 @@ def test_held_message_past_its_validity_becomes_an_expired_dead_letter(start_wor
 
 def test_high_priority_backlog_is_sent_before_any_low(start_worker, zapw):
     zapw.add_session("s1")
-    low = [send_message.delay(to=TO, text=f"low{i}", session="s1", priority="low").id
-           for i in range(200)]
-    high = [send_message.delay(to=TO, text=f"high{i}", session="s1", priority="high").id
-            for i in range(20)]
+    # Each to its own recipient: inside one conversation, order beats priority.
+    low = [send_message.delay(to=recipient(i), text=f"low{i}", session="s1",
+                              priority="low").id for i in range(200)]
+    high = [send_message.delay(to=recipient(1000 + i), text=f"high{i}", session="s1",
+                               priority="high").id for i in range(20)]
     start_worker(concurrency=1)
     wait_until(lambda: len(zapw.sent_to()) == 220, timeout=60, what="220 sends")
     order = [send.body["text"] for send in zapw.sent_to()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from tests.helpers import recipient
 from workers.celery_app import app
 from workers.queues import SEND_QUEUE_BY_PRIORITY, Queue
 from workers.tasks import send_message, services
@@ -35,7 +36,8 @@ def test_a_message_popped_and_lost_is_queued_again(redis_db):
 
 
 def test_messages_still_waiting_or_with_a_worker_are_left_alone(redis_db):
-    waiting = [send_message.delay(to=TO, text=f"w{n}", session="s1").id for n in range(3)]
+    waiting = [send_message.delay(to=recipient(n), text=f"w{n}", session="s1").id
+               for n in range(3)]
     taken = send_message.delay(to=TO, text="taken", priority="high", session="s1").id
     raw = redis_db.rpop(Queue.SEND_HIGH)
     redis_db.hset(UNACKED, "tag-1", json.dumps([json.loads(raw), "", Queue.SEND_HIGH]))

@@ -10,7 +10,7 @@ import pytest
 from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.retry_policy import RetryPolicy
-from zapa_bridge.status_store import HISTORY_LIMIT, MessageStatus, StatusStore
+from zapa_bridge.status_store import HISTORY_LIMIT, Created, MessageStatus, StatusStore
 
 S = MessageStatus
 MESSAGE = {"to": "5511988887777", "type": "text", "text": "hi", "session": "s1",
@@ -23,8 +23,8 @@ def store(redis_db) -> StatusStore:
 
 
 def test_create_refuses_an_existing_id(store):
-    assert store.create("m1", MESSAGE, session="s1") is True
-    assert store.create("m1", MESSAGE, session="s1") is False
+    assert store.create("m1", MESSAGE, session="s1") is Created.READY
+    assert store.create("m1", MESSAGE, session="s1") is Created.EXISTS
     assert store.get("m1").status == S.QUEUED
 
 

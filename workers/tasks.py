@@ -19,9 +19,12 @@ from kombu import Queue as KombuQueue
 from kombu.exceptions import OperationalError
 from redbeat.schedulers import RedBeatSchedulerEntry
 
+import workers.due_mover  # noqa: F401  (starts the due-message mover in each worker)
 from workers.celery_app import app
 from workers.queues import SEND_QUEUE_BY_PRIORITY
 from zapa_bridge.config import get_settings
+from zapa_bridge.delivery import Deliverer
+from zapa_bridge.dispatch import Dispatcher
 from zapa_bridge.echo import echo_reply
 from zapa_bridge.errors import InvalidEvent, InvalidMessage, QueueUnavailable
 from zapa_bridge.event_handlers import EventHandler
@@ -56,6 +59,16 @@ def services() -> Services:
 
 def outbox() -> Outbox:
     return services().outbox(send_message.publish)
+
+
+@cache
+def deliverer() -> Deliverer:
+    return services().deliverer(send_message.publish)
+
+
+@cache
+def dispatcher() -> Dispatcher:
+    return services().dispatcher(send_message.publish)
 
 
 def intake() -> Intake:
@@ -148,7 +161,7 @@ def send_message(self: SendMessageTask, to: str | None = None, text: str | None 
     task_kwargs = {key: value for key, value in {"to": to, "text": text, **fields}.items()
                    if value is not None}
     try:
-        outcome = services().deliverer.deliver(self.request.id, task_kwargs)
+        outcome = deliverer().deliver(self.request.id, task_kwargs)
     except redis.RedisError as exc:
         # Our state is unreachable: put the message back rather than lose it.
         log.warning(line("message.requeued", message_id=self.request.id,
@@ -179,7 +192,7 @@ def release_held(session: str) -> int:
 @app.task(name="zapa.reconcile", ignore_result=True)
 def reconcile() -> dict[str, object]:
     """Periodic: sync sessions from the bridge, release and expire held messages, create
-    the sessions of ZAPA_SESSIONS that the bridge lacks."""
+    the sessions of ZAPA_SESSIONS that the bridge lacks, re-queue lost messages."""
     return run_reconcile().as_dict()
 
 
@@ -190,6 +203,8 @@ def run_reconcile(core: Services | None = None) -> ReconcileReport:
         unacked_key=app.conf.broker_transport_options["unacked_key"],
         queue_by_priority={str(p): str(q) for p, q in SEND_QUEUE_BY_PRIORITY.items()},
         lost_after=core.settings.lost_after)
+    # Due messages are moved by every worker several times a second; this is the fallback.
+    core.dispatcher(send_message.publish).move_due()
     return reconcile_bridge(core.bridge, core.sessions, core.outbox(send_message.publish),
                             hold_validity=core.settings.hold_validity,
                             managed_sessions=core.settings.managed_sessions, sweeper=sweeper)

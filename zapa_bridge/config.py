@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zapa_bridge.errors import ConfigError
+from zapa_bridge.rate_spec import RateLimit, parse_rate, parse_session_rates, rate_for
 
 DAY = 24 * 3600
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -60,6 +61,10 @@ class Settings(BaseSettings):
     queue_age_warn: float = Field(60.0, gt=0, alias="ZAPA_QUEUE_AGE_WARN")
     queue_age_critical: float = Field(300.0, gt=0, alias="ZAPA_QUEUE_AGE_CRITICAL")
 
+    rate_limit: str = Field("5/5s", alias="ZAPA_RATE_LIMIT")
+    session_rate_limits: str = Field("", alias="ZAPA_SESSION_RATE_LIMITS")
+    due_poll_interval: float = Field(0.05, gt=0, le=5, alias="ZAPA_DUE_POLL_INTERVAL")
+
     worker_concurrency: int = Field(8, ge=1, le=512, alias="ZAPA_WORKER_CONCURRENCY")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="ZAPA_LOG_LEVEL")
 
@@ -87,6 +92,18 @@ class Settings(BaseSettings):
                 key = b""
             if not key:
                 raise ValueError("must be a Standard Webhooks secret: whsec_<base64 key>")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_spec(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("session_rate_limits")
+    @classmethod
+    def _session_rate_specs(cls, value: str) -> str:
+        parse_session_rates(value)
         return value
 
     @model_validator(mode="after")
@@ -122,6 +139,11 @@ class Settings(BaseSettings):
     def managed_sessions(self) -> list[str]:
         """ZAPA_SESSIONS: sessions the bridge must have (created when missing)."""
         return [name.strip() for name in self.sessions.split(",") if name.strip()]
+
+    def rate_limit_for(self, session: str) -> RateLimit | None:
+        """The send limit of `session` (None: unlimited)."""
+        return rate_for(session, parse_rate(self.rate_limit),
+                        parse_session_rates(self.session_rate_limits))
 
     @property
     def zapw_base_url(self) -> str:

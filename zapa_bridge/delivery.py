@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.dispatch import Dispatcher
 from zapa_bridge.errors import (
     BridgeError,
     BridgeUnauthorized,
@@ -22,10 +23,11 @@ from zapa_bridge.errors import (
 from zapa_bridge.logs import line
 from zapa_bridge.messages import OutboundMessage, build_message
 from zapa_bridge.metrics import Metrics
+from zapa_bridge.rate_limit import SessionRateLimiter
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.retry_policy import RetryPolicy
 from zapa_bridge.sessions import SessionRegistry
-from zapa_bridge.status_store import FINAL_STATUSES, MessageStatus, StatusStore
+from zapa_bridge.status_store import FINAL_STATUSES, MessageStatus, StatusStore, Transition
 
 log = logging.getLogger("zapa.delivery")
 S = MessageStatus
@@ -53,6 +55,8 @@ class Deliverer:
         sessions: SessionRegistry,
         policy: RetryPolicy,
         metrics: Metrics,
+        dispatcher: Dispatcher,
+        limiter: SessionRateLimiter,
         *,
         lease_seconds: float,
     ) -> None:
@@ -61,6 +65,8 @@ class Deliverer:
         self.sessions = sessions
         self.policy = policy
         self.metrics = metrics
+        self.dispatcher = dispatcher
+        self.limiter = limiter
         self.lease_seconds = lease_seconds
 
     def deliver(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome:
@@ -74,6 +80,11 @@ class Deliverer:
             assert record is not None
         if record.status in FINAL_STATUSES:
             log.info(line("message.skipped", message_id=message_id, status=record.status))
+            return Outcome(str(record.status), record.attempts)
+        if record.lane and self.store.turn_of(record.lane) != message_id:
+            # A stray copy (a recovery sweep's, say) of a message still waiting behind an
+            # earlier one of its conversation: its turn will dispatch it.
+            log.info(line("message.not_its_turn", message_id=message_id))
             return Outcome(str(record.status), record.attempts)
 
         try:
@@ -99,6 +110,16 @@ class Deliverer:
         if state is not None and not state.connected and record.status is not S.SENDING:
             return self._hold_offline(message_id, session, record.attempts, since=checked)
 
+        slot = f"{message_id}:{record.attempts + 1}"
+        wait = self.limiter.acquire(session, slot)
+        if wait > 0:
+            # Waits in Redis, not in this worker, and costs no attempt.
+            self.dispatcher.defer(message_id, time.time() + wait)
+            self.metrics.count_rate_limited()
+            log.info(line("message.rate_limited", message_id=message_id, session=session,
+                          wait=f"{wait:.2f}"))
+            return Outcome(str(record.status), record.attempts)
+
         now = time.time()
         note = f"attempt {record.attempts + 1}"
         if record.status is S.SENDING:
@@ -107,6 +128,8 @@ class Deliverer:
             message_id, MessageStatus.SENDING, count_attempt=True,
             lease_until=now + self.lease_seconds, fields={"session": session}, note=note,
         )
+        if not claim.applied:
+            self.limiter.give_back(session, slot)
         if claim.busy:
             # Another worker holds this message (a duplicate delivery); look again later.
             # The wait stays within the backoff cap, which the settings keep below the
@@ -117,6 +140,7 @@ class Deliverer:
             return Outcome(str(claim.previous), record.attempts)
         attempts = record.attempts + 1
         if too_late:  # a crash left it `sending`; now that we hold it, let it go
+            self.limiter.give_back(session, slot)
             return self._expire(message_id, attempts, session, allowed_from={S.SENDING})
         if claim.previous is S.SENDING:
             # The last attempt died mid-send: zapw may have taken it, and it goes again.
@@ -132,13 +156,14 @@ class Deliverer:
         except BridgeError as exc:
             return self._retry_or_dead(message_id, record.failures, attempts, exc)
         finally:
+            self.limiter.settle(session, slot)
             self.metrics.observe_send_latency(time.monotonic() - started)
 
-        self.store.transition(
+        self._next_in_line(self.store.transition(
             message_id, MessageStatus.SENT, note="accepted by bridge",
             fields={"bridge_message_id": receipt.message_id, "reason": "",
                     "bridge_timestamp": receipt.timestamp},
-        )
+        ))
         log.info(line("message.sent", message_id=message_id, session=session,
                       to=mask_phone(message.to), attempt=attempts,
                       bridge_message_id=receipt.message_id))
@@ -220,6 +245,7 @@ class Deliverer:
         reason = "expired: not sent before its expires_at"
         outcome = self.store.transition(message_id, MessageStatus.EXPIRED, note="too late",
                                         fields={"reason": reason}, allowed_from=allowed_from)
+        self._next_in_line(outcome)
         log.warning(line("message.expired", message_id=message_id, session=session,
                          attempts=attempts))
         self.metrics.count_send("expired")
@@ -228,9 +254,15 @@ class Deliverer:
 
     def _dead(self, message_id: str, reason: str, attempts: int,
               session: str | None = None) -> Outcome:
-        self.store.transition(message_id, MessageStatus.FAILED, note="dead letter",
-                              fields={"reason": reason})
+        self._next_in_line(self.store.transition(message_id, MessageStatus.FAILED,
+                                                 note="dead letter", fields={"reason": reason}))
         log.error(line("message.failed", message_id=message_id, session=session,
                        attempts=attempts, reason=reason))
         self.metrics.count_send("failed")
         return Outcome(str(MessageStatus.FAILED), attempts)
+
+    def _next_in_line(self, change: Transition) -> None:
+        """Send on the next message of the conversation now rather than at the next tick
+        of the due-message mover."""
+        if change.dispatch:
+            self.dispatcher.dispatch_now(change.dispatch)

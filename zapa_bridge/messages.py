@@ -110,6 +110,13 @@ class OutboundMessage:
         return {bridge: values[ours] for ours, bridge in BRIDGE_FIELD_NAMES.items()
                 if ours in values}
 
+    @property
+    def conversation(self) -> str:
+        """Its conversation: sender (session, or `+number`) and recipient. Messages of one
+        conversation are sent in the order they were enqueued."""
+        sender = self.session if self.session else f"+{self.from_number}"
+        return f"{sender}>{self.to}"
+
     def log_fields(self) -> dict[str, str]:
         """What may be logged about this message: no content, the number masked."""
         from zapa_bridge.redaction import mask_phone

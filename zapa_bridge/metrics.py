@@ -22,7 +22,7 @@ from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.intake import STATS_KEY as WEBHOOK_STATS_KEY
 from zapa_bridge.queue_stats import QueueStats
-from zapa_bridge.status_store import PREFIX
+from zapa_bridge.status_store import DUE_INDEX, PREFIX
 
 COUNTERS_KEY = f"{PREFIX}metrics:counters"
 LATENCY_KEY = f"{PREFIX}metrics:send-latency"
@@ -32,6 +32,7 @@ LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SEND_OUTCOMES = "sends"
 RETRIES = "retries"
 POSSIBLE_DUPLICATES = "possible_duplicates"
+RATE_LIMITED = "rate_limited"
 
 
 class Metrics:
@@ -48,6 +49,9 @@ class Metrics:
 
     def count_possible_duplicate(self) -> None:
         self._incr(COUNTERS_KEY, POSSIBLE_DUPLICATES)
+
+    def count_rate_limited(self) -> None:
+        self._incr(COUNTERS_KEY, RATE_LIMITED)
 
     def observe_send_latency(self, seconds: float) -> None:
         bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
@@ -83,6 +87,10 @@ class RedisCollector(Collector):
             "zapa_possible_duplicate_sends",
             "Sends repeated after a crash left their outcome unknown",
             value=float(counters.get(POSSIBLE_DUPLICATES, 0)))
+        yield CounterMetricFamily(
+            "zapa_rate_limited_sends",
+            "Sends put off because their session's rate limit had no slot left",
+            value=float(counters.get(RATE_LIMITED, 0)))
 
         webhooks = CounterMetricFamily("zapa_webhooks", "Webhook events by type and outcome",
                                        labels=["event_type", "outcome"])
@@ -108,6 +116,9 @@ class RedisCollector(Collector):
         for session, count in HeldMessages(self.redis).counts().items():
             held.add_metric([session], count)
         yield held
+        yield GaugeMetricFamily("zapa_deferred_messages",
+                                "Messages waiting in Redis for a rate-limit slot or their turn",
+                                value=float(self.redis.zcard(DUE_INDEX)))
         yield GaugeMetricFamily("zapa_dead_letters", "Dead letters awaiting an operator",
                                 value=DeadLetters.count_in(self.redis))
         yield GaugeMetricFamily("zapa_bridge_up",

@@ -12,10 +12,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
 
 import redis
 
+from zapa_bridge.dispatch import Dispatcher, Publish
 from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.logs import line
@@ -23,6 +23,7 @@ from zapa_bridge.messages import OutboundMessage, build_message
 from zapa_bridge.status_store import (
     DEAD_STATUSES,
     PREFIX,
+    Created,
     MessageRecord,
     MessageStatus,
     StatusStore,
@@ -32,15 +33,13 @@ log = logging.getLogger("zapa.outbox")
 
 IDEMPOTENCY_PREFIX = f"{PREFIX}idempotency:"
 
-Publish = Callable[[str, OutboundMessage], None]
-"""Puts one message on its priority queue under the given id; raises `QueueUnavailable`."""
-
 
 class Outbox:
     def __init__(self, store: StatusStore, publish: Publish) -> None:
         self.store = store
         self.publish = publish
         self.held = HeldMessages(store.redis)
+        self.dispatcher = Dispatcher(store, publish)
 
     def enqueue(self, message: OutboundMessage, message_id: str | None = None) -> str:
         """Record the message as `queued`, then publish it; returns its id.
@@ -52,25 +51,32 @@ class Outbox:
         idempotency = f"{IDEMPOTENCY_PREFIX}{message.idempotency_key}"
         try:
             created = self.store.create(message_id, message.to_task_kwargs(),
-                                        session=message.session)
-            if not created:
+                                        session=message.session, lane=message.conversation)
+            if created is Created.EXISTS:
                 raise InvalidMessage("task_id", "a message with this id already exists")
             if message.idempotency_key:
                 existing = self._claim_idempotency_key(idempotency, message_id)
                 if existing is not None:
-                    self.store.redis.delete(self.store.key(message_id))
+                    # The winner may have been waiting behind this record.
+                    turn = self.store.forget(message_id)
+                    if turn:
+                        self.dispatcher.dispatch_now(turn)
                     return existing
         except redis.RedisError as exc:
             raise QueueUnavailable(f"status store unreachable: {type(exc).__name__}") from None
+        if created is Created.WAITING:
+            # Its turn comes when the earlier messages of its conversation are done.
+            log.info(line("message.queued", message_id=message_id, waiting="earlier message",
+                          **message.log_fields()))
+            return message_id
         try:
             self.publish(message_id, message)
         except QueueUnavailable:
-            keys = [self.store.key(message_id)]
-            if message.idempotency_key:
-                keys.append(idempotency)
             # Redis is likely down too; the caller learns nothing was queued either way.
             with contextlib.suppress(redis.RedisError):
-                self.store.redis.delete(*keys)
+                self.store.forget(message_id)
+                if message.idempotency_key:
+                    self.store.redis.delete(idempotency)
             raise
         log.info(line("message.queued", message_id=message_id, **message.log_fields()))
         return message_id
@@ -144,6 +150,11 @@ class Outbox:
             allowed_from=DEAD_STATUSES)
         if not outcome.applied:
             raise NotADeadLetter(f"message {message_id} is not a dead letter")
+        if outcome.waiting:
+            # Back of its conversation: sent after the messages queued since it failed.
+            log.info(line("dead_letter.replayed", message_id=message_id,
+                          waiting="earlier message"))
+            return self._reread(message_id)
         try:
             self.publish(message_id, message)
         except QueueUnavailable:
@@ -153,9 +164,12 @@ class Outbox:
                                       allowed_from={MessageStatus.QUEUED})
             raise
         log.info(line("dead_letter.replayed", message_id=message_id))
-        replayed = self.store.get(message_id)
-        assert replayed is not None
-        return replayed
+        return self._reread(message_id)
+
+    def _reread(self, message_id: str) -> MessageRecord:
+        record = self.store.get(message_id)
+        assert record is not None
+        return record
 
     def _rebuild(self, record: MessageRecord) -> OutboundMessage | None:
         try:

@@ -11,12 +11,15 @@ from zapa_bridge.bridge_client import BridgeClient
 from zapa_bridge.config import Settings
 from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.delivery import Deliverer
+from zapa_bridge.dispatch import Dispatcher, Publish
 from zapa_bridge.event_handlers import EventHandler, RouteInbound
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.inbound import InboundLog
 from zapa_bridge.intake import Intake, PublishEvent
 from zapa_bridge.metrics import Metrics
-from zapa_bridge.outbox import Outbox, Publish
+from zapa_bridge.outbox import Outbox
+from zapa_bridge.rate_limit import SessionRateLimiter
+from zapa_bridge.rate_spec import parse_rate, parse_session_rates
 from zapa_bridge.redis_conn import fast_redis_client, redis_client
 from zapa_bridge.retry_policy import RetryPolicy
 from zapa_bridge.sessions import SessionRegistry
@@ -55,12 +58,19 @@ class Services:
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.store)
 
-    @cached_property
-    def deliverer(self) -> Deliverer:
+    def deliverer(self, publish: Publish) -> Deliverer:
         lease = self.settings.zapw_connect_timeout + self.settings.zapw_timeout + LEASE_MARGIN
         return Deliverer(self.store, self.bridge, self.sessions,
                          RetryPolicy.from_settings(self.settings), self.metrics,
-                         lease_seconds=lease)
+                         self.dispatcher(publish), self.rate_limiter, lease_seconds=lease)
+
+    def dispatcher(self, publish: Publish) -> Dispatcher:
+        return Dispatcher(self.store, publish)
+
+    @cached_property
+    def rate_limiter(self) -> SessionRateLimiter:
+        return SessionRateLimiter(self.redis, parse_rate(self.settings.rate_limit),
+                                  parse_session_rates(self.settings.session_rate_limits))
 
     @cached_property
     def metrics(self) -> Metrics:

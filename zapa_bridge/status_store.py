@@ -21,6 +21,9 @@ HISTORY_LIMIT = 20
 # Messages that should be in a queue or with a worker (queued, sending), by when they were
 # last put there: what the recovery sweep checks against the queues.
 PENDING_INDEX = f"{PREFIX}pending"
+# Messages waiting for a moment (a rate limit slot, or their turn that just came), scored
+# by when they are due; the due-message mover publishes them (zapa_bridge.dispatch).
+DUE_INDEX = f"{PREFIX}due"
 RECENT_LIMIT = 200
 
 
@@ -53,17 +56,63 @@ ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.EXPIRED: frozenset({S.QUEUED, S.HELD, S.SENDING}),
 }
 
-_CREATE = """
+# Conversation lanes (per-conversation order). A lane is a sorted set of the ids of its
+# unfinished messages, scored by a sequence number taken at enqueue, plus a `lane-head` key
+# naming the one message of the lane that may be in a queue or with a worker. A message
+# joins at the back; when the head finishes (sent or dead) the next one becomes head and is
+# marked due at once. Only the head is ever dispatched, so no message overtakes an earlier
+# one, whatever happens to the head (retries, holds, crashes).
+_LANE_JOIN = """
+local function lane_join(prefix, key, id, lane)
+  local seq = redis.call('INCR', prefix .. 'lane-seq')
+  redis.call('HSET', key, 'lane', lane, 'seq', seq)
+  redis.call('ZADD', prefix .. 'lane:' .. lane, seq, id)
+  return redis.call('SET', prefix .. 'lane-head:' .. lane, id, 'NX') ~= false
+end
+"""
+
+_CREATE = _LANE_JOIN + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local prefix, id, lane = ARGV[3], ARGV[5], ARGV[7]
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
+redis.call('LPUSH', prefix .. 'msg-recent', id)
+redis.call('LTRIM', prefix .. 'msg-recent', 0, tonumber(ARGV[6]) - 1)
+if lane ~= '' and not lane_join(prefix, KEYS[1], id, lane) then
+  -- Waits for its turn: kept (no expiry) until it is dispatched.
+  return 2
+end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-redis.call('ZADD', ARGV[3] .. 'pending', tonumber(ARGV[4]), ARGV[5])
-redis.call('LPUSH', ARGV[3] .. 'msg-recent', ARGV[5])
-redis.call('LTRIM', ARGV[3] .. 'msg-recent', 0, tonumber(ARGV[6]) - 1)
+redis.call('ZADD', prefix .. 'pending', tonumber(ARGV[4]), id)
 return 1
 """
 
-_TRANSITION = """
+# Hands a finished head's lane to its next message (marked due now), or ends the lane.
+_LANE_LEAVE = """
+local function lane_leave(prefix, id, lane, now)
+  local members = prefix .. 'lane:' .. lane
+  local head = prefix .. 'lane-head:' .. lane
+  redis.call('ZREM', members, id)
+  if redis.call('GET', head) ~= id then return '' end
+  local nxt = redis.call('ZRANGE', members, 0, 0)[1]
+  if not nxt then redis.call('DEL', head); return '' end
+  redis.call('SET', head, nxt)
+  redis.call('ZADD', prefix .. 'due', now, nxt)
+  return nxt
+end
+"""
+
+# Forgets a record that was never queued (its enqueue failed or lost an idempotency race).
+_FORGET = _LANE_LEAVE + """
+local key, id, prefix = KEYS[1], ARGV[1], ARGV[2]
+local lane = redis.call('HGET', key, 'lane') or ''
+redis.call('DEL', key)
+redis.call('ZREM', prefix .. 'pending', id)
+redis.call('ZREM', prefix .. 'due', id)
+if lane ~= '' then return lane_leave(prefix, id, lane, tonumber(ARGV[3])) end
+return ''
+"""
+
+_TRANSITION = _LANE_JOIN + _LANE_LEAVE + """
 local key, new = KEYS[1], ARGV[1]
 local now, ttl, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[10]
 local cur = redis.call('HGET', key, 'status')
@@ -76,6 +125,7 @@ if cur == 'sending' and new == 'sending' then
   local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0')
   if lease > now then return {-1, tostring(lease)} end
 end
+local final = {sent=true, delivered=true, read=true, failed=true, expired=true}
 local fields = cjson.decode(ARGV[6])
 local flat = {'status', new, 'updated', ARGV[3]}
 for k, v in pairs(fields) do table.insert(flat, k); table.insert(flat, v) end
@@ -104,13 +154,21 @@ local dead = (new == 'failed' or new == 'expired')
 if (cur == 'failed' or cur == 'expired') and not dead then
   redis.call('ZREM', prefix .. 'dead', id)
 end
-if dead then
-  redis.call('ZADD', prefix .. 'dead', now, id)
+local lane = redis.call('HGET', key, 'lane') or ''
+local dispatch, waiting = '', false
+if lane ~= '' and final[new] and not final[cur] then
+  dispatch = lane_leave(prefix, id, lane, now)
+elseif lane ~= '' and final[cur] and not final[new] then
+  -- A dead letter replayed: back of its lane.
+  if lane_join(prefix, key, id, lane) then dispatch = id else waiting = true end
+end
+if dead or waiting then
+  if dead then redis.call('ZADD', prefix .. 'dead', now, id) end
   redis.call('PERSIST', key)
 else
   redis.call('EXPIRE', key, ttl)
 end
-if new == 'queued' or new == 'sending' then
+if (new == 'queued' or new == 'sending') and not waiting then
   redis.call('ZADD', prefix .. 'pending', now, id)
 else
   redis.call('ZREM', prefix .. 'pending', id)
@@ -119,8 +177,17 @@ local bridge_id = fields['bridge_message_id']
 if bridge_id and bridge_id ~= '' then
   redis.call('SET', prefix .. 'bridge:' .. session .. ':' .. bridge_id, id, 'EX', ttl)
 end
-return {1, cur}
+return {1, cur, dispatch, waiting and 1 or 0}
 """
+
+
+class Created(enum.Enum):
+    """What `StatusStore.create` did: nothing (the id exists), or a record that is ready to
+    be queued now, or one that waits behind an earlier message of its conversation."""
+
+    EXISTS = 0
+    READY = 1
+    WAITING = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +208,7 @@ class MessageRecord:
     created: float = 0.0
     updated: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    lane: str | None = None  # its conversation (see `lane_of`); None: not ordered
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> MessageRecord:
@@ -160,6 +228,7 @@ class MessageRecord:
             updated=float(data.get("updated", 0)),
             history=[{"at": at, "status": status, "note": note}
                      for at, status, note in json.loads(data.get("history", "[]"))],
+            lane=data.get("lane") or None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -176,11 +245,19 @@ class MessageRecord:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """The answer to a change of status: applied, refused, or busy (someone holds a lease)."""
+    """The answer to a change of status: applied, refused, or busy (someone holds a lease).
+
+    `dispatch` names a message whose turn in its conversation came with this change (the
+    next one after a finished message, or a replayed one that found its lane empty); it is
+    marked due, and the caller may publish it at once. `waiting`: the replayed message
+    waits behind earlier ones of its conversation.
+    """
 
     applied: bool
     previous: MessageStatus | None
     lease_until: float | None = None
+    dispatch: str | None = None
+    waiting: bool = False
 
     @property
     def busy(self) -> bool:
@@ -195,6 +272,7 @@ class StatusStore:
         self.retention = retention
         self._create = client.register_script(_CREATE)
         self._transition = client.register_script(_TRANSITION)
+        self._forget = client.register_script(_FORGET)
 
     @staticmethod
     def key(message_id: str) -> str:
@@ -206,9 +284,10 @@ class StatusStore:
         message: dict[str, Any],
         *,
         session: str | None,
+        lane: str | None = None,
         note: str = "queued",
-    ) -> bool:
-        """Create the record as `queued`; False when a record with this id exists."""
+    ) -> Created:
+        """Create the record as `queued`, at the back of its conversation's `lane`."""
         now = time.time()
         fields = {
             "id": message_id, "status": S.QUEUED, "session": session or "",
@@ -221,8 +300,15 @@ class StatusStore:
         flat = [str(item) for pair in fields.items() for item in pair]
         created = self._create(keys=[self.key(message_id)],
                                args=[json.dumps(flat), self.retention, PREFIX, repr(now),
-                                     message_id, RECENT_LIMIT])
-        return bool(created)
+                                     message_id, RECENT_LIMIT, lane or ""])
+        return Created(int(created))
+
+    def forget(self, message_id: str) -> str | None:
+        """Delete the record of a message that was never queued; returns the message whose
+        turn came by it (see `Transition.dispatch`)."""
+        nxt = self._forget(keys=[self.key(message_id)],
+                           args=[message_id, PREFIX, repr(time.time())])
+        return nxt or None
 
     def recent(self, limit: int = 50) -> list[MessageRecord]:
         """The latest messages queued, newest first (those whose record still exists)."""
@@ -261,7 +347,7 @@ class StatusStore:
         allowed = ALLOWED_FROM[status] if allowed_from is None else frozenset(allowed_from)
         values = {key: "" if value is None else str(value)
                   for key, value in (fields or {}).items()}
-        outcome, previous = self._transition(
+        outcome, previous, *lane_change = self._transition(
             keys=[self.key(message_id)],
             args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
                   json.dumps(values), "1" if count_attempt else "0", failures,
@@ -270,8 +356,14 @@ class StatusStore:
         )
         if outcome == -1:
             return Transition(applied=False, previous=S.SENDING, lease_until=float(previous))
+        dispatch, waiting = lane_change or ("", 0)
         return Transition(applied=outcome == 1,
-                          previous=MessageStatus(previous) if previous else None)
+                          previous=MessageStatus(previous) if previous else None,
+                          dispatch=dispatch or None, waiting=bool(waiting))
+
+    def turn_of(self, lane: str) -> str | None:
+        """The message of `lane` that may be sent now (its head)."""
+        return self.redis.get(f"{PREFIX}lane-head:{lane}")
 
     def find_by_bridge_id(self, session: str, bridge_message_id: str) -> str | None:
         """Our message id for the id zapw gave a send on `session`."""

@@ -3,6 +3,7 @@ session that drops mid-burst. Every message ends sent, and none is sent twice.""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -13,15 +14,18 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.e2e.stack import S, Stack, statuses
-from tests.helpers import wait_until
+from tests.helpers import recipient, wait_until
 from tests.processes import Worker
 from workers.tasks import send_message, services
 
-TO = "5511988887777"
+_recipients = itertools.count()
 
 
 def send_all(texts: list[str], session: str) -> list[str]:
-    return [send_message.delay(to=TO, text=text, session=session).id for text in texts]
+    """Each to a recipient of its own, so no message waits behind another (ordering within
+    one conversation is the chaos suite's subject)."""
+    return [send_message.delay(to=recipient(next(_recipients)), text=text,
+                               session=session).id for text in texts]
 
 
 # With the suite's ZAPA_MAX_RETRIES=5 (six attempts), 200 * 0.3**6: one run in seven would

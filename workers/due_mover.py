@@ -1,0 +1,53 @@
+"""The due-message mover: a thread in every worker that publishes messages whose wait in
+Redis is over (a rate-limit slot came free, or their turn in the conversation came).
+
+Every worker runs one, so sends go on while any worker is up; taking a due message is
+atomic, so each is published once (see zapa_bridge.dispatch).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import redis
+from celery.signals import worker_ready, worker_shutting_down
+from kombu.exceptions import OperationalError
+
+from zapa_bridge.config import get_settings
+from zapa_bridge.errors import QueueUnavailable
+from zapa_bridge.logs import line
+
+log = logging.getLogger("zapa.due_mover")
+
+_stop = threading.Event()
+
+
+@worker_ready.connect
+def start_due_mover(sender: Any = None, **_: Any) -> None:
+    from workers.tasks import dispatcher
+
+    interval = get_settings().due_poll_interval
+
+    def run() -> None:
+        failing = False
+        while not _stop.wait(interval):
+            try:
+                dispatcher().move_due()
+            except (redis.RedisError, OperationalError, QueueUnavailable) as exc:
+                # Redis is away: the messages stay due and go once it is back.
+                if not failing:
+                    log.warning(line("due_mover.paused", reason=type(exc).__name__))
+                failing = True
+                continue
+            if failing:
+                log.info(line("due_mover.resumed"))
+                failing = False
+
+    threading.Thread(target=run, name="zapa-due-mover", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def stop_due_mover(**_: Any) -> None:
+    _stop.set()

@@ -1,0 +1,115 @@
+"""Messages that wait in Redis rather than in a Celery countdown, and their publishing.
+
+A message waits here when the rate limit of its session has no slot left (until the slot
+frees) or when its turn in its conversation has just come (due at once). Waits of any length
+are safe here: a Celery countdown is held unacked by one worker and redelivered to another
+once it outlasts the visibility timeout. Every worker runs `move_due` a few times a second;
+taking a due message and marking it pending is one atomic step, so one worker publishes it.
+A crash between taking and publishing leaves it pending, and the lost-message sweep of
+zapa_bridge.recovery queues it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import redis
+
+from zapa_bridge.errors import InvalidMessage, QueueUnavailable
+from zapa_bridge.logs import line
+from zapa_bridge.messages import OutboundMessage, build_message
+from zapa_bridge.status_store import DUE_INDEX, PENDING_INDEX, MessageStatus, StatusStore
+
+log = logging.getLogger("zapa.dispatch")
+
+Publish = Callable[[str, OutboundMessage], None]
+"""Puts one message on its priority queue under the given id; raises `QueueUnavailable`."""
+
+BATCH = 200
+
+# Take up to ARGV[2] messages due by ARGV[1] (or just ARGV[3] when given), and mark them
+# pending as of ARGV[1]: from now on they are in a queue or about to be.
+_TAKE = """
+local due, pending, now = KEYS[1], KEYS[2], tonumber(ARGV[1])
+local ids
+if ARGV[3] ~= '' then
+  if redis.call('ZREM', due, ARGV[3]) == 0 then return {} end
+  ids = {ARGV[3]}
+else
+  ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+  if #ids == 0 then return ids end
+  redis.call('ZREM', due, unpack(ids))
+end
+for _, id in ipairs(ids) do redis.call('ZADD', pending, now, id) end
+return ids
+"""
+
+# Move a message from pending to due at ARGV[2].
+_DEFER = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[1])
+"""
+
+
+class Dispatcher:
+    """Defers messages to a later moment and publishes them when it comes."""
+
+    def __init__(self, store: StatusStore, publish: Publish) -> None:
+        self.store = store
+        self.redis: redis.Redis = store.redis
+        self.publish = publish
+        self._take = self.redis.register_script(_TAKE)
+        self._defer = self.redis.register_script(_DEFER)
+
+    def defer(self, message_id: str, until: float) -> None:
+        """Take the message out of the queues' view until `until` (epoch seconds)."""
+        self._defer(keys=[DUE_INDEX, PENDING_INDEX], args=[message_id, repr(until)])
+
+    def dispatch_now(self, message_id: str) -> bool:
+        """Publish a message that is due, unless another worker took it first."""
+        taken = self._take(keys=[DUE_INDEX, PENDING_INDEX],
+                           args=[repr(time.time()), 1, message_id])
+        return bool(taken) and self._publish(message_id)
+
+    def move_due(self, now: float | None = None) -> int:
+        """Publish the messages whose moment has come; returns how many."""
+        moved = 0
+        while True:
+            ids = self._take(keys=[DUE_INDEX, PENDING_INDEX],
+                             args=[repr(now or time.time()), BATCH, ""])
+            for message_id in ids:
+                moved += self._publish(message_id)
+            if len(ids) < BATCH:
+                return moved
+
+    def waiting(self) -> int:
+        """How many messages wait for their moment."""
+        return int(self.redis.zcard(DUE_INDEX))
+
+    def _publish(self, message_id: str) -> bool:
+        record = self.store.get(message_id)
+        if record is None or record.status not in (MessageStatus.QUEUED, MessageStatus.SENDING):
+            # Finished meanwhile (or its record is gone): nothing to queue.
+            self.redis.zrem(PENDING_INDEX, message_id)
+            return False
+        try:
+            message = build_message(**record.message)
+        except InvalidMessage as exc:
+            outcome = self.store.transition(message_id, MessageStatus.FAILED,
+                                            note="dead letter",
+                                            fields={"reason": f"invalid message: {exc}"})
+            if outcome.dispatch:
+                self.dispatch_now(outcome.dispatch)
+            return False
+        try:
+            self.publish(message_id, message)
+        except QueueUnavailable:
+            # Put it back to be taken again; if Redis is gone too, the sweep recovers it.
+            with contextlib.suppress(redis.RedisError):
+                self.defer(message_id, time.time() + 1.0)
+            log.warning(line("message.dispatch_failed", message_id=message_id))
+            return False
+        return True
