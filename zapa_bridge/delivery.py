@@ -7,6 +7,7 @@ outcome; every rule about what is sent, held, retried or dead-lettered lives her
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,8 @@ from zapa_bridge.sessions import SessionRegistry
 from zapa_bridge.status_store import FINAL_STATUSES, MessageStatus, StatusStore, Transition
 
 log = logging.getLogger("zapa.delivery")
+# Spread of the wake-up times of sends waiting for the same rate-limit slot, in seconds.
+JITTER = 0.02
 S = MessageStatus
 
 
@@ -113,8 +116,9 @@ class Deliverer:
         slot = f"{message_id}:{record.attempts + 1}"
         wait = self.limiter.acquire(session, slot)
         if wait > 0:
-            # Waits in Redis, not in this worker, and costs no attempt.
-            self.dispatcher.defer(message_id, time.time() + wait)
+            # Waits in Redis, not in this worker, and costs no attempt. The jitter keeps the
+            # session's waiting messages from always waking in the same order (none starves).
+            self.dispatcher.defer(message_id, time.time() + wait + random.uniform(0, JITTER))
             self.metrics.count_rate_limited()
             log.info(line("message.rate_limited", message_id=message_id, session=session,
                           wait=f"{wait:.2f}"))

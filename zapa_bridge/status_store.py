@@ -79,6 +79,8 @@ redis.call('LPUSH', prefix .. 'msg-recent', id)
 redis.call('LTRIM', prefix .. 'msg-recent', 0, tonumber(ARGV[6]) - 1)
 if lane ~= '' and not lane_join(prefix, KEYS[1], id, lane) then
   -- Waits for its turn: kept (no expiry) until it is dispatched.
+  redis.call('HSET', KEYS[1], 'history', cjson.encode({{tonumber(ARGV[4]), 'queued',
+    'queued; waits for the earlier messages to the same recipient'}}))
   return 2
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
