@@ -113,3 +113,20 @@ def test_a_replayed_expired_reply_is_sent(start_worker, zapw):
                what="sent after the replay")
     assert [send.body["text"] for send in zapw.sent_to("s1")] == ["send anyway"]
     assert "expires_at" not in services().store.get(late.id).message
+
+
+def test_a_key_left_by_a_call_that_failed_to_queue_is_taken_over_once(redis_db):
+    """A key whose message has no record was left by a call that never queued: the next
+    calls take it over, and when they race only one of them does."""
+    redis_db.set("zapa:idempotency:left", "never-queued")
+
+    def send(n: int) -> str:
+        return send_message.delay(to=recipient(n), text="again", session="s1",
+                                  idempotency_key="left").id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(send, range(8)))
+    assert len(set(ids)) == 1
+    assert ids[0] != "never-queued"
+    assert redis_db.get("zapa:idempotency:left") == ids[0]
+    assert redis_db.llen(Queue.SEND_DEFAULT) == 1

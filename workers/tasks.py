@@ -57,6 +57,7 @@ def services() -> Services:
     return Services(get_settings())
 
 
+@cache
 def outbox() -> Outbox:
     return services().outbox(send_message.publish)
 

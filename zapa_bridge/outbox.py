@@ -33,6 +33,14 @@ log = logging.getLogger("zapa.outbox")
 
 IDEMPOTENCY_PREFIX = f"{PREFIX}idempotency:"
 
+# '' when ARGV[1] now owns the key, else the owner's id (whose record exists).
+_CLAIM_IDEMPOTENCY_KEY = """
+local owner = redis.call('GET', KEYS[1])
+if owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then return owner end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return ''
+"""
+
 
 class Outbox:
     def __init__(self, store: StatusStore, publish: Publish) -> None:
@@ -40,6 +48,7 @@ class Outbox:
         self.publish = publish
         self.held = HeldMessages(store.redis)
         self.dispatcher = Dispatcher(store, publish)
+        self._claim = store.redis.register_script(_CLAIM_IDEMPOTENCY_KEY)
 
     def enqueue(self, message: OutboundMessage, message_id: str | None = None) -> str:
         """Record the message as `queued`, then publish it; returns its id.
@@ -84,15 +93,11 @@ class Outbox:
     def _claim_idempotency_key(self, key: str, message_id: str) -> str | None:
         """None when this call owns the key; else the id of the message that owns it. The
         owner's record exists before it claims the key, so a key whose message has no record
-        was left by a call that failed to queue: it is taken over."""
-        ttl = self.store.retention
-        if self.store.redis.set(key, message_id, nx=True, ex=ttl):
-            return None
-        existing = self.store.redis.get(key)
-        if existing and self.store.redis.exists(self.store.key(existing)):
-            return str(existing)
-        self.store.redis.set(key, message_id, ex=ttl)
-        return None
+        was left by a call that failed to queue: it is taken over (atomically, so two racing
+        calls never both take it over)."""
+        owner = self._claim(keys=[key], args=[message_id, self.store.retention,
+                                              self.store.key("")])
+        return owner or None
 
     def release_held(self, session: str) -> int:
         """Re-queue every message held for `session`; returns how many were released.
