@@ -8,10 +8,11 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -29,6 +30,7 @@ from zapa_bridge.errors import ConfigError
 from zapa_bridge.intake import STATS_KEY, Intake
 from zapa_bridge.spool import Spool
 from zapa_bridge.web import create_app
+from zapa_bridge.webhook_events import parse_event
 
 PATH = "/api/v1/webhooks/whatsapp"
 TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]
@@ -394,6 +396,32 @@ def test_drain_while_redis_is_still_down_keeps_the_events(tmp_path, redis_db):
     assert post(app.test_client(), RECEIVED).json == {"status": "spooled"}
     assert intake_of(app).drain_spool() == 0
     assert intake_of(app).spool.count() == 1
+
+
+def test_spooled_event_whose_own_dedupe_write_landed_is_queued_at_drain(tmp_path, redis_db):
+    """The intake's SET NX reached Redis but its answer did not: the key holds that intake's
+    token, which the spooled event carries, so the drain knows the sighting was its own."""
+    event = parse_event(RECEIVED)
+    redis_db.set(f"zapa:seen:{event.dedupe_key()}", "token-1")
+    spool = Spool(tmp_path / "spool.db")
+    spool.put(RECEIVED, deduplicated=False, token="token-1")
+    spool.put(RECEIVED, deduplicated=False, token="token-2")  # zapw's redelivery, also spooled
+    assert Intake(redis_db, publish_event, spool, dedupe_ttl=60).drain_spool() == 2
+    assert queued_events(redis_db) == [RECEIVED]
+
+
+def test_a_spool_written_before_events_carried_tokens_is_upgraded_and_drained(
+        tmp_path, redis_db):
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, spooled_at REAL "
+                   "NOT NULL, deduplicated INTEGER NOT NULL, claimed_until REAL NOT NULL "
+                   "DEFAULT 0, event TEXT NOT NULL)")
+        db.execute("INSERT INTO events (spooled_at, deduplicated, event) VALUES (0, 0, ?)",
+                   (json.dumps(RECEIVED),))
+        db.commit()
+    assert Intake(redis_db, publish_event, Spool(path), dedupe_ttl=60).drain_spool() == 1
+    assert queued_events(redis_db) == [RECEIVED]
 
 
 def test_unwritable_spool_path_stops_the_app_at_start_up(tmp_path):

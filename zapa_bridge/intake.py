@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -43,10 +44,11 @@ class Intake:
             log.warning(line("webhook.ignored", event_type=event.event_type[:60],
                              session=event.session))
             return "ignored"
+        token = uuid.uuid4().hex
         try:
-            first = self._first_sighting(event)
+            first = self._first_sighting(event, token)
         except redis.RedisError:
-            return self._spool(event, deduplicated=False)
+            return self._spool(event, deduplicated=False, token=token)
         if not first:
             self._count(event.event_type, "duplicate")
             return "duplicate"
@@ -54,7 +56,7 @@ class Intake:
             self.publish(event)
         except QueueUnavailable:
             try:
-                return self._spool(event, deduplicated=True)
+                return self._spool(event, deduplicated=True, token=token)
             except IntakeUnavailable:
                 # Stored nowhere: forget we saw it, so zapw's retry is not a "duplicate".
                 with contextlib.suppress(redis.RedisError):
@@ -74,25 +76,31 @@ class Intake:
             log.info(line("spool.drained", events=drained))
         return drained
 
-    def _replay(self, envelope: dict[str, Any], deduplicated: bool) -> None:
+    def _replay(self, envelope: dict[str, Any], deduplicated: bool, token: str) -> None:
         try:
             event = parse_event(envelope)
         except InvalidEvent:  # pragma: no cover - only valid events are spooled
             return
-        if not deduplicated and not self._first_sighting(event):
+        if not deduplicated and not self._first_sighting(event, token or uuid.uuid4().hex):
             return
         self.publish(event)
 
-    def _first_sighting(self, event: WebhookEvent) -> bool:
-        return bool(self.redis.set(self._seen_key(event), 1, nx=True, ex=self.dedupe_ttl))
+    def _first_sighting(self, event: WebhookEvent, token: str) -> bool:
+        """Whether this intake is the first to see the event. The key holds the token of
+        the intake that set it: a write of ours whose answer was lost (the client retried
+        and found the key) is still ours."""
+        key = self._seen_key(event)
+        if self.redis.set(key, token, nx=True, ex=self.dedupe_ttl):
+            return True
+        return self.redis.get(key) == token
 
     @staticmethod
     def _seen_key(event: WebhookEvent) -> str:
         return f"{PREFIX}seen:{event.dedupe_key()}"
 
-    def _spool(self, event: WebhookEvent, *, deduplicated: bool) -> str:
+    def _spool(self, event: WebhookEvent, *, deduplicated: bool, token: str) -> str:
         try:
-            self.spool.put(event.envelope, deduplicated=deduplicated)
+            self.spool.put(event.envelope, deduplicated=deduplicated, token=token)
         except Exception as exc:
             raise IntakeUnavailable(f"webhook could not be stored: {type(exc).__name__}") from exc
         log.warning(line("webhook.spooled", event_type=event.event_type,

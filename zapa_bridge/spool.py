@@ -22,9 +22,12 @@ CREATE TABLE IF NOT EXISTS events (
     spooled_at REAL NOT NULL,
     deduplicated INTEGER NOT NULL,
     claimed_until REAL NOT NULL DEFAULT 0,
-    event TEXT NOT NULL
+    event TEXT NOT NULL,
+    token TEXT NOT NULL DEFAULT ''
 )
 """
+# Spools written before events carried their dedupe token.
+_ADD_TOKEN = "ALTER TABLE events ADD COLUMN token TEXT NOT NULL DEFAULT ''"
 CLAIM_SECONDS = 60.0
 
 
@@ -45,6 +48,9 @@ class Spool:
         db = self._connect()
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        if "token" not in columns:
+            db.execute(_ADD_TOKEN)
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -54,18 +60,20 @@ class Spool:
             self._local.db = db
         return db
 
-    def put(self, event: dict[str, Any], *, deduplicated: bool) -> None:
-        """Store one event durably (fsync'd before this returns)."""
+    def put(self, event: dict[str, Any], *, deduplicated: bool, token: str = "") -> None:
+        """Store one event durably (fsync'd before this returns), with the dedupe token its
+        intake used."""
         self._connect().execute(
-            "INSERT INTO events (spooled_at, deduplicated, event) VALUES (?, ?, ?)",
-            (time.time(), int(deduplicated), json.dumps(event, separators=(",", ":"))),
+            "INSERT INTO events (spooled_at, deduplicated, event, token) VALUES (?, ?, ?, ?)",
+            (time.time(), int(deduplicated), json.dumps(event, separators=(",", ":")), token),
         )
 
     def count(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
-    def drain(self, handle: Callable[[dict[str, Any], bool], None], limit: int = 500) -> int:
-        """Hand spooled events to `handle(event, deduplicated)` oldest first, deleting each
+    def drain(self, handle: Callable[[dict[str, Any], bool, str], None],
+              limit: int = 500) -> int:
+        """Hand spooled events to `handle(event, deduplicated, token)` oldest first, deleting each
         once handled; stops at the first failure (it is raised). Returns how many went.
 
         Each event is claimed for a while before it is handled, so two processes draining
@@ -74,17 +82,17 @@ class Spool:
         """
         db = self._connect()
         now = time.time()
-        rows = db.execute("SELECT id, deduplicated, event FROM events WHERE claimed_until < ? "
-                          "ORDER BY id LIMIT ?", (now, limit)).fetchall()
+        rows = db.execute("SELECT id, deduplicated, event, token FROM events "
+                          "WHERE claimed_until < ? ORDER BY id LIMIT ?", (now, limit)).fetchall()
         drained = 0
-        for row_id, deduplicated, raw in rows:
+        for row_id, deduplicated, raw, token in rows:
             claimed = db.execute(
                 "UPDATE events SET claimed_until = ? WHERE id = ? AND claimed_until < ?",
                 (time.time() + CLAIM_SECONDS, row_id, time.time())).rowcount
             if not claimed:
                 continue
             try:
-                handle(json.loads(raw), bool(deduplicated))
+                handle(json.loads(raw), bool(deduplicated), token)
             except Exception:
                 db.execute("UPDATE events SET claimed_until = 0 WHERE id = ?", (row_id,))
                 raise
