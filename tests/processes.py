@@ -109,3 +109,15 @@ class Web(ServiceProcess):
             return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
         except requests.RequestException:  # not listening yet, or its workers still booting
             return False
+
+
+class Beat(ServiceProcess):
+    """`celery beat`, as the Procfile runs it (RedBeat, its lock in Redis)."""
+
+    name = "beat"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "-l", "INFO"]
+
+    def is_ready(self, new_output: bytes) -> bool:
+        return b"beat: Starting..." in new_output

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests import processes
 from tests.helpers import wait_until
-from tests.processes import ServiceProcess
 from workers.tasks import beat_last_run, health_check, reconcile, send_message, services
 from zapa_bridge.health import BRIDGE_STARTED_KEY
 from zapa_bridge.simulator import Simulator, SimulatorConfig
@@ -26,17 +25,7 @@ MAINTENANCE_QUEUE = "zapa.maintenance"
 SENDING_DUE = b"Sending due task"
 
 
-class Beat(ServiceProcess):
-    """`celery beat`, as the Procfile runs it (RedBeat, its lock in Redis)."""
-
-    name = "beat"
-
-    def argv(self) -> list[str]:
-        return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "-l", "INFO"]
-
-    def is_ready(self, new_output: bytes) -> bool:
-        return b"beat: Starting..." in new_output
-
+class Beat(processes.Beat):
     def dispatches(self) -> int:
         return self.log_path.read_bytes().count(SENDING_DUE)
 

@@ -302,6 +302,27 @@ def test_refusing_cuts_a_request_in_flight_after_its_send_was_accepted(sim, clie
     assert wait_until(lambda: _refusal(client) is None, timeout=5, what="listening again")
 
 
+def test_a_graceful_refusal_answers_the_request_in_flight_then_refuses(sim, client):
+    """The bridge stops cleanly: a send it is handling is answered, so none is half-done."""
+    connected(sim)
+    sim.set_faults(latency_ms=800)
+    cut = threading.Timer(0.2, sim.refuse_connections, args=(0.5,),
+                          kwargs={"graceful": True})
+    cut.start()
+    receipt = client.send("s1", message())
+    cut.join()
+    assert [send.message_id for send in sim.sends()] == [receipt.message_id]
+    wait_until(lambda: (error := _refusal(client)) and "refused" in str(error), timeout=3,
+               what="connection refused")
+    assert wait_until(lambda: _refusal(client) is None, timeout=5, what="listening again")
+
+
+def test_graceful_must_be_true_or_false(sim):
+    response = control(sim, "POST", "/refuse", {"seconds": 1, "graceful": "yes"})
+    assert (response.status_code, response.json()) == (
+        400, {"error": "graceful: must be true or false"})
+
+
 def _refusal(client: BridgeClient) -> BridgeUnreachable | None:
     """The error a health check meets now, or None if the bridge answers."""
     try:

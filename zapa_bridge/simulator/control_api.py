@@ -23,7 +23,7 @@ from zapa_bridge.simulator.routing import Router, json_response, raw_path
 class ControlApp:
     """WSGI app for /_sim/...; `refuse` closes the server's socket for some seconds."""
 
-    def __init__(self, bridge: SimulatedBridge, refuse: Callable[[float], None]) -> None:
+    def __init__(self, bridge: SimulatedBridge, refuse: Callable[..., None]) -> None:
         self.bridge = bridge
         self.refuse = refuse
         self.router = Router()
@@ -118,10 +118,14 @@ class ControlApp:
         seconds = body.get("seconds")
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
             raise ValueError("seconds: must be a number > 0")
+        graceful = body.get("graceful", False)
+        if not isinstance(graceful, bool):
+            raise ValueError("graceful: must be true or false")
         response = json_response(202, {"refusing_for": seconds})
         # Close the socket only once this answer is written, or the caller never sees it.
         response.call_on_close(lambda: threading.Thread(
-            target=self.refuse, args=(float(seconds),), daemon=True).start())
+            target=self.refuse, args=(float(seconds),), kwargs={"graceful": graceful},
+            daemon=True).start())
         return response
 
     def restart(self, request: Request, body: dict[str, Any]) -> Response:

@@ -3,7 +3,9 @@
 `Simulator` binds a real TCP socket on loopback (or the given host) and serves zapw's
 routes plus /_sim/ from a threaded werkzeug server in a background thread. Refusing
 connections really closes the listening socket and every open connection, then binds the
-same port again later, so clients see what a dead bridge looks like.
+same port again later, so clients see what a dead bridge looks like. A graceful refusal
+answers the requests already being handled first and reads no new one, so no send is
+half-done (accepted here, its answer lost).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from zapa_bridge.simulator.webhooks import Delivery
 
 log = logging.getLogger(__name__)
 REBIND_PATIENCE = 5.0  # s to keep trying the port again after a refusal
+GRACE_TIMEOUT = 10.0  # s a graceful refusal waits for the requests being answered
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -39,6 +42,17 @@ class QuietHandler(WSGIRequestHandler):
     def log(self, type: str, message: str, *args: Any) -> None:
         log.debug(message, *args)
 
+    def run_wsgi(self) -> None:
+        connections: Connections = self.server.connections  # type: ignore[attr-defined]
+        if not connections.begin_request():
+            # A bridge that stopped reads nothing more: the connection closes unanswered.
+            self.close_connection = True
+            return
+        try:
+            super().run_wsgi()
+        finally:
+            connections.end_request()
+
 
 class Connections:
     """The open client connections, across the servers a refusal replaces."""
@@ -46,6 +60,9 @@ class Connections:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self._answering = 0  # requests being handled now
+        self._closing = False  # a graceful refusal: handle no new request
+        self._idle = threading.Condition(self._lock)
 
     def add(self, connection: socket.socket) -> None:
         with self._lock:
@@ -58,6 +75,29 @@ class Connections:
     def count(self) -> int:
         with self._lock:
             return len(self._open)
+
+    def begin_request(self) -> bool:
+        """Whether a request just read may be handled (False once a graceful refusal began)."""
+        with self._lock:
+            if self._closing:
+                return False
+            self._answering += 1
+            return True
+
+    def end_request(self) -> None:
+        with self._lock:
+            self._answering -= 1
+            self._idle.notify_all()
+
+    def finish_answering(self, timeout: float) -> None:
+        """Take no new request on open connections; wait for those being answered."""
+        with self._lock:
+            self._closing = True
+            self._idle.wait_for(lambda: self._answering == 0, timeout)
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._closing = False
 
     def drop_all(self) -> None:
         """Cut every connection, as a crashed process would: clients see a reset."""
@@ -130,9 +170,14 @@ class Simulator:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def refuse_connections(self, seconds: float) -> None:
-        """Close the socket and all connections now; listen on the same port in `seconds`."""
-        self._close_server()
+    def refuse_connections(self, seconds: float, *, graceful: bool = False) -> None:
+        """Close the socket and all connections now; listen on the same port in `seconds`.
+
+        `graceful`: requests being handled are answered before their connections close, so
+        every send is either accepted and answered or never read (as a bridge stopped
+        cleanly); otherwise they are cut wherever they are (as a crash).
+        """
+        self._close_server(graceful=graceful)
         with self._lock:
             if self._stopped:
                 return
@@ -211,9 +256,10 @@ class Simulator:
                 server.server_close()
                 return
             self._server, self._thread = server, thread
+            self._connections.reopen()
             thread.start()
 
-    def _close_server(self) -> None:
+    def _close_server(self, *, graceful: bool = False) -> None:
         with self._lock:
             server, thread = self._server, self._thread
             self._server = self._thread = None
@@ -223,6 +269,8 @@ class Simulator:
         if thread is not None:
             thread.join(timeout=5)
         server.server_close()
+        if graceful:
+            self._connections.finish_answering(timeout=GRACE_TIMEOUT)
         self._connections.drop_all()
 
     def _rebind(self) -> None:
