@@ -109,8 +109,8 @@ def method(sizes: Sizes) -> list[str]:
         "`requests.post` per event), which also spreads them over gunicorn's processes; the "
         f"first {sizes.warmup_seconds:g} s are not measured. Each event "
         "is zapw's `message.received` envelope, shaped by the simulator's own code, with a "
-        "unique message id, so every one is authenticated (`?token=`), parsed, deduplicated "
-        "(`SET NX`) and queued for `zapa.handle_event`.",
+        "unique message id, so every one is authenticated (`?token=`), parsed, and "
+        "deduplicated and queued for `zapa.handle_event` (one Lua call).",
         "Ours: `gunicorn -c gunicorn.conf.py 'zapa_bridge.web:create_app()'` (gthread, "
         "`WEB_CONCURRENCY` 2 processes x `ZAPA_WEB_THREADS` 4, access log on), "
         "`ZAPA_ENV=production`. No worker runs meanwhile: the events wait in `zapa.events`, "

@@ -96,6 +96,14 @@ def test_queued_message_carries_no_text_in_its_logged_arguments(redis_db):
     assert "5511988887777" not in raw["headers"]["kwargsrepr"]
 
 
+def test_queued_message_shows_only_its_masked_recipient_and_priority_once(redis_db):
+    """kwargsrepr is kept in every waiting message: short, and in the headers only."""
+    send_message.delay(to="5511988887777", text="hi", session="s1", priority="low")
+    raw = json.loads(redis_db.lrange(Queue.SEND_LOW, 0, -1)[0])
+    assert raw["headers"]["kwargsrepr"] == "{'to': '551********77', 'priority': 'low'}"
+    assert "kwargsrepr" not in raw["properties"]
+
+
 def test_reusing_a_message_id_is_refused(redis_db):
     first = send_message.apply_async(kwargs={"to": "5511988887777", "text": "hi"},
                                       task_id="fixed-id")

@@ -28,6 +28,18 @@ def test_the_same_idempotency_key_returns_the_same_id_and_queues_once(redis_db):
     assert redis_db.llen(Queue.SEND_DEFAULT) == 2
 
 
+def test_a_call_that_loses_its_key_leaves_no_record_behind_in_the_conversation(redis_db):
+    """Record and key are taken in one step: a worker finishing the conversation's head can
+    never hand its turn to the losing call's message."""
+    first = send_message.delay(to=TO, text="hi", session="s1", idempotency_key="order-1")
+    again = send_message.apply_async(
+        kwargs={"to": TO, "text": "hi", "session": "s1", "idempotency_key": "order-1"},
+        task_id="the-loser")
+    assert again.id == first.id
+    assert services().store.get("the-loser") is None
+    assert redis_db.zrange(f"zapa:lane:s1>{TO}", 0, -1) == [first.id]
+
+
 def test_racing_calls_with_one_key_queue_one_message_each_time(redis_db):
     def send(n: int) -> str:
         return send_message.delay(to=recipient(n), text="race", session="s1",

@@ -8,7 +8,14 @@ import pytest
 from tests.helpers import recipient, wait_until
 from workers.queues import Queue
 from workers.tasks import outbox, release_held, send_message, services
-from zapa_bridge.status_store import DUE_INDEX, Created, MessageStatus, StatusStore
+from zapa_bridge.status_store import (
+    DUE_INDEX,
+    PENDING_INDEX,
+    Created,
+    MessageStatus,
+    StatusStore,
+    Turn,
+)
 
 S = MessageStatus
 TO = "5511988887777"
@@ -121,3 +128,28 @@ def test_a_held_head_holds_its_conversation_back_until_released(start_worker, za
     wait_until(lambda: all(r.status is S.SENT for r in services().store.get_many(ids)),
                what="all sent")
     assert [send.body["text"] for send in zapw.sent_to()] == ["m0", "m1", "m2"]
+
+
+def test_a_finished_message_asked_to_hand_on_takes_the_next_one_for_its_caller(store):
+    for m in ("m1", "m2", "m3"):
+        create(store, m)
+    store.transition("m1", S.SENDING)
+    change = store.transition("m1", S.SENT, hand_on=True)
+    assert change.taken == Turn("m2", {"to": TO, "text": "m2", "session": "s1"})
+    assert change.dispatch is None
+    assert store.turn_of(LANE) == "m2"
+    # Taken as the due-message mover would take it: pending (in a queue from now on).
+    assert store.redis.zscore(DUE_INDEX, "m2") is None
+    assert store.redis.zscore(PENDING_INDEX, "m2") is not None
+    assert store.redis.zscore(PENDING_INDEX, "m3") is None
+
+
+def test_a_next_message_without_a_record_is_left_to_the_due_mover(store):
+    create(store, "m1")
+    create(store, "m2")
+    store.redis.delete(store.key("m2"))
+    store.transition("m1", S.SENDING)
+    change = store.transition("m1", S.SENT, hand_on=True)
+    assert (change.taken, change.dispatch) == (None, "m2")
+    assert store.redis.zscore(DUE_INDEX, "m2") is not None
+    assert store.redis.zscore(PENDING_INDEX, "m2") is None

@@ -10,7 +10,13 @@ import pytest
 from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.retry_policy import RetryPolicy
-from zapa_bridge.status_store import HISTORY_LIMIT, Created, MessageStatus, StatusStore
+from zapa_bridge.status_store import (
+    HISTORY_LIMIT,
+    Created,
+    Increment,
+    MessageStatus,
+    StatusStore,
+)
 
 S = MessageStatus
 MESSAGE = {"to": "5511988887777", "type": "text", "text": "hi", "session": "s1",
@@ -53,6 +59,16 @@ def test_sending_claim_is_exclusive_until_its_lease_runs_out(store):
     assert second.busy and not second.applied
     store.redis.hset(store.key("m1"), "lease_until", time.time() - 1)
     assert store.transition("m1", S.SENDING, lease_until=time.time() + 60).applied
+
+
+def test_a_transition_adds_its_counts_whether_or_not_it_applies(store):
+    """The outcome of an attempt is counted in the same call that records it."""
+    store.create("m1", MESSAGE, session="s1")
+    counts = (Increment("zapa:test-counts", "n", 1), Increment("zapa:test-counts", "sum", 0.25))
+    assert store.transition("m1", S.SENDING, counts=counts).applied
+    assert not store.transition("m1", S.DELIVERED, allowed_from={S.SENT}, counts=counts).applied
+    assert store.transition("missing", S.SENDING, counts=counts).previous is None
+    assert store.redis.hgetall("zapa:test-counts") == {"n": "3", "sum": "0.75"}
 
 
 def test_history_keeps_only_the_latest_entries(store):

@@ -23,11 +23,11 @@ from flask import Flask
 from standardwebhooks.webhooks import Webhook
 from werkzeug.serving import make_server
 
-from workers.tasks import publish_event
+from workers.tasks import prepare_event
 from zapa_bridge.config import load_settings
 from zapa_bridge.embedded_redis import free_port
 from zapa_bridge.errors import ConfigError
-from zapa_bridge.intake import STATS_KEY, Intake
+from zapa_bridge.intake import QUEUED_MARK, STATS_KEY, Intake
 from zapa_bridge.spool import Spool
 from zapa_bridge.web import create_app
 from zapa_bridge.webhook_events import parse_event
@@ -89,6 +89,10 @@ def queued_events(redis_db: Any) -> list[dict[str, Any]]:
     return events
 
 
+def seen_key(event: dict[str, Any]) -> str:
+    return f"zapa:seen:{parse_event(event).dedupe_key()}"
+
+
 def intake_of(app: Flask) -> Intake:
     return app.extensions["zapa_web"].intake
 
@@ -139,6 +143,9 @@ def down_settings(tmp_path, **overrides: Any):
 def test_good_token_in_the_url_is_accepted(post_event):
     answer = post_event(RECEIVED)
     assert (answer.status_code, answer.json) == (200, {"status": "accepted"})
+    # The bytes jsonify wrote before the route answered with prepared ones.
+    assert (answer.content_type, answer.data) == ("application/json",
+                                                  b'{"status":"accepted"}\n')
 
 
 def test_bad_token_is_refused_with_the_json_error_shape(post_event, redis_db):
@@ -314,6 +321,7 @@ def test_same_message_posted_twice_is_queued_once(app, post_event, redis_db):
     assert queued_events(redis_db) == [RECEIVED]
     assert intake_of(app).stats() == {"message.received:accepted": 1,
                                       "message.received:duplicate": 1}
+    assert 0 < redis_db.ttl(seen_key(RECEIVED)) <= load_settings().dedupe_ttl
 
 
 def test_same_event_posted_by_eight_threads_at_once_is_accepted_once(app, redis_db):
@@ -363,7 +371,7 @@ def test_event_is_spooled_when_redis_is_down_and_queued_once_drained(tmp_path, r
     assert intake_of(app).spool.count() == 1
     assert redis_db.llen(EVENTS_QUEUE) == 0
 
-    intake = Intake(redis_db, publish_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = Intake(redis_db, prepare_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.drain_spool() == 1
     assert intake.spool.count() == 0
     assert queued_events(redis_db) == [RECEIVED]
@@ -373,7 +381,7 @@ def test_event_spooled_twice_is_queued_once_when_drained(tmp_path, redis_db):
     client = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)}).test_client()
     assert [post(client, RECEIVED).json for _ in range(2)] == [{"status": "spooled"}] * 2
 
-    intake = Intake(redis_db, publish_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = Intake(redis_db, prepare_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.spool.count() == 2
     assert intake.drain_spool() == 2
     assert intake.spool.count() == 0
@@ -386,7 +394,7 @@ def test_spooled_event_already_queued_before_the_outage_is_not_queued_again(
     client = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)}).test_client()
     assert post(client, RECEIVED).json == {"status": "spooled"}
 
-    intake = Intake(redis_db, publish_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = Intake(redis_db, prepare_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.drain_spool() == 1
     assert queued_events(redis_db) == [RECEIVED]
 
@@ -399,15 +407,48 @@ def test_drain_while_redis_is_still_down_keeps_the_events(tmp_path, redis_db):
 
 
 def test_spooled_event_whose_own_dedupe_write_landed_is_queued_at_drain(tmp_path, redis_db):
-    """The intake's SET NX reached Redis but its answer did not: the key holds that intake's
-    token, which the spooled event carries, so the drain knows the sighting was its own."""
-    event = parse_event(RECEIVED)
-    redis_db.set(f"zapa:seen:{event.dedupe_key()}", "token-1")
+    """An older intake's SET NX reached Redis but its answer did not: the key holds that
+    intake's token, which the spooled event carries, so the drain knows the sighting was its
+    own."""
+    redis_db.set(seen_key(RECEIVED), "token-1", ex=30)
     spool = Spool(tmp_path / "spool.db")
     spool.put(RECEIVED, deduplicated=False, token="token-1")
     spool.put(RECEIVED, deduplicated=False, token="token-2")  # zapw's redelivery, also spooled
-    assert Intake(redis_db, publish_event, spool, dedupe_ttl=60).drain_spool() == 2
+    assert Intake(redis_db, prepare_event, spool, dedupe_ttl=60).drain_spool() == 2
     assert queued_events(redis_db) == [RECEIVED]
+    assert 0 < redis_db.ttl(seen_key(RECEIVED)) <= 30  # the key keeps its time to live
+
+
+def test_spooled_event_its_own_script_call_already_queued_is_drained_not_queued_again(
+        tmp_path, redis_db):
+    """The script ran but its answer never came back (the client's retry too): the intake
+    spooled the event with its token, and the drain finds that token's queued mark."""
+    intake = Intake(redis_db, prepare_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    assert intake.accept(parse_event(RECEIVED)) == "accepted"
+    token = redis_db.get(seen_key(RECEIVED)).removesuffix(QUEUED_MARK)
+    intake.spool.put(RECEIVED, deduplicated=False, token=token)
+    assert intake.drain_spool() == 1
+    assert queued_events(redis_db) == [RECEIVED]
+    assert intake.stats() == {"message.received:accepted": 1}
+
+
+def test_a_row_an_older_version_spooled_after_deduplicating_is_queued(tmp_path, redis_db):
+    """Older versions spooled an event whose SET NX they had won but whose publish failed as
+    `deduplicated`, without a token; its seen key (their token) does not stop it."""
+    redis_db.set(seen_key(RECEIVED), "an-older-intakes-token", ex=60)
+    spool = Spool(tmp_path / "spool.db")
+    spool.put(RECEIVED, deduplicated=True)
+    assert Intake(redis_db, prepare_event, spool, dedupe_ttl=60).drain_spool() == 1
+    assert queued_events(redis_db) == [RECEIVED]
+
+
+def test_event_whose_key_an_older_intake_set_is_a_duplicate_and_not_queued(app, post_event,
+                                                                           redis_db):
+    """During a rolling deploy the key may hold an older intake's bare token."""
+    redis_db.set(seen_key(RECEIVED), "an-older-intakes-token", ex=60)
+    assert post_event(RECEIVED).json == {"status": "duplicate"}
+    assert queued_events(redis_db) == []
+    assert intake_of(app).stats() == {"message.received:duplicate": 1}
 
 
 def test_a_spool_written_before_events_carried_tokens_is_upgraded_and_drained(
@@ -420,7 +461,7 @@ def test_a_spool_written_before_events_carried_tokens_is_upgraded_and_drained(
         db.execute("INSERT INTO events (spooled_at, deduplicated, event) VALUES (0, 0, ?)",
                    (json.dumps(RECEIVED),))
         db.commit()
-    assert Intake(redis_db, publish_event, Spool(path), dedupe_ttl=60).drain_spool() == 1
+    assert Intake(redis_db, prepare_event, Spool(path), dedupe_ttl=60).drain_spool() == 1
     assert queued_events(redis_db) == [RECEIVED]
 
 
@@ -457,7 +498,8 @@ def test_event_answered_503_is_accepted_when_zapw_retries_it(tmp_path, redis_db)
     with served(app) as url:
         deliver = partial(requests.post, url, params={"token": TOKEN}, data=encode(RECEIVED),
                           timeout=10, headers={"Content-Type": "application/json"})
-        # The broker refuses the publish (the dedupe write still works), the spool is gone.
+        # Redis refuses the push inside the intake's script, the spool is gone: the script
+        # must leave no dedupe key behind, or the retry would be a "duplicate".
         redis_db.execute_command("ACL", "SETUSER", "default", "-lpush")
         try:
             refused = deliver()

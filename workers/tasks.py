@@ -14,14 +14,13 @@ import redis
 from celery import Task
 from celery.exceptions import Reject, Retry
 from celery.result import AsyncResult
-from kombu import Exchange
-from kombu import Queue as KombuQueue
 from kombu.exceptions import OperationalError
 from redbeat.schedulers import RedBeatSchedulerEntry
 
 import workers.due_mover  # noqa: F401  (starts the due-message mover in each worker)
 from workers.celery_app import app
-from workers.queues import SEND_QUEUE_BY_PRIORITY
+from workers.queues import SEND_QUEUE_BY_PRIORITY, Queue
+from workers.wire import prepare
 from zapa_bridge.config import get_settings
 from zapa_bridge.delivery import Deliverer
 from zapa_bridge.dispatch import Dispatcher
@@ -29,11 +28,12 @@ from zapa_bridge.echo import echo_reply
 from zapa_bridge.errors import InvalidEvent, InvalidMessage, QueueUnavailable
 from zapa_bridge.event_handlers import EventHandler
 from zapa_bridge.health import HealthChecker
-from zapa_bridge.inbound import InboundMessage
+from zapa_bridge.inbound import InboundMessage, InboundTask
 from zapa_bridge.intake import Intake
 from zapa_bridge.logs import line
 from zapa_bridge.messages import OutboundMessage, build_message
 from zapa_bridge.outbox import Outbox
+from zapa_bridge.prepared import PreparedMessage
 from zapa_bridge.reconcile import ReconcileReport
 from zapa_bridge.reconcile import reconcile as reconcile_bridge
 from zapa_bridge.recovery import LostMessageSweeper
@@ -73,40 +73,34 @@ def dispatcher() -> Dispatcher:
 
 
 def intake() -> Intake:
-    return services().intake(publish_event)
+    return services().intake(prepare_event)
 
 
 def event_handler() -> EventHandler:
     return services().event_handler(send_message.publish, route_inbound)
 
 
-def publish_event(event: WebhookEvent) -> None:
-    """Queue one webhook event for `handle_event`; fail fast so the webhook can spool it."""
-    try:
-        handle_event.apply_async(
-            kwargs={"event": event.envelope}, retry=False, argsrepr="()",
-            kwargsrepr=repr({"event": event.event_type, "session": event.session}),
-        )
-    except (OperationalError, redis.RedisError) as exc:
-        raise QueueUnavailable(f"broker unreachable: {type(exc).__name__}") from None
+def prepare_event(event: WebhookEvent) -> PreparedMessage:
+    """The `handle_event` message for one webhook event; the intake pushes it in the same
+    Redis call that deduplicates the event."""
+    return prepare("zapa.handle_event", Queue.EVENTS, {"event": event.envelope},
+                   kwargsrepr=repr({"event": event.event_type, "session": event.session}))
 
 
-def route_inbound(message: InboundMessage) -> str | None:
-    """Hand an inbound message to the AI processing: ZAPA_INBOUND_TASK, by name, on
-    ZAPA_INBOUND_QUEUE. Returns the task name, or None when none is configured."""
+def route_inbound(message: InboundMessage) -> InboundTask | None:
+    """The task that hands an inbound message to the AI processing: ZAPA_INBOUND_TASK, by
+    name, on ZAPA_INBOUND_QUEUE; None when none is configured. The event handler queues it
+    in the same Redis call that records the message."""
     settings = get_settings()
     if not settings.inbound_task:
         log.warning(line("inbound.not_routed", message_id=message.message_id,
                          session=message.session, reason="ZAPA_INBOUND_TASK is not set"))
         return None
-    queue = settings.inbound_queue
-    app.send_task(
-        settings.inbound_task, kwargs={"message": message.as_dict()},
-        queue=KombuQueue(queue, Exchange(queue, type="direct"), routing_key=queue),
-        argsrepr="()", kwargsrepr=repr({"message": message.id,
-                                        "from": mask_phone(message.sender)}),
-    )
-    return settings.inbound_task
+    prepared = prepare(
+        settings.inbound_task, settings.inbound_queue, {"message": message.as_dict()},
+        kwargsrepr=repr({"message": message.id, "from": mask_phone(message.sender)}),
+        ignore_result=False)
+    return InboundTask(settings.inbound_task, prepared)
 
 
 class SendMessageTask(Task):
@@ -129,16 +123,16 @@ class SendMessageTask(Task):
         message_id = outbox().enqueue(message, task_id)
         return self.AsyncResult(message_id)
 
-    def publish(self, message_id: str, message: OutboundMessage,
-                countdown: float | None = None) -> None:
-        """Put one validated message on its priority queue under `message_id`."""
+    def publish(self, message_id: str, message: OutboundMessage) -> None:
+        """Put one validated message on its priority queue under `message_id`: the message
+        `apply_async` would publish, built by hand and pushed with one LPUSH (workers.wire)."""
+        # Short: Celery keeps it in every queued message, and it may reach logs (masked).
+        shown = repr({"to": mask_phone(message.to), "priority": str(message.priority)})
+        prepared = prepare(self.name, SEND_QUEUE_BY_PRIORITY[message.priority],
+                           message.to_task_kwargs(), task_id=message_id, kwargsrepr=shown)
         try:
-            super().apply_async(
-                kwargs=message.to_task_kwargs(), task_id=message_id, countdown=countdown,
-                queue=SEND_QUEUE_BY_PRIORITY[message.priority], retries=0,
-                argsrepr="()", kwargsrepr=repr(message.log_fields()),
-            )
-        except (OperationalError, redis.RedisError) as exc:
+            services().redis.lpush(prepared.queue, prepared.payload)
+        except redis.RedisError as exc:
             raise QueueUnavailable(f"broker unreachable: {type(exc).__name__}") from None
 
 

@@ -27,13 +27,47 @@ from zapa_bridge.metrics import Metrics
 from zapa_bridge.rate_limit import SessionRateLimiter
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.retry_policy import RetryPolicy
-from zapa_bridge.sessions import SessionRegistry
-from zapa_bridge.status_store import FINAL_STATUSES, MessageStatus, StatusStore, Transition
+from zapa_bridge.sessions import PHONES_KEY, SESSIONS_KEY, SessionRegistry, SessionState
+from zapa_bridge.status_store import (
+    FINAL_STATUSES,
+    LANE_HEAD,
+    Increment,
+    MessageRecord,
+    MessageStatus,
+    StatusStore,
+    Transition,
+)
 
 log = logging.getLogger("zapa.delivery")
 # Spread of the wake-up times of sends waiting for the same rate-limit slot, in seconds.
 JITTER = 0.02
 S = MessageStatus
+
+
+Counts = tuple[Increment, ...]
+
+# What an attempt needs to know, in one call: the record, the head of its conversation's
+# lane, and the state of its session, named by the message or found by its number.
+_READ = """
+local record = redis.call('HGETALL', KEYS[1])
+local lane = redis.call('HGET', KEYS[1], 'lane')
+local turn = lane and lane ~= '' and redis.call('GET', ARGV[1] .. lane) or ''
+local session = ARGV[2]
+if session == '' and ARGV[3] ~= '' then session = redis.call('HGET', KEYS[3], ARGV[3]) or '' end
+local state = session ~= '' and redis.call('HGET', KEYS[2], session) or ''
+return {record, turn, session, state}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What `_READ` found; `session` is None when the message names none and the registry
+    knows no session with its number."""
+
+    record: MessageRecord | None
+    turn: str | None
+    session: str | None
+    state: SessionState | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,43 +105,51 @@ class Deliverer:
         self.dispatcher = dispatcher
         self.limiter = limiter
         self.lease_seconds = lease_seconds
+        self._read_script = store.redis.register_script(_READ)
 
     def deliver(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome:
-        record = self.store.get(message_id)
-        if record is None:
+        try:
+            message, invalid = build_message(**task_kwargs), None
+        except InvalidMessage as exc:
+            message, invalid = None, exc
+        checked = time.time()
+        seen = self._read(message_id, message)
+        if seen.record is None:
             # Published by name (send_task) or its record expired: take the message as given.
             session = task_kwargs.get("session") if isinstance(task_kwargs, dict) else None
             self.store.create(message_id, dict(task_kwargs), session=session,
                               note="queued by name")
-            record = self.store.get(message_id)
-            assert record is not None
+            seen = self._read(message_id, message)
+        record = seen.record
+        assert record is not None
         if record.status in FINAL_STATUSES:
             log.info(line("message.skipped", message_id=message_id, status=record.status))
             return Outcome(str(record.status), record.attempts)
-        if record.lane and self.store.turn_of(record.lane) != message_id:
+        if record.lane and seen.turn != message_id:
             # A stray copy (a recovery sweep's, say) of a message still waiting behind an
             # earlier one of its conversation: its turn will dispatch it.
             log.info(line("message.not_its_turn", message_id=message_id))
             return Outcome(str(record.status), record.attempts)
 
-        try:
-            message = build_message(**task_kwargs)
-        except InvalidMessage as exc:
-            return self._dead(message_id, f"invalid message: {exc}", record.attempts,
+        if message is None:
+            return self._dead(message_id, f"invalid message: {invalid}", record.attempts,
                               record.session)
         too_late = message.expires_at is not None and time.time() > message.expires_at
         if too_late and record.status is not S.SENDING:
             return self._expire(message_id, record.attempts, record.session,
                                 allowed_from={S.QUEUED, S.HELD})
-        try:
-            session = self._session_for(message)
-        except SessionResolutionError as exc:
-            return self._dead(message_id, str(exc), record.attempts, record.session)
-        except BridgeError as exc:
-            return self._retry_or_dead(message_id, record.failures, record.attempts, exc)
+        session, state = seen.session, seen.state
+        if session is None:
+            # No session named and the registry knows no session with that number.
+            try:
+                session = self._session_for(message)
+            except SessionResolutionError as exc:
+                return self._dead(message_id, str(exc), record.attempts, record.session)
+            except BridgeError as exc:
+                return self._retry_or_dead(message_id, record.failures, record.attempts, exc)
+            checked = time.time()
+            state = self.sessions.get(session)
 
-        checked = time.time()
-        state = self.sessions.get(session)
         # A record left `sending` by a crash goes through the claim below, which honours
         # the lease of a worker that may still be sending it.
         if state is not None and not state.connected and record.status is not S.SENDING:
@@ -153,32 +195,49 @@ class Deliverer:
                              session=session))
 
         started = time.monotonic()
+        failed: BridgeError | None = None
         try:
             receipt = self.client.send(session, message)
-        except SessionNotConnected:
-            return self._hold_refused(message_id, session, attempts, since=now)
         except BridgeError as exc:
-            return self._retry_or_dead(message_id, record.failures, attempts, exc)
+            failed = exc
         finally:
             self.limiter.settle(session, slot)
-            self.metrics.observe_send_latency(time.monotonic() - started)
+        # The latency (and the outcome) are counted by the status change that follows.
+        latency = self.metrics.send_latency(time.monotonic() - started)
+        if isinstance(failed, SessionNotConnected):
+            return self._hold_refused(message_id, session, attempts, since=now, counts=latency)
+        if failed is not None:
+            return self._retry_or_dead(message_id, record.failures, attempts, failed,
+                                       counts=latency)
 
         self._next_in_line(self.store.transition(
             message_id, MessageStatus.SENT, note="accepted by bridge",
             fields={"bridge_message_id": receipt.message_id, "reason": "",
                     "bridge_timestamp": receipt.timestamp},
+            counts=(*latency, *self.metrics.sends("sent")), hand_on=True,
         ))
         log.info(line("message.sent", message_id=message_id, session=session,
                       to=mask_phone(message.to), attempt=attempts,
                       bridge_message_id=receipt.message_id))
-        self.metrics.count_send("sent")
         return Outcome(str(MessageStatus.SENT), attempts)
 
+    def _read(self, message_id: str, message: OutboundMessage | None) -> _Seen:
+        session = phone = ""
+        if message is not None:
+            session, phone = message.session or "", message.from_number or ""
+        raw, turn, session, state = self._read_script(
+            keys=[self.store.key(message_id), SESSIONS_KEY, PHONES_KEY],
+            args=[LANE_HEAD, session, "" if session else phone])
+        data = dict(zip(raw[::2], raw[1::2], strict=True))
+        return _Seen(MessageRecord.from_hash(data) if data else None, turn or None,
+                     session or None, SessionState.from_json(state) if state else None)
+
     def _hold_refused(self, message_id: str, session: str, attempts: int, *,
-                      since: float) -> Outcome:
+                      since: float, counts: Counts = ()) -> Outcome:
         """Hold a send the bridge refused as not connected."""
         self.store.transition(message_id, MessageStatus.HELD, note="session not connected",
-                              fields={"reason": f"session {session} not connected"})
+                              fields={"reason": f"session {session} not connected"},
+                              counts=counts)
         return self._held_unless_back(message_id, session, attempts, since, "not connected")
 
     def _hold_offline(self, message_id: str, session: str, attempts: int, *,
@@ -222,14 +281,14 @@ class Deliverer:
         return found
 
     def _retry_or_dead(self, message_id: str, failures: int, attempts: int,
-                       error: BridgeError) -> Outcome:
+                       error: BridgeError, *, counts: Counts = ()) -> Outcome:
         reason = f"{type(error).__name__}: {error.message}"
         failures += 1
         if not error.retryable:
-            return self._dead(message_id, reason, attempts, error.session_id)
+            return self._dead(message_id, reason, attempts, error.session_id, counts=counts)
         if not self.policy.allows(failures):
             return self._dead(message_id, f"gave up after {attempts} attempts: {reason}",
-                              attempts, error.session_id)
+                              attempts, error.session_id, counts=counts)
         delay = self.policy.delay(failures, slow=isinstance(error, BridgeUnauthorized))
         note = f"retry in {delay:.1f} s"
         if error.maybe_sent:
@@ -237,10 +296,10 @@ class Deliverer:
             note += "; outcome unknown (possible duplicate)"
             self.metrics.count_possible_duplicate()
         self.store.transition(message_id, MessageStatus.QUEUED, failures="+1", note=note,
-                              fields={"reason": reason})
+                              fields={"reason": reason},
+                              counts=(*counts, *self.metrics.retries()))
         log.warning(line("message.retry", message_id=message_id, session=error.session_id,
                          attempt=attempts, error=type(error).__name__, retry_in=f"{delay:.2f}"))
-        self.metrics.count_retry()
         return Outcome(str(MessageStatus.QUEUED), attempts, retry_in=delay)
 
     def _expire(self, message_id: str, attempts: int, session: str | None, *,
@@ -248,25 +307,24 @@ class Deliverer:
         """A reply not sent by its `expires_at` would reach the user too late: drop it."""
         reason = "expired: not sent before its expires_at"
         outcome = self.store.transition(message_id, MessageStatus.EXPIRED, note="too late",
-                                        fields={"reason": reason}, allowed_from=allowed_from)
+                                        fields={"reason": reason}, allowed_from=allowed_from,
+                                        counts=self.metrics.sends("expired"), hand_on=True)
         self._next_in_line(outcome)
         log.warning(line("message.expired", message_id=message_id, session=session,
                          attempts=attempts))
-        self.metrics.count_send("expired")
         status = MessageStatus.EXPIRED if outcome.applied else outcome.previous
         return Outcome(str(status), attempts)
 
     def _dead(self, message_id: str, reason: str, attempts: int,
-              session: str | None = None) -> Outcome:
-        self._next_in_line(self.store.transition(message_id, MessageStatus.FAILED,
-                                                 note="dead letter", fields={"reason": reason}))
+              session: str | None = None, *, counts: Counts = ()) -> Outcome:
+        self._next_in_line(self.store.transition(
+            message_id, MessageStatus.FAILED, note="dead letter", fields={"reason": reason},
+            counts=(*counts, *self.metrics.sends("failed")), hand_on=True))
         log.error(line("message.failed", message_id=message_id, session=session,
                        attempts=attempts, reason=reason))
-        self.metrics.count_send("failed")
         return Outcome(str(MessageStatus.FAILED), attempts)
 
     def _next_in_line(self, change: Transition) -> None:
-        """Send on the next message of the conversation now rather than at the next tick
-        of the due-message mover."""
-        if change.dispatch:
-            self.dispatcher.dispatch_now(change.dispatch)
+        """Send on the next message of the conversation now (taken by the change that
+        finished this one) rather than at the next tick of the due-message mover."""
+        self.dispatcher.hand_on(change)

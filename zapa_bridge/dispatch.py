@@ -6,7 +6,8 @@ are safe here: a Celery countdown is held unacked by one worker and redelivered 
 once it outlasts the visibility timeout. Every worker runs `move_due` a few times a second;
 taking a due message and marking it pending is one atomic step, so one worker publishes it.
 A crash between taking and publishing leaves it pending, and the lost-message sweep of
-zapa_bridge.recovery queues it again.
+zapa_bridge.recovery queues it again. A worker that finishes a message takes the next one of
+its conversation in that same status change (`hand_on`), so it skips the due set.
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
 from zapa_bridge.errors import InvalidMessage, QueueUnavailable
 from zapa_bridge.logs import line
 from zapa_bridge.messages import OutboundMessage, build_message
-from zapa_bridge.status_store import DUE_INDEX, PENDING_INDEX, MessageStatus, StatusStore
+from zapa_bridge.status_store import (
+    DUE_INDEX,
+    PENDING_INDEX,
+    MessageStatus,
+    StatusStore,
+    Transition,
+)
 
 log = logging.getLogger("zapa.dispatch")
 
@@ -74,6 +82,13 @@ class Dispatcher:
                            args=[repr(time.time()), 1, message_id])
         return bool(taken) and self._publish(message_id)
 
+    def hand_on(self, change: Transition) -> bool:
+        """Publish the message whose turn came with `change`: the one it took (asked with
+        `hand_on=True`), or else the one it marked due, unless another worker took it."""
+        if change.taken is not None:
+            return self._publish_message(change.taken.id, change.taken.message)
+        return bool(change.dispatch) and self.dispatch_now(change.dispatch)
+
     def move_due(self, now: float | None = None) -> int:
         """Publish the messages whose moment has come; returns how many."""
         moved = 0
@@ -95,14 +110,16 @@ class Dispatcher:
             # Finished meanwhile (or its record is gone): nothing to queue.
             self.redis.zrem(PENDING_INDEX, message_id)
             return False
+        return self._publish_message(message_id, record.message)
+
+    def _publish_message(self, message_id: str, fields: dict[str, Any]) -> bool:
+        """Publish a message taken for publishing (pending), as its record keeps it."""
         try:
-            message = build_message(**record.message)
+            message = build_message(**fields)
         except InvalidMessage as exc:
-            outcome = self.store.transition(message_id, MessageStatus.FAILED,
-                                            note="dead letter",
-                                            fields={"reason": f"invalid message: {exc}"})
-            if outcome.dispatch:
-                self.dispatch_now(outcome.dispatch)
+            self.hand_on(self.store.transition(
+                message_id, MessageStatus.FAILED, note="dead letter", hand_on=True,
+                fields={"reason": f"invalid message: {exc}"}))
             return False
         try:
             self.publish(message_id, message)

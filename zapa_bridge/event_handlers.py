@@ -1,6 +1,7 @@
 """What each zapw event does. Called by the `handle_event` task, one event at a time.
 
-- `message.received`: normalised, recorded, handed to the AI processing (`route`).
+- `message.received`: normalised, recorded and handed to the AI processing (`route`) in
+  one step.
 - `message.sent/delivered/read/failed`: moves the outbound message zapw's id names, only
   forward.
 - `session.connected/disconnected`, `connection.status`: the session registry; a session
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zapa_bridge.inbound import InboundLog, InboundMessage, normalize
+from zapa_bridge.inbound import InboundLog, InboundMessage, InboundTask, normalize
 from zapa_bridge.logs import line
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.redaction import mask_phone
@@ -29,8 +30,8 @@ from zapa_bridge.webhook_events import (
 
 log = logging.getLogger("zapa.events")
 
-RouteInbound = Callable[[InboundMessage], str | None]
-"""Hands an inbound message to the AI processing; returns where it went (None: nowhere)."""
+RouteInbound = Callable[[InboundMessage], InboundTask | None]
+"""The task that hands an inbound message to the AI processing (None: there is none)."""
 
 S = MessageStatus
 STATUS_BY_EVENT = {"message.sent": S.SENT, "message.delivered": S.DELIVERED,
@@ -72,21 +73,16 @@ class EventHandler:
 
     def _received(self, event: WebhookEvent) -> Handled:
         message = normalize(event)
-        self.inbound.record(message)
-        # Handed on once only, even when this event is handled again after a failure.
-        if not self.inbound.mark_routed(message.id):
+        hand_on = self.route(message)
+        # Recorded and handed on in one step, and once only, even when this event is
+        # handled again after a failure.
+        if not self.inbound.receive(message, hand_on):
             return Handled("already routed")
-        try:
-            routed_to = self.route(message)
-        except Exception:
-            self.inbound.unmark_routed(message.id)
-            raise
-        self.inbound.set_routed_to(message.id, routed_to)
         log.info(line("inbound.received", message_id=message.message_id,
                       session=message.session, sender=mask_phone(message.sender),
                       type=message.type, group=message.is_group or None,
-                      routed_to=routed_to or "-"))
-        return Handled("routed" if routed_to else "recorded")
+                      routed_to=hand_on.task if hand_on else "-"))
+        return Handled("routed" if hand_on else "recorded")
 
     def _status(self, event: WebhookEvent) -> Handled:
         bridge_id = str(event.data.get("messageId") or "")

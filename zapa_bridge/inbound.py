@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from zapa_bridge.prepared import PreparedMessage
 from zapa_bridge.status_store import PREFIX
 from zapa_bridge.webhook_events import WebhookEvent, epoch_ms
 
@@ -88,41 +89,60 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+@dataclass(frozen=True, slots=True)
+class InboundTask:
+    """The task an inbound message is handed to (by name), made ready for its queue."""
+
+    task: str
+    message: PreparedMessage
+
+
+# Record the message once (HSETNX) and, if nobody handed it on yet, hand it on: push the
+# prepared task message and note where it went. Returns 1 when this call handed it on.
+_RECEIVE = """
+local key, routed = KEYS[1], KEYS[1] .. ':routed'
+local ttl = tonumber(ARGV[4])
+if redis.call('HSETNX', key, 'message', ARGV[1]) == 1 then
+  redis.call('HSET', key, 'received', ARGV[2], 'routed_to', '', 'type', ARGV[3])
+  redis.call('EXPIRE', key, ttl)
+  redis.call('LPUSH', KEYS[2], ARGV[5])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+end
+if not redis.call('SET', routed, 1, 'NX', 'EX', ttl) then return 0 end
+if ARGV[7] ~= '' then
+  redis.call('LPUSH', KEYS[3], ARGV[8])
+  redis.call('HSET', key, 'routed_to', ARGV[7])
+end
+return 1
+"""
+
+
 class InboundLog:
     """Every inbound message received, kept for the retention period, newest listed first."""
 
     def __init__(self, client: redis.Redis, *, retention: int) -> None:
         self.redis = client
         self.retention = retention
+        self._receive = client.register_script(_RECEIVE)
 
     @staticmethod
     def key(inbound_id: str) -> str:
         return f"{PREFIX}in:{inbound_id}"
 
-    def record(self, message: InboundMessage) -> bool:
-        """Keep the message (once: False when it was already recorded)."""
+    def receive(self, message: InboundMessage, hand_on: InboundTask | None) -> bool:
+        """Keep the message (once) and, the first time only, put `hand_on` on its queue.
+
+        One atomic step: a handler that dies halfway leaves nothing half done, and a message
+        handled again (a redelivered event) is never handed on twice. Returns False when it
+        had already been handed on.
+        """
         key = self.key(message.id)
-        if not self.redis.hsetnx(key, "message", json.dumps(message.as_dict())):
-            return False
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, mapping={"received": time.time(), "routed_to": "",
-                                "type": message.type})
-        pipe.expire(key, self.retention)
-        pipe.lpush(RECENT_KEY, message.id)
-        pipe.ltrim(RECENT_KEY, 0, RECENT_LIMIT - 1)
-        pipe.execute()
-        return True
-
-    def mark_routed(self, inbound_id: str) -> bool:
-        """True for the first caller only: that one hands the message on."""
-        return bool(self.redis.set(f"{self.key(inbound_id)}:routed", 1, nx=True,
-                                   ex=self.retention))
-
-    def unmark_routed(self, inbound_id: str) -> None:
-        self.redis.delete(f"{self.key(inbound_id)}:routed")
-
-    def set_routed_to(self, inbound_id: str, routed_to: str | None) -> None:
-        self.redis.hset(self.key(inbound_id), "routed_to", routed_to or "")
+        queue, payload, task = ((hand_on.message.queue, hand_on.message.payload, hand_on.task)
+                                if hand_on else (key, "", ""))
+        return bool(self._receive(
+            keys=[key, RECENT_KEY, queue],
+            args=[json.dumps(message.as_dict()), repr(time.time()), message.type,
+                  self.retention, message.id, RECENT_LIMIT, task, payload]))
 
     def get(self, inbound_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(self.key(inbound_id))

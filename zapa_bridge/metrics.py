@@ -22,7 +22,7 @@ from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.intake import STATS_KEY as WEBHOOK_STATS_KEY
 from zapa_bridge.queue_stats import QueueStats
-from zapa_bridge.status_store import DUE_INDEX, PREFIX
+from zapa_bridge.status_store import DUE_INDEX, PREFIX, Increment
 
 COUNTERS_KEY = f"{PREFIX}metrics:counters"
 LATENCY_KEY = f"{PREFIX}metrics:send-latency"
@@ -36,34 +36,47 @@ RATE_LIMITED = "rate_limited"
 
 
 class Metrics:
-    """Counting side: cheap HINCRBYs that never fail the work they count."""
+    """Counting side: cheap HINCRBYs that never fail the work they count.
+
+    A send's outcome, latency and retry are counted by the status change that records them,
+    in the same Redis call: `sends`, `send_latency` and `retries` say what to add
+    (`StatusStore.transition(..., counts=...)`); the `count_*` methods add at once.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def count_send(self, outcome: str) -> None:
-        self._incr(COUNTERS_KEY, f"{SEND_OUTCOMES}:{outcome}")
+    @staticmethod
+    def sends(outcome: str) -> tuple[Increment, ...]:
+        return (Increment(COUNTERS_KEY, f"{SEND_OUTCOMES}:{outcome}", 1),)
 
-    def count_retry(self) -> None:
-        self._incr(COUNTERS_KEY, RETRIES)
+    @staticmethod
+    def send_latency(seconds: float) -> tuple[Increment, ...]:
+        bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
+        return (Increment(LATENCY_KEY, bucket, 1), Increment(LATENCY_KEY, "sum", seconds))
+
+    @staticmethod
+    def retries() -> tuple[Increment, ...]:
+        return (Increment(COUNTERS_KEY, RETRIES, 1),)
+
+    def count_send(self, outcome: str) -> None:
+        self._add(self.sends(outcome))
 
     def count_possible_duplicate(self) -> None:
-        self._incr(COUNTERS_KEY, POSSIBLE_DUPLICATES)
+        self._add((Increment(COUNTERS_KEY, POSSIBLE_DUPLICATES, 1),))
 
     def count_rate_limited(self) -> None:
-        self._incr(COUNTERS_KEY, RATE_LIMITED)
+        self._add((Increment(COUNTERS_KEY, RATE_LIMITED, 1),))
 
-    def observe_send_latency(self, seconds: float) -> None:
-        bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
+    def _add(self, counts: tuple[Increment, ...]) -> None:
         with contextlib.suppress(redis.RedisError):
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hincrby(LATENCY_KEY, bucket, 1)
-            pipe.hincrbyfloat(LATENCY_KEY, "sum", seconds)
+            for key, field, by in counts:
+                if isinstance(by, float):
+                    pipe.hincrbyfloat(key, field, by)
+                else:
+                    pipe.hincrby(key, field, by)
             pipe.execute()
-
-    def _incr(self, key: str, field: str) -> None:
-        with contextlib.suppress(redis.RedisError):
-            self.redis.hincrby(key, field, 1)
 
 
 class RedisCollector(Collector):

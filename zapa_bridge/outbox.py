@@ -15,7 +15,7 @@ import uuid
 
 import redis
 
-from zapa_bridge.dispatch import Dispatcher, Publish
+from zapa_bridge.dispatch import Publish
 from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.logs import line
@@ -33,46 +33,34 @@ log = logging.getLogger("zapa.outbox")
 
 IDEMPOTENCY_PREFIX = f"{PREFIX}idempotency:"
 
-# '' when ARGV[1] now owns the key, else the owner's id (whose record exists).
-_CLAIM_IDEMPOTENCY_KEY = """
-local owner = redis.call('GET', KEYS[1])
-if owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then return owner end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
-return ''
-"""
-
 
 class Outbox:
     def __init__(self, store: StatusStore, publish: Publish) -> None:
         self.store = store
         self.publish = publish
         self.held = HeldMessages(store.redis)
-        self.dispatcher = Dispatcher(store, publish)
-        self._claim = store.redis.register_script(_CLAIM_IDEMPOTENCY_KEY)
 
     def enqueue(self, message: OutboundMessage, message_id: str | None = None) -> str:
         """Record the message as `queued`, then publish it; returns its id.
 
         With an idempotency key, only the first call within the retention queues anything;
-        every other call (concurrent ones included) gets the first call's message id.
+        every other call (concurrent ones included) gets the first call's message id. The
+        record is created and the key taken in one step, so a losing call's record never
+        exists for a worker to hand its conversation on to.
         """
         message_id = message_id or str(uuid.uuid4())
         idempotency = f"{IDEMPOTENCY_PREFIX}{message.idempotency_key}"
         try:
-            created = self.store.create(message_id, message.to_task_kwargs(),
-                                        session=message.session, lane=message.conversation)
-            if created is Created.EXISTS:
-                raise InvalidMessage("task_id", "a message with this id already exists")
-            if message.idempotency_key:
-                existing = self._claim_idempotency_key(idempotency, message_id)
-                if existing is not None:
-                    # The winner may have been waiting behind this record.
-                    turn = self.store.forget(message_id)
-                    if turn:
-                        self.dispatcher.dispatch_now(turn)
-                    return existing
+            created, owner = self.store.create_unique(
+                message_id, message.to_task_kwargs(), session=message.session,
+                lane=message.conversation,
+                idempotency_key=idempotency if message.idempotency_key else "")
         except redis.RedisError as exc:
             raise QueueUnavailable(f"status store unreachable: {type(exc).__name__}") from None
+        if created is Created.EXISTS:
+            raise InvalidMessage("task_id", "a message with this id already exists")
+        if created is Created.DUPLICATE:
+            return owner
         if created is Created.WAITING:
             # Its turn comes when the earlier messages of its conversation are done.
             log.info(line("message.queued", message_id=message_id, waiting="earlier message",
@@ -89,15 +77,6 @@ class Outbox:
             raise
         log.info(line("message.queued", message_id=message_id, **message.log_fields()))
         return message_id
-
-    def _claim_idempotency_key(self, key: str, message_id: str) -> str | None:
-        """None when this call owns the key; else the id of the message that owns it. The
-        owner's record exists before it claims the key, so a key whose message has no record
-        was left by a call that failed to queue: it is taken over (atomically, so two racing
-        calls never both take it over)."""
-        owner = self._claim(keys=[key], args=[message_id, self.store.retention,
-                                              self.store.key("")])
-        return owner or None
 
     def release_held(self, session: str) -> int:
         """Re-queue every message held for `session`; returns how many were released.

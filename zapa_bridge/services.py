@@ -15,7 +15,7 @@ from zapa_bridge.dispatch import Dispatcher, Publish
 from zapa_bridge.event_handlers import EventHandler, RouteInbound
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.inbound import InboundLog
-from zapa_bridge.intake import Intake, PublishEvent
+from zapa_bridge.intake import Intake, PrepareEvent
 from zapa_bridge.metrics import Metrics
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.rate_limit import SessionRateLimiter
@@ -87,8 +87,8 @@ class Services:
     def outbox(self, publish: Publish) -> Outbox:
         return Outbox(self.store, publish)
 
-    def intake(self, publish: PublishEvent) -> Intake:
-        return Intake(fast_redis_client(self.settings.redis_url), publish, self.spool,
+    def intake(self, prepare: PrepareEvent) -> Intake:
+        return Intake(fast_redis_client(self.settings.redis_url), prepare, self.spool,
                       dedupe_ttl=self.settings.dedupe_ttl)
 
     def event_handler(self, publish: Publish, route: RouteInbound) -> EventHandler:

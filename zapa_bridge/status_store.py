@@ -3,6 +3,8 @@
 A record is one Redis hash. Every change of status goes through one Lua script so that the
 status, the history and the indexes that follow from it (held messages per session, dead
 letters, the bridge's message id) change together or not at all, even with many workers.
+The same call adds to the counters its caller names (metrics) and may take the next message
+of the conversation for the caller to publish, so that a send costs few round trips.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -24,6 +26,8 @@ PENDING_INDEX = f"{PREFIX}pending"
 # Messages waiting for a moment (a rate limit slot, or their turn that just came), scored
 # by when they are due; the due-message mover publishes them (zapa_bridge.dispatch).
 DUE_INDEX = f"{PREFIX}due"
+# `LANE_HEAD + lane` names the message of a conversation lane that may be sent now.
+LANE_HEAD = f"{PREFIX}lane-head:"
 RECENT_LIMIT = 200
 
 
@@ -72,8 +76,15 @@ end
 """
 
 _CREATE = _LANE_JOIN + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local prefix, id, lane = ARGV[3], ARGV[5], ARGV[7]
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+local prefix, id, lane, once = ARGV[3], ARGV[5], ARGV[7], ARGV[8]
+if once ~= '' then
+  -- An idempotency key: the first message owns it. A key whose message has no record was
+  -- left by a call that failed to queue, and is taken over.
+  local owner = redis.call('GET', once)
+  if owner and redis.call('EXISTS', prefix .. 'msg:' .. owner) == 1 then return {3, owner} end
+  redis.call('SET', once, id, 'EX', tonumber(ARGV[2]))
+end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
 redis.call('LPUSH', prefix .. 'msg-recent', id)
 redis.call('LTRIM', prefix .. 'msg-recent', 0, tonumber(ARGV[6]) - 1)
@@ -81,16 +92,18 @@ if lane ~= '' and not lane_join(prefix, KEYS[1], id, lane) then
   -- Waits for its turn: kept (no expiry) until it is dispatched.
   redis.call('HSET', KEYS[1], 'history', cjson.encode({{tonumber(ARGV[4]), 'queued',
     'queued; waits for the earlier messages to the same recipient'}}))
-  return 2
+  return {2}
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('ZADD', prefix .. 'pending', tonumber(ARGV[4]), id)
-return 1
+return {1}
 """
 
-# Hands a finished head's lane to its next message (marked due now), or ends the lane.
+# Hands a finished head's lane to its next message, or ends the lane. The next message is
+# marked due now; with `take`, a queued one is marked pending instead (as the due-message
+# mover's take would) and its message returned too, for the caller to publish at once.
 _LANE_LEAVE = """
-local function lane_leave(prefix, id, lane, now)
+local function lane_leave(prefix, id, lane, now, take)
   local members = prefix .. 'lane:' .. lane
   local head = prefix .. 'lane-head:' .. lane
   redis.call('ZREM', members, id)
@@ -98,6 +111,14 @@ local function lane_leave(prefix, id, lane, now)
   local nxt = redis.call('ZRANGE', members, 0, 0)[1]
   if not nxt then redis.call('DEL', head); return '' end
   redis.call('SET', head, nxt)
+  if take then
+    local record = redis.call('HMGET', prefix .. 'msg:' .. nxt, 'status', 'message')
+    if (record[1] == 'queued' or record[1] == 'sending') and record[2] then
+      redis.call('ZREM', prefix .. 'due', nxt)
+      redis.call('ZADD', prefix .. 'pending', now, nxt)
+      return nxt, record[2]
+    end
+  end
   redis.call('ZADD', prefix .. 'due', now, nxt)
   return nxt
 end
@@ -117,6 +138,13 @@ return ''
 _TRANSITION = _LANE_JOIN + _LANE_LEAVE + """
 local key, new = KEYS[1], ARGV[1]
 local now, ttl, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[10]
+-- Counters of what the caller did (metrics), whether or not the change applies.
+for i = 14, #ARGV, 4 do
+  if ARGV[i] ~= 'HINCRBY' and ARGV[i] ~= 'HINCRBYFLOAT' then
+    return redis.error_reply('not a counter: ' .. ARGV[i])
+  end
+end
+for i = 14, #ARGV, 4 do redis.call(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
 local cur = redis.call('HGET', key, 'status')
 if not cur then return {0, ''} end
 local allowed = false
@@ -157,9 +185,9 @@ if (cur == 'failed' or cur == 'expired') and not dead then
   redis.call('ZREM', prefix .. 'dead', id)
 end
 local lane = redis.call('HGET', key, 'lane') or ''
-local dispatch, waiting = '', false
+local dispatch, waiting, taken = '', false, false
 if lane ~= '' and final[new] and not final[cur] then
-  dispatch = lane_leave(prefix, id, lane, now)
+  dispatch, taken = lane_leave(prefix, id, lane, now, ARGV[13] == '1')
 elseif lane ~= '' and final[cur] and not final[new] then
   -- A dead letter replayed: back of its lane.
   if lane_join(prefix, key, id, lane) then dispatch = id else waiting = true end
@@ -179,17 +207,19 @@ local bridge_id = fields['bridge_message_id']
 if bridge_id and bridge_id ~= '' then
   redis.call('SET', prefix .. 'bridge:' .. session .. ':' .. bridge_id, id, 'EX', ttl)
 end
-return {1, cur, dispatch, waiting and 1 or 0}
+return {1, cur, dispatch, waiting and 1 or 0, taken or ''}
 """
 
 
 class Created(enum.Enum):
-    """What `StatusStore.create` did: nothing (the id exists), or a record that is ready to
-    be queued now, or one that waits behind an earlier message of its conversation."""
+    """What `StatusStore.create` did: nothing (the id exists, or another message holds its
+    idempotency key), or a record that is ready to be queued now, or one that waits behind
+    an earlier message of its conversation."""
 
     EXISTS = 0
     READY = 1
     WAITING = 2
+    DUPLICATE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +275,34 @@ class MessageRecord:
         }
 
 
+class Increment(NamedTuple):
+    """A counter a change of status adds to in the same call: `by` (int or float) to the
+    `field` of the hash `key`."""
+
+    key: str
+    field: str
+    by: int | float
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """The next message of a conversation, taken by the change that finished the one before
+    (`hand_on`): marked pending, not due, so the caller must publish it."""
+
+    id: str
+    message: dict[str, Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """The answer to a change of status: applied, refused, or busy (someone holds a lease).
 
     `dispatch` names a message whose turn in its conversation came with this change (the
     next one after a finished message, or a replayed one that found its lane empty); it is
-    marked due, and the caller may publish it at once. `waiting`: the replayed message
-    waits behind earlier ones of its conversation.
+    marked due, and the caller may publish it at once. `taken` is that next message when
+    the change was asked to hand it on, already taken from the due-message mover (then
+    `dispatch` is None). `waiting`: the replayed message waits behind earlier ones of its
+    conversation.
     """
 
     applied: bool
@@ -260,6 +310,7 @@ class Transition:
     lease_until: float | None = None
     dispatch: str | None = None
     waiting: bool = False
+    taken: Turn | None = None
 
     @property
     def busy(self) -> bool:
@@ -290,6 +341,21 @@ class StatusStore:
         note: str = "queued",
     ) -> Created:
         """Create the record as `queued`, at the back of its conversation's `lane`."""
+        return self.create_unique(message_id, message, session=session, lane=lane, note=note,
+                                  idempotency_key="")[0]
+
+    def create_unique(
+        self,
+        message_id: str,
+        message: dict[str, Any],
+        *,
+        session: str | None,
+        idempotency_key: str,
+        lane: str | None = None,
+        note: str = "queued",
+    ) -> tuple[Created, str]:
+        """`create`, and own the Redis key `idempotency_key` (for the retention) in the same
+        step; (DUPLICATE, the owner's id) if another message with a record owns it."""
         now = time.time()
         fields = {
             "id": message_id, "status": S.QUEUED, "session": session or "",
@@ -300,10 +366,11 @@ class StatusStore:
             "history": json.dumps([[now, S.QUEUED, note]]),
         }
         flat = [str(item) for pair in fields.items() for item in pair]
-        created = self._create(keys=[self.key(message_id)],
-                               args=[json.dumps(flat), self.retention, PREFIX, repr(now),
-                                     message_id, RECENT_LIMIT, lane or ""])
-        return Created(int(created))
+        created, *owner = self._create(keys=[self.key(message_id)],
+                                       args=[json.dumps(flat), self.retention, PREFIX,
+                                             repr(now), message_id, RECENT_LIMIT, lane or "",
+                                             idempotency_key])
+        return Created(int(created)), owner[0] if owner else message_id
 
     def forget(self, message_id: str) -> str | None:
         """Delete the record of a message that was never queued; returns the message whose
@@ -339,33 +406,43 @@ class StatusStore:
         lease_until: float | None = None,
         allowed_from: Iterable[MessageStatus] | None = None,
         unchanged_since: float | None = None,
+        counts: Iterable[Increment] = (),
+        hand_on: bool = False,
     ) -> Transition:
         """Move a record to `status` if its current status allows it.
 
         `failures` is "+1" to count a failed attempt, "0" to reset the count, "" to keep it.
         `unchanged_since` (a record's `updated`) refuses the change if anyone changed the
-        record after it was read.
+        record after it was read. `counts` are added whether or not the change applies.
+        `hand_on`: a message whose turn comes with this change is taken for the caller to
+        publish (`Transition.taken`) rather than left to the due-message mover.
         """
         allowed = ALLOWED_FROM[status] if allowed_from is None else frozenset(allowed_from)
         values = {key: "" if value is None else str(value)
                   for key, value in (fields or {}).items()}
+        counters = [arg for key, name, by in counts
+                    for arg in ("HINCRBYFLOAT" if isinstance(by, float) else "HINCRBY",
+                                key, name, repr(by))]
         outcome, previous, *lane_change = self._transition(
             keys=[self.key(message_id)],
             args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
                   json.dumps(values), "1" if count_attempt else "0", failures,
                   "" if lease_until is None else repr(lease_until), PREFIX, HISTORY_LIMIT,
-                  "" if unchanged_since is None else repr(unchanged_since)],
+                  "" if unchanged_since is None else repr(unchanged_since),
+                  "1" if hand_on else "0", *counters],
         )
         if outcome == -1:
             return Transition(applied=False, previous=S.SENDING, lease_until=float(previous))
-        dispatch, waiting = lane_change or ("", 0)
+        dispatch, waiting, taken = lane_change or ("", 0, "")
         return Transition(applied=outcome == 1,
                           previous=MessageStatus(previous) if previous else None,
-                          dispatch=dispatch or None, waiting=bool(waiting))
+                          dispatch=(dispatch or None) if not taken else None,
+                          waiting=bool(waiting),
+                          taken=Turn(dispatch, json.loads(taken)) if taken else None)
 
     def turn_of(self, lane: str) -> str | None:
         """The message of `lane` that may be sent now (its head)."""
-        return self.redis.get(f"{PREFIX}lane-head:{lane}")
+        return self.redis.get(f"{LANE_HEAD}{lane}")
 
     def find_by_bridge_id(self, session: str, bridge_message_id: str) -> str | None:
         """Our message id for the id zapw gave a send on `session`."""

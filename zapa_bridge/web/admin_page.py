@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import redis
 from flask import (
     Blueprint,
+    Flask,
+    Request,
     flash,
     redirect,
     render_template,
@@ -31,6 +33,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from zapa_bridge.errors import BridgeError, NotADeadLetter, QueueUnavailable
@@ -62,6 +65,17 @@ def session_secret(admin_token: str | None) -> bytes:
     """The key that signs session cookies; a fixed one when no token is set (page open)."""
     material = admin_token.encode() if admin_token is not None else b"\0development"
     return hashlib.sha256(b"zapa-admin-session:" + material).digest()
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except that a request without cookies (every
+    webhook) gets its empty session without Flask building the cookie signer and parsing
+    the headers for it first."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and "HTTP_COOKIE" not in request.environ:
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 # -- sign-in and CSRF ----------------------------------------------------------------------

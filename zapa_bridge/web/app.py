@@ -20,7 +20,7 @@ from zapa_bridge.queue_stats import QueueStats
 from zapa_bridge.reconcile import ReconcileReport
 from zapa_bridge.services import Services
 from zapa_bridge.web.admin_api import admin_api
-from zapa_bridge.web.admin_page import admin_page, session_secret
+from zapa_bridge.web.admin_page import CookieSessions, admin_page, session_secret
 from zapa_bridge.web.api_errors import register_error_handlers
 from zapa_bridge.web.metrics_view import metrics_view
 from zapa_bridge.web.probes import probes
@@ -74,6 +74,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                             SECRET_KEY=session_secret(admin_token),
                             SESSION_COOKIE_SAMESITE="Lax")
     app.config.update(overrides)
+    app.session_interface = CookieSessions()
 
     core = Services(settings)
     try:
@@ -88,7 +89,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             token=token.get_secret_value() if token else None,
             secret=secret.get_secret_value() if secret else None,
             allow_unauthenticated=settings.environment == "development"),
-        intake=core.intake(tasks.publish_event),
+        intake=core.intake(tasks.prepare_event),
         admin_token=admin_token,
         send_message=tasks.send_message,
         outbox=lambda: core.outbox(tasks.send_message.publish),

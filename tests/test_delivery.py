@@ -1,0 +1,142 @@
+"""One delivery attempt, run in this process against the zapw stub over HTTP and the suite's
+Redis: what it reads, what it counts, and how it hands its conversation on, in how many
+round trips."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.helpers import recipient
+from tests.zapw_stub import ZapwStub
+from workers.queues import Queue
+from workers.tasks import send_message, services
+from zapa_bridge.config import load_settings
+from zapa_bridge.delivery import Deliverer
+from zapa_bridge.metrics import COUNTERS_KEY, LATENCY_KEY
+from zapa_bridge.services import Services
+from zapa_bridge.status_store import DUE_INDEX, PENDING_INDEX, MessageStatus
+
+S = MessageStatus
+TO = "5511988887777"
+
+
+class CountingConnection(redis.Connection):
+    """A Redis connection that counts what it sends: one count per round trip."""
+
+    round_trips = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.round_trips += 1
+        super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+def core(redis_db: redis.Redis, zapw: ZapwStub) -> Iterator[Services]:
+    """The worker's core objects over a Redis client that counts its round trips."""
+    settings = load_settings(ZAPW_URL=zapw.url)
+    pool = redis.ConnectionPool.from_url(settings.redis_url, decode_responses=True,
+                                         connection_class=CountingConnection)
+    core = Services(settings)
+    core.redis = redis.Redis(connection_pool=pool)  # before anything builds on it
+    core.redis.ping()  # connected (and its handshake sent) before counting starts
+    yield core
+    core.bridge.close()
+    pool.disconnect()
+
+
+@pytest.fixture
+def deliverer(core: Services) -> Deliverer:
+    return core.deliverer(send_message.publish)
+
+
+def take_queued(client: redis.Redis, queue: str = Queue.SEND_DEFAULT) -> tuple[str, dict]:
+    """Pop the oldest message of `queue`, as a worker would: its id and its kwargs."""
+    raw = json.loads(client.rpop(queue))
+    _, kwargs, _ = json.loads(base64.b64decode(raw["body"]))
+    return raw["headers"]["id"], kwargs
+
+
+def queued_ids(client: redis.Redis, queue: str = Queue.SEND_DEFAULT) -> list[str]:
+    return [json.loads(raw)["headers"]["id"] for raw in client.lrange(queue, 0, -1)]
+
+
+def test_a_send_reads_once_and_counts_and_hands_on_in_its_sent_change(redis_db, zapw,
+                                                                      deliverer):
+    """Three round trips to our state: the read, the claim, the `sent` change (which also
+    counts the send and its latency, and takes the next message of the conversation)."""
+    zapw.add_session("s1")
+    # A first send loads the scripts into Redis (a round trip of their own, once).
+    send_message.delay(to=recipient(1), text="first of all", session="s1")
+    assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
+    ids = [send_message.delay(to=TO, text=f"m{n}", session="s1").id for n in range(3)]
+    message_id, kwargs = take_queued(redis_db)
+    assert message_id == ids[0]
+
+    CountingConnection.round_trips = 0
+    assert deliverer.deliver(message_id, kwargs).status == "sent"
+    assert CountingConnection.round_trips == 3
+
+    assert redis_db.hget(COUNTERS_KEY, "sends:sent") == "2"
+    latency = redis_db.hgetall(LATENCY_KEY)
+    assert sum(int(count) for bucket, count in latency.items() if bucket != "sum") == 2
+    assert float(latency["sum"]) > 0
+    # The next message is published once, by the worker, and is pending, not due.
+    assert queued_ids(redis_db) == [ids[1]]
+    assert redis_db.zscore(PENDING_INDEX, ids[1]) is not None
+    assert redis_db.zscore(DUE_INDEX, ids[1]) is None
+    assert services().dispatcher(send_message.publish).move_due() == 0
+    assert queued_ids(redis_db) == [ids[1]]
+
+
+def test_a_handed_on_conversation_is_sent_in_order_one_publish_each(redis_db, zapw,
+                                                                    deliverer):
+    zapw.add_session("s1")
+    ids = [send_message.delay(to=TO, text=f"m{n}", session="s1").id for n in range(5)]
+    delivered = []
+    while redis_db.llen(Queue.SEND_DEFAULT):
+        assert redis_db.llen(Queue.SEND_DEFAULT) == 1  # only the head is ever queued
+        message_id, kwargs = take_queued(redis_db)
+        assert deliverer.deliver(message_id, kwargs).status == "sent"
+        delivered.append(message_id)
+    assert delivered == ids
+    assert [send.body["text"] for send in zapw.sent_to("s1")] == [f"m{n}" for n in range(5)]
+    assert redis_db.zcard(PENDING_INDEX) == 0
+    assert services().store.turn_of(f"s1>{TO}") is None
+
+
+def test_a_dead_letter_hands_its_conversation_on_and_is_counted(redis_db, zapw, deliverer):
+    zapw.add_session("s1")
+    zapw.fail_next(1, 400, "Invalid phone number")
+    ids = [send_message.delay(to=TO, text=f"m{n}", session="s1").id for n in range(2)]
+    assert deliverer.deliver(*take_queued(redis_db)).status == "failed"
+    assert redis_db.hget(COUNTERS_KEY, "sends:failed") == "1"
+    assert queued_ids(redis_db) == [ids[1]]
+    assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
+    assert services().store.get(ids[0]).status is S.FAILED
+
+
+def test_a_stray_copy_whose_turn_has_not_come_is_dropped_unsent(redis_db, zapw, deliverer):
+    zapw.add_session("s1")
+    first = send_message.delay(to=TO, text="first", session="s1").id
+    second = send_message.delay(to=TO, text="second", session="s1").id
+    kwargs = services().store.get(second).message
+    assert deliverer.deliver(second, kwargs).status == "queued"
+    assert zapw.sent_to() == []
+    assert queued_ids(redis_db) == [first]
+
+
+def test_the_read_finds_the_session_by_number_and_holds_for_an_offline_one(redis_db, zapw,
+                                                                          core, deliverer):
+    zapw.add_session("s2", phone="1098765432", connected=False)
+    core.sessions.replace_from_bridge(core.bridge.list_sessions())
+    message_id = send_message.delay(to=TO, text="hi", from_number="1098765432").id
+    assert deliverer.deliver(*take_queued(redis_db)).status == "held"
+    record = services().store.get(message_id)
+    assert (record.session, record.attempts) == ("s2", 0)
+    assert zapw.sent_to() == []
