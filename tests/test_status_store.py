@@ -9,6 +9,7 @@ import pytest
 
 from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.holds import HeldMessages
+from zapa_bridge.prepared import PreparedMessage
 from zapa_bridge.retry_policy import RetryPolicy
 from zapa_bridge.status_store import (
     HISTORY_LIMIT,
@@ -32,6 +33,22 @@ def test_create_refuses_an_existing_id(store):
     assert store.create("m1", MESSAGE, session="s1") is Created.READY
     assert store.create("m1", MESSAGE, session="s1") is Created.EXISTS
     assert store.get("m1").status == S.QUEUED
+
+
+def test_a_create_repeated_by_the_client_answers_what_it_did_and_queues_once(
+        store, redis_db, monkeypatch):
+    """redis-py repeats a call whose answer was lost: the repeat (same instant) is not
+    taken for a second message with the same id, nor pushed twice."""
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.25)
+    push = PreparedMessage("zapa:test:queue", "payload")
+    for _ in range(2):
+        assert store.create_unique("m1", MESSAGE, session="s1", idempotency_key="",
+                                   lane="s1>a", push=push) == (Created.READY, "m1")
+        assert store.create_unique("m2", MESSAGE, session="s1", idempotency_key="",
+                                   lane="s1>a", push=push) == (Created.WAITING, "m2")
+    assert redis_db.lrange("zapa:test:queue", 0, -1) == ["payload"]
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_001.0)
+    assert store.create("m1", MESSAGE, session="s1") is Created.EXISTS
 
 
 def test_transition_follows_the_lifecycle_and_refuses_going_back(store):

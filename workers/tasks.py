@@ -59,7 +59,7 @@ def services() -> Services:
 
 @cache
 def outbox() -> Outbox:
-    return services().outbox(send_message.publish)
+    return services().outbox(send_message.publish, send_message.prepare_send)
 
 
 @cache
@@ -123,13 +123,18 @@ class SendMessageTask(Task):
         message_id = outbox().enqueue(message, task_id)
         return self.AsyncResult(message_id)
 
-    def publish(self, message_id: str, message: OutboundMessage) -> None:
-        """Put one validated message on its priority queue under `message_id`: the message
-        `apply_async` would publish, built by hand and pushed with one LPUSH (workers.wire)."""
+    def prepare_send(self, message_id: str, message: OutboundMessage) -> PreparedMessage:
+        """The message `apply_async` would publish for one validated message under
+        `message_id`, on its priority queue, built by hand (workers.wire)."""
         # Short: Celery keeps it in every queued message, and it may reach logs (masked).
         shown = repr({"to": mask_phone(message.to), "priority": str(message.priority)})
-        prepared = prepare(self.name, SEND_QUEUE_BY_PRIORITY[message.priority],
-                           message.to_task_kwargs(), task_id=message_id, kwargsrepr=shown)
+        return prepare(self.name, SEND_QUEUE_BY_PRIORITY[message.priority],
+                       message.to_task_kwargs(), task_id=message_id, kwargsrepr=shown)
+
+    def publish(self, message_id: str, message: OutboundMessage) -> None:
+        """Put one validated message on its priority queue under `message_id`, with one
+        LPUSH."""
+        prepared = self.prepare_send(message_id, message)
         try:
             services().redis.lpush(prepared.queue, prepared.payload)
         except redis.RedisError as exc:

@@ -20,6 +20,7 @@ from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.logs import line
 from zapa_bridge.messages import OutboundMessage, build_message
+from zapa_bridge.prepared import PrepareSend
 from zapa_bridge.status_store import (
     DEAD_STATUSES,
     PREFIX,
@@ -35,13 +36,17 @@ IDEMPOTENCY_PREFIX = f"{PREFIX}idempotency:"
 
 
 class Outbox:
-    def __init__(self, store: StatusStore, publish: Publish) -> None:
+    def __init__(self, store: StatusStore, publish: Publish,
+                 prepare: PrepareSend | None = None) -> None:
+        """With `prepare`, `enqueue` writes the record and queues the message in one Redis
+        call; without, it publishes once the record is written."""
         self.store = store
         self.publish = publish
+        self.prepare = prepare
         self.held = HeldMessages(store.redis)
 
     def enqueue(self, message: OutboundMessage, message_id: str | None = None) -> str:
-        """Record the message as `queued`, then publish it; returns its id.
+        """Record the message as `queued` and queue it; returns its id.
 
         With an idempotency key, only the first call within the retention queues anything;
         every other call (concurrent ones included) gets the first call's message id. The
@@ -51,10 +56,11 @@ class Outbox:
         message_id = message_id or str(uuid.uuid4())
         idempotency = f"{IDEMPOTENCY_PREFIX}{message.idempotency_key}"
         try:
+            push = self.prepare(message_id, message) if self.prepare else None
             created, owner = self.store.create_unique(
                 message_id, message.to_task_kwargs(), session=message.session,
                 lane=message.conversation,
-                idempotency_key=idempotency if message.idempotency_key else "")
+                idempotency_key=idempotency if message.idempotency_key else "", push=push)
         except redis.RedisError as exc:
             raise QueueUnavailable(f"status store unreachable: {type(exc).__name__}") from None
         if created is Created.EXISTS:
@@ -66,6 +72,13 @@ class Outbox:
             log.info(line("message.queued", message_id=message_id, waiting="earlier message",
                           **message.log_fields()))
             return message_id
+        if push is None:
+            self._publish_created(message_id, message, idempotency)
+        log.info(line("message.queued", message_id=message_id, **message.log_fields()))
+        return message_id
+
+    def _publish_created(self, message_id: str, message: OutboundMessage,
+                         idempotency: str) -> None:
         try:
             self.publish(message_id, message)
         except QueueUnavailable:
@@ -75,8 +88,6 @@ class Outbox:
                 if message.idempotency_key:
                     self.store.redis.delete(idempotency)
             raise
-        log.info(line("message.queued", message_id=message_id, **message.log_fields()))
-        return message_id
 
     def release_held(self, session: str) -> int:
         """Re-queue every message held for `session`; returns how many were released.

@@ -3,7 +3,10 @@ command (or one step of a Lua script) rather than a round through the Celery pro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from zapa_bridge.messages import OutboundMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,3 +17,7 @@ class PreparedMessage:
     payload: str
 
 
+
+
+PrepareSend = Callable[[str, OutboundMessage], PreparedMessage]
+"""The `send_message` task message of one outbound message under the given id."""

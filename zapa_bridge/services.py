@@ -18,6 +18,7 @@ from zapa_bridge.inbound import InboundLog
 from zapa_bridge.intake import Intake, PrepareEvent
 from zapa_bridge.metrics import Metrics
 from zapa_bridge.outbox import Outbox
+from zapa_bridge.prepared import PrepareSend
 from zapa_bridge.rate_limit import SessionRateLimiter
 from zapa_bridge.rate_spec import parse_rate, parse_session_rates
 from zapa_bridge.redis_conn import fast_redis_client, redis_client
@@ -84,8 +85,8 @@ class Services:
     def spool(self) -> Spool:
         return Spool(self.settings.spool_path)
 
-    def outbox(self, publish: Publish) -> Outbox:
-        return Outbox(self.store, publish)
+    def outbox(self, publish: Publish, prepare: PrepareSend | None = None) -> Outbox:
+        return Outbox(self.store, publish, prepare)
 
     def intake(self, prepare: PrepareEvent) -> Intake:
         return Intake(fast_redis_client(self.settings.redis_url), prepare, self.spool,

@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 import redis
 
+from zapa_bridge.prepared import PreparedMessage
+
 PREFIX = "zapa:"
 HISTORY_LIMIT = 20
 # Messages that should be in a queue or with a worker (queued, sending), by when they were
@@ -60,24 +62,33 @@ ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.EXPIRED: frozenset({S.QUEUED, S.HELD, S.SENDING}),
 }
 
-# Conversation lanes (per-conversation order). A lane is a sorted set of the ids of its
-# unfinished messages, scored by a sequence number taken at enqueue, plus a `lane-head` key
-# naming the one message of the lane that may be in a queue or with a worker. A message
-# joins at the back; when the head finishes (sent or dead) the next one becomes head and is
-# marked due at once. Only the head is ever dispatched, so no message overtakes an earlier
-# one, whatever happens to the head (retries, holds, crashes).
+# Conversation lanes (per-conversation order). A lane is a `lane-head` key naming the one
+# message of the conversation that may be in a queue or with a worker, plus a sorted set of
+# the ids of the messages waiting behind it, scored by a sequence number taken when they
+# joined. A message joins as head when the lane is empty, else at the back of the waiting
+# set (so a conversation of one message costs one key, not two); when the head finishes
+# (sent or dead) the first waiting one becomes head and is marked due at once. Only the head
+# is ever dispatched, so no message overtakes an earlier one, whatever happens to the head
+# (retries, holds, crashes).
 _LANE_JOIN = """
 local function lane_join(prefix, key, id, lane)
+  redis.call('HSET', key, 'lane', lane)
+  if redis.call('SET', prefix .. 'lane-head:' .. lane, id, 'NX') then return true end
   local seq = redis.call('INCR', prefix .. 'lane-seq')
-  redis.call('HSET', key, 'lane', lane, 'seq', seq)
+  redis.call('HSET', key, 'seq', seq)
   redis.call('ZADD', prefix .. 'lane:' .. lane, seq, id)
-  return redis.call('SET', prefix .. 'lane-head:' .. lane, id, 'NX') ~= false
+  return false
 end
 """
 
 _CREATE = _LANE_JOIN + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local prefix, id, lane, once = ARGV[3], ARGV[5], ARGV[7], ARGV[8]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- This very call again (redis-py repeats a call whose answer it lost): say what it did.
+  if redis.call('HGET', KEYS[1], 'created') ~= ARGV[4] then return {0} end
+  if lane ~= '' and redis.call('GET', prefix .. 'lane-head:' .. lane) ~= id then return {2} end
+  return {1}
+end
 if once ~= '' then
   -- An idempotency key: the first message owns it. A key whose message has no record was
   -- left by a call that failed to queue, and is taken over.
@@ -96,6 +107,7 @@ if lane ~= '' and not lane_join(prefix, KEYS[1], id, lane) then
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('ZADD', prefix .. 'pending', tonumber(ARGV[4]), id)
+if ARGV[9] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[9]) end
 return {1}
 """
 
@@ -110,6 +122,7 @@ local function lane_leave(prefix, id, lane, now, take)
   if redis.call('GET', head) ~= id then return '' end
   local nxt = redis.call('ZRANGE', members, 0, 0)[1]
   if not nxt then redis.call('DEL', head); return '' end
+  redis.call('ZREM', members, nxt)
   redis.call('SET', head, nxt)
   if take then
     local record = redis.call('HMGET', prefix .. 'msg:' .. nxt, 'status', 'message')
@@ -353,9 +366,11 @@ class StatusStore:
         idempotency_key: str,
         lane: str | None = None,
         note: str = "queued",
+        push: PreparedMessage | None = None,
     ) -> tuple[Created, str]:
         """`create`, and own the Redis key `idempotency_key` (for the retention) in the same
-        step; (DUPLICATE, the owner's id) if another message with a record owns it."""
+        step; (DUPLICATE, the owner's id) if another message with a record owns it. When the
+        record is READY, `push` goes on its queue in that step too."""
         now = time.time()
         fields = {
             "id": message_id, "status": S.QUEUED, "session": session or "",
@@ -366,10 +381,11 @@ class StatusStore:
             "history": json.dumps([[now, S.QUEUED, note]]),
         }
         flat = [str(item) for pair in fields.items() for item in pair]
-        created, *owner = self._create(keys=[self.key(message_id)],
+        key = self.key(message_id)
+        created, *owner = self._create(keys=[key, push.queue if push else key],
                                        args=[json.dumps(flat), self.retention, PREFIX,
                                              repr(now), message_id, RECENT_LIMIT, lane or "",
-                                             idempotency_key])
+                                             idempotency_key, push.payload if push else ""])
         return Created(int(created)), owner[0] if owner else message_id
 
     def forget(self, message_id: str) -> str | None:
