@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -52,3 +54,13 @@ def recipient(n: int) -> str:
     """The n-th of many distinct phone numbers: one conversation each, so messages to them
     are not held back behind each other (messages of one conversation go in order)."""
     return f"5511{n:09d}"
+
+
+def task_kwargs(message: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a queued Celery message (as stored in Redis, parsed): plain
+    JSON as workers.wire writes it, or base64 as kombu does."""
+    body = message["body"]
+    if message["properties"].get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    _args, kwargs, _embed = json.loads(body)
+    return kwargs

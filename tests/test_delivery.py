@@ -4,7 +4,6 @@ round trips."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import recipient
+from tests.helpers import recipient, task_kwargs
 from tests.zapw_stub import ZapwStub
 from workers.queues import Queue
 from workers.tasks import send_message, services
@@ -58,8 +57,7 @@ def deliverer(core: Services) -> Deliverer:
 def take_queued(client: redis.Redis, queue: str = Queue.SEND_DEFAULT) -> tuple[str, dict]:
     """Pop the oldest message of `queue`, as a worker would: its id and its kwargs."""
     raw = json.loads(client.rpop(queue))
-    _, kwargs, _ = json.loads(base64.b64decode(raw["body"]))
-    return raw["headers"]["id"], kwargs
+    return raw["headers"]["id"], task_kwargs(raw)
 
 
 def queued_ids(client: redis.Redis, queue: str = Queue.SEND_DEFAULT) -> list[str]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
+from tests.helpers import task_kwargs
 from workers.tasks import route_inbound, services
 from zapa_bridge.inbound import InboundLog, normalize
 from zapa_bridge.webhook_events import parse_event
@@ -28,8 +28,7 @@ def test_first_receive_records_and_queues_the_task_a_second_does_nothing(redis_d
 
     queued = redis_db.lrange(hand_on.message.queue, 0, -1)
     assert len(queued) == 1
-    _, kwargs, _ = json.loads(base64.b64decode(json.loads(queued[0])["body"]))
-    assert kwargs == {"message": message.as_dict()}
+    assert task_kwargs(json.loads(queued[0])) == {"message": message.as_dict()}
     entry = log_of().get(message.id)
     assert entry is not None and entry["routed_to"] == "zapa.echo"
     assert entry["message"] == message.as_dict()

@@ -23,6 +23,7 @@ from flask import Flask
 from standardwebhooks.webhooks import Webhook
 from werkzeug.serving import make_server
 
+from tests.helpers import task_kwargs
 from workers.tasks import prepare_event
 from zapa_bridge.config import load_settings
 from zapa_bridge.embedded_redis import free_port
@@ -84,8 +85,7 @@ def queued_events(redis_db: Any) -> list[dict[str, Any]]:
     for raw in reversed(redis_db.lrange(EVENTS_QUEUE, 0, -1)):
         message = json.loads(raw)
         assert message["headers"]["task"] == "zapa.handle_event"
-        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        events.append(kwargs["event"])
+        events.append(task_kwargs(message)["event"])
     return events
 
 

@@ -7,7 +7,6 @@ every time, and redis-py repeats the call as it does after any connection error.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 import redis
 
 from tests.chaos.tcp_gate import TcpGate
+from tests.helpers import task_kwargs
 from workers.queues import Queue
 from workers.tasks import prepare_event
 from zapa_bridge.intake import Intake
@@ -36,8 +36,7 @@ def received(message_id: str) -> dict:
 def queued_message_ids(client: redis.Redis) -> list[str]:
     ids = []
     for raw in reversed(client.lrange(Queue.EVENTS, 0, -1)):
-        _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
-        ids.append(kwargs["event"]["data"]["messageId"])
+        ids.append(task_kwargs(json.loads(raw))["event"]["data"]["messageId"])
     return ids
 
 
