@@ -11,7 +11,8 @@ from pathlib import Path
 
 from bench.processes import ROOT
 
-PACKAGES = ("celery", "kombu", "redis", "flask", "werkzeug", "gunicorn", "requests", "py-spy")
+PACKAGES = ("celery", "kombu", "redis", "hiredis", "flask", "werkzeug", "gunicorn", "requests",
+            "py-spy")
 
 
 def facts(redis_version: str) -> dict[str, str]:

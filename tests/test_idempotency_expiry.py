@@ -37,7 +37,7 @@ def test_a_call_that_loses_its_key_leaves_no_record_behind_in_the_conversation(r
         task_id="the-loser")
     assert again.id == first.id
     assert services().store.get("the-loser") is None
-    assert redis_db.get(f"zapa:lane-head:s1>{TO}") == first.id
+    assert redis_db.hget("zapa:lane-heads", f"s1>{TO}") == first.id
     assert redis_db.zrange(f"zapa:lane:s1>{TO}", 0, -1) == []
 
 

@@ -30,7 +30,7 @@ from zapa_bridge.retry_policy import RetryPolicy
 from zapa_bridge.sessions import PHONES_KEY, SESSIONS_KEY, SessionRegistry, SessionState
 from zapa_bridge.status_store import (
     FINAL_STATUSES,
-    LANE_HEAD,
+    LANE_HEADS,
     Increment,
     MessageRecord,
     MessageStatus,
@@ -51,7 +51,7 @@ Counts = tuple[Increment, ...]
 _READ = """
 local record = redis.call('HGETALL', KEYS[1])
 local lane = redis.call('HGET', KEYS[1], 'lane')
-local turn = lane and lane ~= '' and redis.call('GET', ARGV[1] .. lane) or ''
+local turn = lane and lane ~= '' and redis.call('HGET', ARGV[1], lane) or ''
 local session = ARGV[2]
 if session == '' and ARGV[3] ~= '' then session = redis.call('HGET', KEYS[3], ARGV[3]) or '' end
 local state = session ~= '' and redis.call('HGET', KEYS[2], session) or ''
@@ -227,7 +227,7 @@ class Deliverer:
             session, phone = message.session or "", message.from_number or ""
         raw, turn, session, state = self._read_script(
             keys=[self.store.key(message_id), SESSIONS_KEY, PHONES_KEY],
-            args=[LANE_HEAD, session, "" if session else phone])
+            args=[LANE_HEADS, session, "" if session else phone])
         data = dict(zip(raw[::2], raw[1::2], strict=True))
         return _Seen(MessageRecord.from_hash(data) if data else None, turn or None,
                      session or None, SessionState.from_json(state) if state else None)

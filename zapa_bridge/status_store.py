@@ -28,8 +28,8 @@ PENDING_INDEX = f"{PREFIX}pending"
 # Messages waiting for a moment (a rate limit slot, or their turn that just came), scored
 # by when they are due; the due-message mover publishes them (zapa_bridge.dispatch).
 DUE_INDEX = f"{PREFIX}due"
-# `LANE_HEAD + lane` names the message of a conversation lane that may be sent now.
-LANE_HEAD = f"{PREFIX}lane-head:"
+# Field `lane` of this hash names the message of a conversation lane that may be sent now.
+LANE_HEADS = f"{PREFIX}lane-heads"
 RECENT_LIMIT = 200
 
 
@@ -62,18 +62,18 @@ ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.EXPIRED: frozenset({S.QUEUED, S.HELD, S.SENDING}),
 }
 
-# Conversation lanes (per-conversation order). A lane is a `lane-head` key naming the one
-# message of the conversation that may be in a queue or with a worker, plus a sorted set of
-# the ids of the messages waiting behind it, scored by a sequence number taken when they
-# joined. A message joins as head when the lane is empty, else at the back of the waiting
-# set (so a conversation of one message costs one key, not two); when the head finishes
-# (sent or dead) the first waiting one becomes head and is marked due at once. Only the head
-# is ever dispatched, so no message overtakes an earlier one, whatever happens to the head
-# (retries, holds, crashes).
+# Conversation lanes (per-conversation order). The field `<lane>` of the `lane-heads` hash
+# names the one message of the conversation that may be in a queue or with a worker, and a
+# sorted set per lane holds the ids of the messages waiting behind it, scored by a sequence
+# number taken when they joined. A message joins as head when the lane is empty, else at
+# the back of the waiting set (so a conversation of one message costs one hash field and no
+# key of its own); when the head finishes (sent or dead) the first waiting one becomes head
+# and is marked due at once. Only the head is ever dispatched, so no message overtakes an
+# earlier one, whatever happens to the head (retries, holds, crashes).
 _LANE_JOIN = """
 local function lane_join(prefix, key, id, lane)
   redis.call('HSET', key, 'lane', lane)
-  if redis.call('SET', prefix .. 'lane-head:' .. lane, id, 'NX') then return true end
+  if redis.call('HSETNX', prefix .. 'lane-heads', lane, id) == 1 then return true end
   local seq = redis.call('INCR', prefix .. 'lane-seq')
   redis.call('HSET', key, 'seq', seq)
   redis.call('ZADD', prefix .. 'lane:' .. lane, seq, id)
@@ -86,7 +86,7 @@ local prefix, id, lane, once = ARGV[3], ARGV[5], ARGV[7], ARGV[8]
 if redis.call('EXISTS', KEYS[1]) == 1 then
   -- This very call again (redis-py repeats a call whose answer it lost): say what it did.
   if redis.call('HGET', KEYS[1], 'created') ~= ARGV[4] then return {0} end
-  if lane ~= '' and redis.call('GET', prefix .. 'lane-head:' .. lane) ~= id then return {2} end
+  if lane ~= '' and redis.call('HGET', prefix .. 'lane-heads', lane) ~= id then return {2} end
   return {1}
 end
 if once ~= '' then
@@ -117,13 +117,13 @@ return {1}
 _LANE_LEAVE = """
 local function lane_leave(prefix, id, lane, now, take)
   local members = prefix .. 'lane:' .. lane
-  local head = prefix .. 'lane-head:' .. lane
+  local heads = prefix .. 'lane-heads'
   redis.call('ZREM', members, id)
-  if redis.call('GET', head) ~= id then return '' end
+  if redis.call('HGET', heads, lane) ~= id then return '' end
   local nxt = redis.call('ZRANGE', members, 0, 0)[1]
-  if not nxt then redis.call('DEL', head); return '' end
+  if not nxt then redis.call('HDEL', heads, lane); return '' end
   redis.call('ZREM', members, nxt)
-  redis.call('SET', head, nxt)
+  redis.call('HSET', heads, lane, nxt)
   if take then
     local record = redis.call('HMGET', prefix .. 'msg:' .. nxt, 'status', 'message')
     if (record[1] == 'queued' or record[1] == 'sending') and record[2] then
@@ -458,7 +458,7 @@ class StatusStore:
 
     def turn_of(self, lane: str) -> str | None:
         """The message of `lane` that may be sent now (its head)."""
-        return self.redis.get(f"{LANE_HEAD}{lane}")
+        return self.redis.hget(LANE_HEADS, lane)
 
     def find_by_bridge_id(self, session: str, bridge_message_id: str) -> str | None:
         """Our message id for the id zapw gave a send on `session`."""
