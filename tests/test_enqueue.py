@@ -9,13 +9,14 @@ import json
 
 import pytest
 
+from tests.helpers import task_kwargs
 from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.errors import InvalidMessage, QueueUnavailable
 from zapa_bridge.messages import build_message
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.redis_conn import redis_client
-from zapa_bridge.status_store import StatusStore
+from zapa_bridge.status_store import MessageStatus, StatusStore
 
 SEND_QUEUES = (Queue.SEND_HIGH, Queue.SEND_DEFAULT, Queue.SEND_LOW)
 
@@ -63,10 +64,23 @@ def test_queued_message_has_a_record_under_its_task_id_from_the_start(redis_db):
     assert queued_ids(redis_db, Queue.SEND_DEFAULT) == [result.id]
 
 
-def test_record_expires_after_the_retention(redis_db):
+def test_record_is_kept_until_sent_then_expires_after_the_retention(redis_db):
     result = send_message.delay(to="5511988887777", text="hi", session="s1")
-    ttl = redis_db.ttl(StatusStore.key(result.id))
-    assert 7 * 24 * 3600 - 5 <= ttl <= 7 * 24 * 3600
+    key = StatusStore.key(result.id)
+    assert redis_db.ttl(key) == -1  # the queued message carries its id alone
+    store = services().store
+    store.transition(result.id, MessageStatus.SENDING)
+    assert redis_db.ttl(key) == -1
+    store.transition(result.id, MessageStatus.SENT)
+    assert 7 * 24 * 3600 - 5 <= redis_db.ttl(key) <= 7 * 24 * 3600
+
+
+def test_the_queued_message_carries_its_id_and_no_text(redis_db):
+    result = send_message.delay(to="5511988887777", text="a private text", session="s1")
+    (raw,) = redis_db.lrange(Queue.SEND_DEFAULT, 0, -1)
+    assert "private" not in raw
+    assert task_kwargs(json.loads(raw)) == {}
+    assert json.loads(raw)["headers"]["id"] == result.id
 
 
 @pytest.mark.parametrize(("priority", "queue"), [

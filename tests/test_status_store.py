@@ -125,6 +125,9 @@ def test_dead_letter_is_kept_without_expiry_until_replayed(store):
     assert [(r.id, r.reason) for r in dead.list()] == [("m1", "SessionNotFound: gone")]
     store.transition("m1", S.QUEUED, failures="0")
     assert dead.count() == 0
+    assert store.redis.ttl(store.key("m1")) == -1  # queued again: kept until done
+    store.transition("m1", S.SENDING)
+    store.transition("m1", S.SENT)
     assert 3590 <= store.redis.ttl(store.key("m1")) <= 3600
 
 

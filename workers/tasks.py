@@ -124,12 +124,14 @@ class SendMessageTask(Task):
         return self.AsyncResult(message_id)
 
     def prepare_send(self, message_id: str, message: OutboundMessage) -> PreparedMessage:
-        """The message `apply_async` would publish for one validated message under
-        `message_id`, on its priority queue, built by hand (workers.wire)."""
+        """The task message for one validated message under `message_id`, on its priority
+        queue, built by hand (workers.wire). It carries the id alone: the message is in its
+        status record, which the worker reads anyway, so the text is stored once and never
+        reaches the broker or Celery's logs."""
         # Short: Celery keeps it in every queued message, and it may reach logs (masked).
         shown = repr({"to": mask_phone(message.to), "priority": str(message.priority)})
-        return prepare(self.name, SEND_QUEUE_BY_PRIORITY[message.priority],
-                       message.to_task_kwargs(), task_id=message_id, kwargsrepr=shown)
+        return prepare(self.name, SEND_QUEUE_BY_PRIORITY[message.priority], {},
+                       task_id=message_id, kwargsrepr=shown)
 
     def publish(self, message_id: str, message: OutboundMessage) -> None:
         """Put one validated message on its priority queue under `message_id`, with one

@@ -47,13 +47,21 @@ S = MessageStatus
 Counts = tuple[Increment, ...]
 
 # What an attempt needs to know, in one call: the record, the head of its conversation's
-# lane, and the state of its session, named by the message or found by its number.
+# lane, and the state of its session, named by the message (ARGV[2], or the record's own
+# message when ARGV[4] is '1') or found by its number.
 _READ = """
 local record = redis.call('HGETALL', KEYS[1])
 local lane = redis.call('HGET', KEYS[1], 'lane')
 local turn = lane and lane ~= '' and redis.call('HGET', ARGV[1], lane) or ''
-local session = ARGV[2]
-if session == '' and ARGV[3] ~= '' then session = redis.call('HGET', KEYS[3], ARGV[3]) or '' end
+local session, phone = ARGV[2], ARGV[3]
+if ARGV[4] == '1' then
+  local ok, fields = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'message') or '')
+  if ok and type(fields) == 'table' then
+    session = type(fields.session) == 'string' and fields.session or ''
+    phone = type(fields.from_number) == 'string' and fields.from_number or ''
+  end
+end
+if session == '' and phone ~= '' then session = redis.call('HGET', KEYS[3], phone) or '' end
 local state = session ~= '' and redis.call('HGET', KEYS[2], session) or ''
 return {record, turn, session, state}
 """
@@ -108,20 +116,26 @@ class Deliverer:
         self._read_script = store.redis.register_script(_READ)
 
     def deliver(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome:
-        try:
-            message, invalid = build_message(**task_kwargs), None
-        except InvalidMessage as exc:
-            message, invalid = None, exc
+        """`task_kwargs` is empty for the messages we queue (the record holds the message);
+        a message published by name carries its fields."""
+        message, invalid = self._message(task_kwargs) if task_kwargs else (None, None)
         checked = time.time()
         seen = self._read(message_id, message)
         if seen.record is None:
-            # Published by name (send_task) or its record expired: take the message as given.
+            if not task_kwargs:
+                # Nothing to send: its record was deleted (by hand, or a FLUSHDB).
+                log.error(line("message.lost", message_id=message_id,
+                               reason="no status record"))
+                return Outcome("unknown")
+            # Published by name (send_task): take the message as given.
             session = task_kwargs.get("session") if isinstance(task_kwargs, dict) else None
             self.store.create(message_id, dict(task_kwargs), session=session,
                               note="queued by name")
             seen = self._read(message_id, message)
         record = seen.record
         assert record is not None
+        if not task_kwargs:
+            message, invalid = self._message(record.message)
         if record.status in FINAL_STATUSES:
             log.info(line("message.skipped", message_id=message_id, status=record.status))
             return Outcome(str(record.status), record.attempts)
@@ -221,13 +235,23 @@ class Deliverer:
                       bridge_message_id=receipt.message_id))
         return Outcome(str(MessageStatus.SENT), attempts)
 
+    @staticmethod
+    def _message(fields: dict[str, Any]) -> tuple[OutboundMessage | None,
+                                                  InvalidMessage | None]:
+        try:
+            return build_message(**fields), None
+        except InvalidMessage as exc:
+            return None, exc
+
     def _read(self, message_id: str, message: OutboundMessage | None) -> _Seen:
+        """`message`: the one the task carried; None to take it from the record."""
         session = phone = ""
         if message is not None:
             session, phone = message.session or "", message.from_number or ""
         raw, turn, session, state = self._read_script(
             keys=[self.store.key(message_id), SESSIONS_KEY, PHONES_KEY],
-            args=[LANE_HEADS, session, "" if session else phone])
+            args=[LANE_HEADS, session, "" if session else phone,
+                  "1" if message is None else "0"])
         data = dict(zip(raw[::2], raw[1::2], strict=True))
         return _Seen(MessageRecord.from_hash(data) if data else None, turn or None,
                      session or None, SessionState.from_json(state) if state else None)

@@ -100,12 +100,10 @@ redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
 redis.call('LPUSH', prefix .. 'msg-recent', id)
 redis.call('LTRIM', prefix .. 'msg-recent', 0, tonumber(ARGV[6]) - 1)
 if lane ~= '' and not lane_join(prefix, KEYS[1], id, lane) then
-  -- Waits for its turn: kept (no expiry) until it is dispatched.
   redis.call('HSET', KEYS[1], 'history', cjson.encode({{tonumber(ARGV[4]), 'queued',
     'queued; waits for the earlier messages to the same recipient'}}))
   return {2}
 end
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('ZADD', prefix .. 'pending', tonumber(ARGV[4]), id)
 if ARGV[9] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[9]) end
 return {1}
@@ -205,11 +203,13 @@ elseif lane ~= '' and final[cur] and not final[new] then
   -- A dead letter replayed: back of its lane.
   if lane_join(prefix, key, id, lane) then dispatch = id else waiting = true end
 end
-if dead or waiting then
-  if dead then redis.call('ZADD', prefix .. 'dead', now, id) end
-  redis.call('PERSIST', key)
-else
+if dead then redis.call('ZADD', prefix .. 'dead', now, id) end
+-- Only a record that is done expires: queued messages carry their id alone (the message
+-- is here), and dead letters wait for an operator.
+if final[new] and not dead then
   redis.call('EXPIRE', key, ttl)
+else
+  redis.call('PERSIST', key)
 end
 if (new == 'queued' or new == 'sending') and not waiting then
   redis.call('ZADD', prefix .. 'pending', now, id)
