@@ -138,3 +138,15 @@ def test_the_read_finds_the_session_by_number_and_holds_for_an_offline_one(redis
     record = services().store.get(message_id)
     assert (record.session, record.attempts) == ("s2", 0)
     assert zapw.sent_to() == []
+
+
+def test_a_queued_id_whose_record_is_gone_is_logged_lost_and_sends_nothing(redis_db, zapw,
+                                                                             deliverer):
+    zapw.add_session("s1")
+    message_id = send_message.delay(to=TO, text="hi", session="s1").id
+    redis_db.delete(services().store.key(message_id))
+    taken_id, kwargs = take_queued(redis_db)
+    assert (taken_id, kwargs) == (message_id, {})
+    assert deliverer.deliver(taken_id, kwargs).status == "unknown"
+    assert zapw.sent_to() == []
+    assert services().store.get(message_id) is None
