@@ -132,7 +132,8 @@ def test_reusing_a_message_id_is_refused(redis_db):
 def test_unreachable_redis_raises_queue_unavailable():
     dead = StatusStore(redis_client("redis://127.0.0.1:1/0"), retention=60)
     published: list[str] = []
-    outbox = Outbox(dead, lambda message_id, message: published.append(message_id))
+    outbox = Outbox(dead, lambda message_id, message: published.append(message_id),
+                    send_message.prepare_send)
     with pytest.raises(QueueUnavailable):
         outbox.enqueue(build_message(to="5511988887777", text="hi", session="s1"))
     assert published == []

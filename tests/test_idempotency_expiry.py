@@ -121,7 +121,7 @@ def test_a_replayed_expired_reply_is_sent(start_worker, zapw):
     start_worker()
     wait_until(lambda: services().store.get(late.id).status == MessageStatus.EXPIRED,
                what="expired")
-    services().outbox(send_message.publish).replay(late.id)
+    services().outbox(send_message.publish, send_message.prepare_send).replay(late.id)
     wait_until(lambda: services().store.get(late.id).status == MessageStatus.SENT,
                what="sent after the replay")
     assert [send.body["text"] for send in zapw.sent_to("s1")] == ["send anyway"]

@@ -144,7 +144,7 @@ def test_held_message_past_its_validity_becomes_an_expired_dead_letter(start_wor
     start_worker()
     result = send_message.delay(to=TO, text="late", session="s1")
     wait_status(result.id, MessageStatus.HELD)
-    outbox = services().outbox(send_message.publish)
+    outbox = services().outbox(send_message.publish, send_message.prepare_send)
     assert outbox.expire_held(validity=3600) == 0
     assert outbox.expire_held(validity=0) == 1
     record = record_of(result.id)
@@ -173,7 +173,7 @@ def test_replayed_dead_letter_is_sent_under_its_original_id(start_worker, zapw):
     result = send_message.delay(to=TO, text="again", session="s1")
     wait_status(result.id, MessageStatus.FAILED)
     zapw.add_session("s1")
-    replayed = services().outbox(send_message.publish).replay(result.id)
+    replayed = services().outbox(send_message.publish, send_message.prepare_send).replay(result.id)
     assert (replayed.id, replayed.status) == (result.id, MessageStatus.QUEUED)
     record = wait_status(result.id, MessageStatus.SENT)
     assert record.attempts == 2

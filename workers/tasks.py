@@ -77,7 +77,8 @@ def intake() -> Intake:
 
 
 def event_handler() -> EventHandler:
-    return services().event_handler(send_message.publish, route_inbound)
+    return services().event_handler(send_message.publish, send_message.prepare_send,
+                                    route_inbound)
 
 
 def prepare_event(event: WebhookEvent) -> PreparedMessage:
@@ -207,7 +208,8 @@ def run_reconcile(core: Services | None = None) -> ReconcileReport:
         lost_after=core.settings.lost_after)
     # Due messages are moved by every worker several times a second; this is the fallback.
     core.dispatcher(send_message.publish).move_due()
-    return reconcile_bridge(core.bridge, core.sessions, core.outbox(send_message.publish),
+    return reconcile_bridge(core.bridge, core.sessions, core.outbox(send_message.publish,
+                                                                 send_message.prepare_send),
                             hold_validity=core.settings.hold_validity,
                             managed_sessions=core.settings.managed_sessions, sweeper=sweeper)
 

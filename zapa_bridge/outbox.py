@@ -36,10 +36,9 @@ IDEMPOTENCY_PREFIX = f"{PREFIX}idempotency:"
 
 
 class Outbox:
-    def __init__(self, store: StatusStore, publish: Publish,
-                 prepare: PrepareSend | None = None) -> None:
-        """With `prepare`, `enqueue` writes the record and queues the message in one Redis
-        call; without, it publishes once the record is written."""
+    def __init__(self, store: StatusStore, publish: Publish, prepare: PrepareSend) -> None:
+        """`enqueue` queues what `prepare` builds in the Redis call that writes the record;
+        the rest (releases, replays) goes through `publish`."""
         self.store = store
         self.publish = publish
         self.prepare = prepare
@@ -56,7 +55,7 @@ class Outbox:
         message_id = message_id or str(uuid.uuid4())
         idempotency = f"{IDEMPOTENCY_PREFIX}{message.idempotency_key}"
         try:
-            push = self.prepare(message_id, message) if self.prepare else None
+            push = self.prepare(message_id, message)
             created, owner = self.store.create_unique(
                 message_id, message.to_task_kwargs(), session=message.session,
                 lane=message.conversation,
@@ -72,22 +71,8 @@ class Outbox:
             log.info(line("message.queued", message_id=message_id, waiting="earlier message",
                           **message.log_fields()))
             return message_id
-        if push is None:
-            self._publish_created(message_id, message, idempotency)
         log.info(line("message.queued", message_id=message_id, **message.log_fields()))
         return message_id
-
-    def _publish_created(self, message_id: str, message: OutboundMessage,
-                         idempotency: str) -> None:
-        try:
-            self.publish(message_id, message)
-        except QueueUnavailable:
-            # Redis is likely down too; the caller learns nothing was queued either way.
-            with contextlib.suppress(redis.RedisError):
-                self.store.forget(message_id)
-                if message.idempotency_key:
-                    self.store.redis.delete(idempotency)
-            raise
 
     def release_held(self, session: str) -> int:
         """Re-queue every message held for `session`; returns how many were released.

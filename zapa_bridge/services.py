@@ -85,12 +85,14 @@ class Services:
     def spool(self) -> Spool:
         return Spool(self.settings.spool_path)
 
-    def outbox(self, publish: Publish, prepare: PrepareSend | None = None) -> Outbox:
+    def outbox(self, publish: Publish, prepare: PrepareSend) -> Outbox:
         return Outbox(self.store, publish, prepare)
 
     def intake(self, prepare: PrepareEvent) -> Intake:
         return Intake(fast_redis_client(self.settings.redis_url), prepare, self.spool,
                       dedupe_ttl=self.settings.dedupe_ttl)
 
-    def event_handler(self, publish: Publish, route: RouteInbound) -> EventHandler:
-        return EventHandler(self.store, self.sessions, self.inbound, self.outbox(publish), route)
+    def event_handler(self, publish: Publish, prepare: PrepareSend,
+                      route: RouteInbound) -> EventHandler:
+        return EventHandler(self.store, self.sessions, self.inbound, self.outbox(publish, prepare),
+                            route)

@@ -135,17 +135,6 @@ local function lane_leave(prefix, id, lane, now, take)
 end
 """
 
-# Forgets a record that was never queued (its enqueue failed or lost an idempotency race).
-_FORGET = _LANE_LEAVE + """
-local key, id, prefix = KEYS[1], ARGV[1], ARGV[2]
-local lane = redis.call('HGET', key, 'lane') or ''
-redis.call('DEL', key)
-redis.call('ZREM', prefix .. 'pending', id)
-redis.call('ZREM', prefix .. 'due', id)
-if lane ~= '' then return lane_leave(prefix, id, lane, tonumber(ARGV[3])) end
-return ''
-"""
-
 _TRANSITION = _LANE_JOIN + _LANE_LEAVE + """
 local key, new = KEYS[1], ARGV[1]
 local now, ttl, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[10]
@@ -338,7 +327,6 @@ class StatusStore:
         self.retention = retention
         self._create = client.register_script(_CREATE)
         self._transition = client.register_script(_TRANSITION)
-        self._forget = client.register_script(_FORGET)
 
     @staticmethod
     def key(message_id: str) -> str:
@@ -387,13 +375,6 @@ class StatusStore:
                                              repr(now), message_id, RECENT_LIMIT, lane or "",
                                              idempotency_key, push.payload if push else ""])
         return Created(int(created)), owner[0] if owner else message_id
-
-    def forget(self, message_id: str) -> str | None:
-        """Delete the record of a message that was never queued; returns the message whose
-        turn came by it (see `Transition.dispatch`)."""
-        nxt = self._forget(keys=[self.key(message_id)],
-                           args=[message_id, PREFIX, repr(time.time())])
-        return nxt or None
 
     def recent(self, limit: int = 50) -> list[MessageRecord]:
         """The latest messages queued, newest first (those whose record still exists)."""
