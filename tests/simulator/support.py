@@ -2,7 +2,7 @@
 
 `Receiver` is a small webhook endpoint over real HTTP that records every POST and can be
 told to fail or stall; `fast_config` makes a simulator whose timers and retries take
-milliseconds, so the whole suite stays quick.
+milliseconds, so the whole suite stays quick; `holds` proves that something does not happen.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,11 @@ TO = "5511988887777"
 
 
 def fast_config(**overrides: Any) -> SimulatorConfig:
-    """Settings with short delays: connect in 50 ms, webhook retries 50 ms apart."""
+    """Settings with short delays: connect in 50 ms, webhook retries 50 ms apart, receipts
+    and a restart's reconnection within 100 ms."""
     values: dict[str, Any] = {"connect_delay": 0.05, "webhook_retry_delay": 0.05,
                               "webhook_timeout": 2.0, "delivered_delay": 0.05,
-                              "read_delay": 0.1}
+                              "read_delay": 0.1, "restore_delay": 0.05}
     values.update(overrides)
     return SimulatorConfig(**values)
 
@@ -124,3 +126,13 @@ class Simulators:
             client.close()
         for sim in self.started:
             sim.stop()
+
+
+def holds(check: Callable[[], Any], seconds: float, what: str = "condition") -> None:
+    """Fail as soon as `check` turns falsy within `seconds`: proves that something does not
+    happen, for as long as it would take to happen."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert check(), f"{what} stopped holding"
+        time.sleep(0.01)
+    assert check(), f"{what} stopped holding"

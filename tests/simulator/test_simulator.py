@@ -315,6 +315,8 @@ def test_our_validated_messages_of_every_kind_are_accepted(sim, client):
 @pytest.mark.parametrize(("body", "text"), [
     ({"type": "text", "text": "hi"}, 'Recipient "to" is required'),
     ({"to": "", "type": "text", "text": "hi"}, 'Recipient "to" is required'),
+    ({"text": "hi"}, 'Recipient "to" is required'),
+    ({"to": TO, "text": "hi"}, "Message type is required"),
     ({"to": TO, "type": "text"}, "Text is required for text messages"),
     ({"to": TO, "type": "text", "text": ""}, "Text is required for text messages"),
     ({"to": TO, "type": "image", "caption": "no media"}, "Media URL or base64 is required"),
@@ -324,8 +326,8 @@ def test_our_validated_messages_of_every_kind_are_accepted(sim, client):
      "Latitude and longitude are required for location messages"),
     ({"to": TO, "type": "contact", "contactName": "Ana"},
      "Contact name and number are required for contact messages"),
-], ids=["no-to", "empty-to", "no-text", "empty-text", "no-media", "no-file-name", "no-longitude",
-        "no-contact-number"])
+], ids=["no-to", "empty-to", "no-to-nor-type", "no-type", "no-text", "empty-text", "no-media",
+        "no-file-name", "no-longitude", "no-contact-number"])
 def test_invalid_sends_are_400_with_zapw_texts(sim, client, body, text):
     connected(sim)
     assert error_of(send_raw(sim, "s1", body)) == (400, {"status": "error", "error": text})
@@ -347,10 +349,19 @@ def test_our_client_maps_a_validation_answer_to_invalid_request(sim, client):
         400, "File name is required for documents")
 
 
-@pytest.mark.parametrize("body", [{"to": TO, "text": "hi"}, {"to": TO, "type": "sticker"},
+@pytest.mark.parametrize("kind", [None, "", 0, False, "absent"],
+                         ids=["null", "empty", "zero", "false", "absent"])
+def test_a_missing_or_empty_type_is_400_type_required_before_the_session_lookup(sim, kind):
+    body = {"to": TO, "text": "hi"} if kind == "absent" else {"to": TO, "type": kind,
+                                                              "text": "hi"}
+    assert error_of(send_raw(sim, "ghost", body)) == (
+        400, {"status": "error", "error": "Message type is required"})
+
+
+@pytest.mark.parametrize("body", [{"to": TO, "type": "sticker"},
                                   {"to": TO, "type": ["text"], "text": "hi"}],
-                         ids=["missing", "unknown", "not-a-string"])
-def test_a_missing_or_unknown_type_is_500_failed_to_send_message(sim, client, body):
+                         ids=["unknown", "not-a-string"])
+def test_an_unknown_type_is_500_failed_to_send_message(sim, body):
     connected(sim)
     assert error_of(send_raw(sim, "ghost", body)) == (
         500, {"status": "error", "error": "Failed to send message"})
@@ -389,16 +400,60 @@ def test_concurrent_sends_are_served_in_parallel_and_all_recorded(simulators):
 # -- events ---------------------------------------------------------------------------------
 
 
-def test_events_lists_the_last_ten_emitted_events_newest_first(sim):
+def test_events_lists_the_last_ten_emitted_events_newest_first_without_origin(sim):
     connected(sim)
-    ids = [send_raw(sim, "s1", {"to": TO, "type": "text", "text": str(i)}).json()["data"]
-           ["messageId"] for i in range(11)]
+    ids = [sim.inject_inbound("s1", text=str(i))["data"]["messageId"] for i in range(11)]
     response = requests.get(f"{sim.url}/events", timeout=5)
     events = response.json()["data"]
     assert (response.status_code, response.json()["status"], len(events)) == (200, "success", 10)
     assert [e["data"]["messageId"] for e in events] == ids[::-1][:10]
     assert sorted(events[0]) == ["data", "eventType", "id", "sessionId", "timestamp"]
-    assert (events[0]["id"], events[0]["eventType"]) == ("evt_12", "message.sent")
+    assert (events[0]["id"], events[0]["eventType"]) == ("evt_12", "message.received")
+    assert events[-1]["id"] == "evt_3"  # session.connected and the first message fell off
+    assert abs(events[0]["timestamp"] / 1000 - time.time()) < 5
+
+
+def test_events_are_kept_whether_the_webhook_failed_or_there_is_no_url(simulators, receiver):
+    failing = simulators.start(webhook_url=receiver.url, webhook_attempts=1)
+    receiver.default_status = 503
+    silent = simulators.start()
+    for sim in (failing, silent):
+        connected(sim)
+        sim.inject_inbound("s1", text="kept")
+    wait_until(lambda: [d.outcome for d in failing.webhook_deliveries()] == ["dropped"] * 2,
+               timeout=5, what="both webhooks dropped")
+    for sim in (failing, silent):
+        events = requests.get(f"{sim.url}/events", timeout=5).json()["data"]
+        assert [e["eventType"] for e in events] == ["message.received", "session.connected"]
+    assert silent.webhook_deliveries() == []
+
+
+def test_an_event_is_stored_with_its_own_timestamp_close_to_the_webhooks(simulators, receiver):
+    sim = simulators.start(webhook_url=receiver.url)
+    connected(sim)
+    sim.inject_inbound("s1", text="when")
+    (post,) = receiver.wait_for("message.received")
+    (stored,) = [e for e in sim.events() if e["eventType"] == "message.received"]
+    assert abs(stored["timestamp"] - post.json["timestamp"]) < 1000
+    assert stored["data"] == post.json["data"]
+
+
+def test_delete_events_answers_success_without_data_and_empties_the_list(sim):
+    connected(sim)
+    response = requests.delete(f"{sim.url}/events", timeout=5)
+    assert (response.status_code, response.json()) == (200, {"status": "success"})
+    assert requests.get(f"{sim.url}/events", timeout=5).json() == {"status": "success",
+                                                                  "data": []}
+    sim.inject_inbound("s1", text="after")
+    assert [e["id"] for e in sim.events()] == ["evt_2"]  # the counter is not reset
+
+
+def test_delete_events_is_behind_the_api_key(simulators):
+    sim = simulators.start(api_key=KEY)
+    connected(sim)
+    response = requests.delete(f"{sim.url}/events", timeout=5)
+    assert response.status_code == 401
+    assert len(sim.events()) == 1
 
 
 # -- envelope exceptions: malformed JSON, unknown routes, the API key -------------------------
@@ -416,7 +471,66 @@ def test_a_malformed_json_body_is_500_even_before_the_api_key_check(simulators):
     sim = simulators.start(api_key=KEY)
     response = requests.post(f"{sim.url}/sessions", data="[1,", timeout=5,
                              headers={"Content-Type": "application/json"})
-    assert response.json()["statusCode"] == 500
+    assert error_of(response) == (500, EXPRESS_500)
+
+
+EXPRESS_500 = {"error": "Internal Server Error", "message": "An unexpected error occurred",
+               "statusCode": 500}
+BODY_LIMIT = 102_400
+
+
+def send_body_of(size: int) -> bytes:
+    """A valid text send whose JSON body is exactly `size` bytes."""
+    frame = f'{{"to":"{TO}","type":"text","text":""}}'
+    return frame.replace('"text":""', '"text":"' + "x" * (size - len(frame)) + '"').encode()
+
+
+def test_a_json_body_of_exactly_100_kb_is_sent_and_one_byte_more_is_a_bare_500(sim):
+    connected(sim)
+    headers = {"Content-Type": "application/json"}
+    url = f"{sim.url}/sessions/s1/messages"
+    at_limit = requests.post(url, data=send_body_of(BODY_LIMIT), headers=headers, timeout=5)
+    assert at_limit.status_code == 200
+    over = requests.post(url, data=send_body_of(BODY_LIMIT + 1), headers=headers, timeout=5)
+    assert error_of(over) == (500, EXPRESS_500)
+    assert len(sim.sends()) == 1
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/sessions/s1/messages"), ("POST", "/sessions"), ("GET", "/health"),
+    ("GET", "/events"), ("DELETE", "/sessions/s1"), ("GET", "/nope"),
+])
+def test_a_body_over_100_kb_is_a_bare_500_on_every_route_before_the_api_key_check(
+        simulators, method, path):
+    sim = simulators.start(api_key=KEY)
+    connected(sim)
+    response = requests.request(method, sim.url + path, data=send_body_of(BODY_LIMIT + 1),
+                                headers={"Content-Type": "application/json"}, timeout=5)
+    assert error_of(response) == (500, EXPRESS_500)
+    assert sim.session("s1") is not None  # nothing was done
+
+
+def test_a_chunked_json_body_over_100_kb_is_refused_too(sim):
+    connected(sim)
+    body = send_body_of(BODY_LIMIT + 1)
+    chunks = (body[i:i + 10_000] for i in range(0, len(body), 10_000))
+    response = requests.post(f"{sim.url}/sessions/s1/messages", data=chunks, timeout=5,
+                             headers={"Content-Type": "application/json"})
+    assert error_of(response) == (500, EXPRESS_500)
+    assert sim.sends() == []
+
+
+def test_a_form_body_over_100_kb_is_refused_as_express_urlencoded_does(sim):
+    response = requests.post(f"{sim.url}/sessions", timeout=5,
+                             data={"sessionId": "s1", "pad": "x" * BODY_LIMIT})
+    assert error_of(response) == (500, EXPRESS_500)
+    assert sim.session("s1") is None
+
+
+def test_a_large_body_of_another_type_is_not_read_at_all(sim):
+    response = requests.post(f"{sim.url}/sessions", data=b"x" * (2 * BODY_LIMIT), timeout=5,
+                             headers={"Content-Type": "text/plain"})
+    assert response.status_code == 201  # no parser ran: a session with a UUID id
 
 
 @pytest.mark.parametrize(("method", "path"), [

@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import requests
+
 from tests.helpers import wait_until
 from zapa_bridge.bridge_client import BridgeClient
 
@@ -67,6 +70,39 @@ def test_the_cli_stops_on_sigint_like_ctrl_c(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_signal_ends_the_sessions_without_posting_session_disconnected(tmp_path, receiver,
+                                                                         signum):
+    log = tmp_path / "sim.log"
+    process = run(log, "--port", "0", "--webhook-url", receiver.url, "--connect-delay", "0",
+                  "--session", "s1", "s2")
+    try:
+        listening_url(process, log)
+        receiver.wait_for("session.connected", count=2)
+        process.send_signal(signum)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # The process is gone: whatever it was going to post has been posted.
+    assert [p.event_type for p in receiver.received()] == ["session.connected"] * 2
+
+
+@pytest.mark.parametrize(("flags", "flavour"), [((), "real"), (("--mock",), "mock")],
+                         ids=["default", "mock"])
+def test_it_runs_real_zapw_by_default_and_zapw_s_mock_mode_with_mock(tmp_path, flags, flavour):
+    log = tmp_path / "sim.log"
+    process = run(log, "--port", "0", *flags)
+    try:
+        url = listening_url(process, log)
+        config = requests.get(f"{url}/_sim/config", timeout=5).json()
+        assert (config["flavour"], config["auto_status"]) == (flavour, [])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def test_the_cli_rejects_an_unknown_auto_status(tmp_path):

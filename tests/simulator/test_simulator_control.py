@@ -1,7 +1,8 @@
 """The simulator's control API (/_sim/) and its Python twin play WhatsApp's and ops' parts.
 
 Inbound messages of each kind, receipts, dropped sessions, faults (failures, latency,
-refused connections, stuck sessions), restart, and the record of accepted sends.
+refused connections, stuck sessions) and the record of accepted sends; restarts have
+their own module.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_until
-from tests.simulator.support import TO, Simulators, connected, post_json
+from tests.simulator.support import TO, Simulators, connected, holds, post_json
 from zapa_bridge.bridge_client import BridgeClient
 from zapa_bridge.errors import (
     BridgeServerError,
@@ -119,15 +120,18 @@ def test_a_bad_inbound_spec_is_400_naming_the_field(sim, body, field):
 # -- receipts ---------------------------------------------------------------------------------
 
 
-def test_auto_statuses_post_delivered_then_read_after_each_send(simulators, receiver):
+def test_auto_statuses_act_as_a_fixed_zapw_posting_sent_delivered_then_read(
+        simulators, receiver):
     sim = simulators.start(webhook_url=receiver.url, auto_status=("delivered", "read"))
     connected(sim)
     receipt = simulators.client(sim).send("s1", message())
     delivered = receiver.wait_for("message.delivered")[0].json
     read = receiver.wait_for("message.read")[0].json
+    (sent,) = receiver.wait_for("message.sent")
+    assert sent.json["data"] == {"messageId": receipt.message_id, "status": 2}
     assert delivered["data"] == {"messageId": receipt.message_id, "status": 3}
     assert read["data"] == {"messageId": receipt.message_id, "status": 4}
-    assert delivered["timestamp"] <= read["timestamp"]
+    assert sent.json["timestamp"] <= delivered["timestamp"] <= read["timestamp"]
 
 
 def test_auto_status_can_be_switched_on_at_run_time_through_config(sim, receiver, client):
@@ -175,6 +179,21 @@ def test_a_disconnected_session_refuses_sends_until_it_connects_again(sim, recei
     assert client.send("s1", message()).status == "sent"
     receiver.wait_for("session.connected", count=2)
     assert receiver.wait_for("session.disconnected")[0].json["sessionId"] == "s1"
+
+
+def test_a_dropped_session_stays_disconnected_with_no_automatic_reconnect(sim, receiver,
+                                                                        client):
+    connected(sim)
+    sim.disconnect("s1")
+    # Many times every delay after which the simulator does something by itself.
+    config = sim.config
+    longest = max(config.connect_delay or 0, config.restore_delay, config.read_delay)
+    holds(lambda: client.get_session("s1").status == "disconnected", 5 * longest,
+          what="s1 disconnected")
+    receiver.wait_for("session.disconnected")
+    assert len(receiver.received("session.connected")) == 1  # only the first connection
+    with pytest.raises(SessionNotConnected):
+        client.send("s1", message())
 
 
 def test_connect_scans_the_qr_of_a_session_that_never_connects_by_itself(simulators):
@@ -332,23 +351,7 @@ def _refusal(client: BridgeClient) -> BridgeUnreachable | None:
     return None
 
 
-# -- restart, records, reset, settings --------------------------------------------------------
-
-
-def test_restart_resets_uptime_and_the_event_list_but_keeps_sessions(sim, client):
-    connected(sim)
-    wait_until(lambda: client.health().uptime > 0.2, timeout=5, what="uptime grows")
-    response = control(sim, "POST", "/restart", {})
-    assert response.json()["uptime"] < 0.2
-    assert client.health().uptime < 0.5
-    assert client.get_session("s1").connected
-    assert sim.events() == []
-
-
-def test_restart_can_drop_the_sessions(sim, client):
-    connected(sim)
-    sim.restart(drop_sessions=True)
-    assert client.list_sessions() == []
+# -- records, reset, settings ----------------------------------------------------------------
 
 
 def test_accepted_sends_are_recorded_with_session_body_id_and_time(sim, client):
@@ -403,7 +406,8 @@ def test_config_reads_and_changes_at_run_time(sim):
 
 
 @pytest.mark.parametrize("body", [{"port": 1}, {"connect_delay": -1}, {"auto_status": ["sent"]},
-                                  {"webhook_attempts": 0}])
+                                  {"webhook_attempts": 0}, {"flavour": "fixed"},
+                                  {"restore_delay": -1}])
 def test_a_bad_config_change_is_400_and_changes_nothing(sim, body):
     response = control(sim, "PUT", "/config", body)
     assert response.status_code == 400

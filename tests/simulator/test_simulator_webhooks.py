@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_until
-from tests.simulator.support import TO, connected
+from tests.simulator.support import TO, connected, holds
 from zapa_bridge.embedded_redis import free_port
 from zapa_bridge.simulator import Simulator
 
@@ -40,21 +40,40 @@ def test_session_connected_is_posted_with_envelope_header_and_phone(sim, receive
     assert post.json["data"] == {"phoneNumber": "1234567890", "name": "Test User"}
 
 
-def test_message_sent_carries_the_message_id_and_no_status_like_real_zapw(sim, receiver):
+def test_each_receipt_of_a_send_arrives_as_message_sent_without_status_like_real_zapw(
+        simulators, receiver):
+    """Server ack, delivered and read: zapw reads the wrong Baileys field for all three."""
+    sim = simulators.start(webhook_url=receiver.url, delivered_delay=0.2, read_delay=0.4)
     connected(sim)
     message_id = send(sim)
-    (post,) = receiver.wait_for("message.sent")
-    assert post.headers["X-Webhook-Event"] == "message.sent"
-    assert (post.json["origin"], post.json["data"]) == ("1234567890", {"messageId": message_id})
+    posts = sorted(receiver.wait_for("message.sent", count=3), key=lambda p: p.at)
+    assert [(p.headers["X-Webhook-Event"], p.json["origin"], p.json["data"]) for p in posts] \
+        == [("message.sent", "1234567890", {"messageId": message_id})] * 3
+    assert posts[1].at - posts[0].at >= 0.1 and posts[2].at - posts[1].at >= 0.1
+    assert [e["eventType"] for e in sim.events()] == ["message.sent"] * 3 + [
+        "session.connected"]
+    assert receiver.received("message.delivered") == receiver.received("message.read") == []
+
+
+def test_the_mock_flavour_posts_no_receipt_at_all_after_a_send(simulators, receiver):
+    sim = simulators.start(webhook_url=receiver.url, flavour="mock")
+    connected(sim)
+    send(sim)
+    # Three times the last receipt's delay: any receipt would have been stored by then.
+    holds(lambda: [e["eventType"] for e in sim.events()] == ["session.connected"],
+          3 * sim.config.read_delay, what="no receipt")
+    assert [p.event_type for p in receiver.wait_for("session.connected")] == [
+        "session.connected"]
+    assert receiver.received("message.sent") == []
 
 
 @pytest.mark.parametrize(("status", "code"), [("sent", 2), ("delivered", 3), ("read", 4)])
-def test_status_events_carry_their_status_code(sim, receiver, status, code):
+def test_status_events_carry_their_status_code(simulators, receiver, status, code):
+    sim = simulators.start(webhook_url=receiver.url, flavour="mock")  # no receipts of its own
     connected(sim)
     message_id = send(sim)
     sim.emit_status(message_id, status)
-    post = next(p for p in receiver.wait_for(f"message.{status}", count=1 + (status == "sent"))
-                if "status" in p.json["data"])
+    (post,) = receiver.wait_for(f"message.{status}")
     assert post.json["data"] == {"messageId": message_id, "status": code}
 
 
@@ -107,7 +126,9 @@ def test_without_a_webhook_url_nothing_is_posted_but_events_are_kept(simulators,
     sim = simulators.start()
     connected(sim)
     send(sim)
-    assert [e["eventType"] for e in sim.events()] == ["message.sent", "session.connected"]
+    wait_until(lambda: len(sim.events()) == 4, timeout=5, what="the three receipts stored")
+    assert [e["eventType"] for e in sim.events()] == ["message.sent"] * 3 + [
+        "session.connected"]
     assert sim.webhook_deliveries() == []
     assert receiver.received() == []
 
@@ -192,12 +213,13 @@ def test_an_unreachable_receiver_is_recorded_as_connection_errors(simulators):
         (None, "ConnectionError", "retrying"), (None, "ConnectionError", "dropped")]
 
 
-def test_events_are_delivered_concurrently_without_an_ordering_guarantee(sim, receiver):
+def test_events_are_delivered_concurrently_without_an_ordering_guarantee(simulators, receiver):
+    # The later receipts of the send come long after the test: two posts in all.
+    sim = simulators.start(webhook_url=receiver.url, delivered_delay=60, read_delay=60)
     receiver.answer_next(1, status=200, delay=1.0)
     connected(sim)
     receiver.wait_for("session.connected")  # arrived; its answer is held back for 1 s
     message_id = send(sim)
     wait_until(lambda: receiver.finished == 1, timeout=0.9, what="a later event answered first")
-    (post,) = receiver.received("message.sent")
-    assert post.json["data"]["messageId"] == message_id
+    assert receiver.received("message.sent")[0].json["data"]["messageId"] == message_id
     wait_until(lambda: receiver.finished == 2, timeout=5, what="slow answer written")

@@ -4,7 +4,9 @@
     with Simulator(SimulatorConfig(webhook_url=url, connect_delay=0.1)) as sim:
         BridgeClient(sim.url).create_session("s1")
 
-Run it alone with `python -m zapa_bridge.simulator --port 3000 --webhook-url URL`.
+Run it alone with `python -m zapa_bridge.simulator --port 3000 --webhook-url URL`. It
+behaves as the real zapw by default (see `config.py` for the flavours: `real`, `mock`, and
+a fixed zapw through `auto_status`); `Simulator.restart` restarts it as zapw restarts.
 """
 
 from zapa_bridge.simulator.bridge import STATUS_CODES, SimulatedBridge

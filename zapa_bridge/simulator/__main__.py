@@ -1,7 +1,11 @@
 """`python -m zapa_bridge.simulator`: a stand-alone zapw for manual runs and other processes.
 
 It prints one line saying where it listens and serves until SIGINT or SIGTERM, then stops
-cleanly (timers and webhook retries cancelled, socket closed).
+cleanly (timers and webhook retries cancelled, socket closed) and, as zapw, posts no
+`session.disconnected` for the sessions it ends. By default it is zapw with a phone behind
+it (receipts arrive as `message.sent` without a status); `--mock` is zapw's
+USE_MOCK_WHATSAPP=true (no receipts, nothing survives a restart); `--auto-status
+delivered,read` is a zapw whose receipt bug is fixed.
 """
 
 from __future__ import annotations
@@ -31,8 +35,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", default="Test User", help="the connected account's name")
     parser.add_argument("--session", dest="sessions", action="extend", nargs="+", default=[],
                         metavar="ID", help="create these sessions at start")
+    parser.add_argument("--mock", action="store_true",
+                        help="act as zapw's mock mode (USE_MOCK_WHATSAPP=true): no receipt "
+                             "after a send, no session kept across a restart")
     parser.add_argument("--auto-status", default="",
-                        help="receipts sent by themselves after each send: delivered,read")
+                        help="act as a fixed zapw, posting these receipts after each send: "
+                             "delivered,read (default: every receipt is a message.sent "
+                             "without status, as real zapw posts them)")
     parser.add_argument("--webhook-attempts", type=int, default=3)
     parser.add_argument("--webhook-retry-delay", type=float, default=1.0)
     parser.add_argument("--verbose", action="store_true", help="log every request")
@@ -42,6 +51,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> SimulatorConfig:
     base = SimulatorConfig(host=args.host, port=args.port, sessions=tuple(args.sessions))
     return with_changes(base, {
+        "flavour": "mock" if args.mock else "real",
         "webhook_url": args.webhook_url, "api_key": args.api_key,
         "connect_delay": None if args.connect_delay < 0 else args.connect_delay,
         "phone": args.phone, "name": args.name, "auto_status": args.auto_status,

@@ -19,13 +19,11 @@ from zapa_bridge.simulator.faults import FaultPlan
 from zapa_bridge.simulator.inbound import Inbound, new_message_id, received_data
 from zapa_bridge.simulator.jsvalues import epoch_ms, iso_timestamp, js_string, js_truthy, map_key
 from zapa_bridge.simulator.png import qr_data_url
+from zapa_bridge.simulator.receipts import STATUS_CODES, Receipt, receipts_after_send
 from zapa_bridge.simulator.scheduler import Scheduler
 from zapa_bridge.simulator.state import EventLog, SentMessage, Session
 from zapa_bridge.simulator.validation import validate_send
 from zapa_bridge.simulator.webhooks import WebhookSender, WebhookSettings
-
-# Baileys' WebMessageInfo.Status codes carried by message.sent/delivered/read.
-STATUS_CODES = {"sent": 2, "delivered": 3, "read": 4}
 
 
 def default_disconnect_reason() -> dict[str, Any]:
@@ -123,6 +121,10 @@ class SimulatedBridge:
     def recent_events(self) -> list[dict[str, Any]]:
         return self.events.recent()
 
+    def clear_events(self) -> None:
+        """DELETE /events: the list empties; ids go on counting, as zapw's counter does."""
+        self.events.clear()
+
     # -- WhatsApp's side -----------------------------------------------------------------
 
     def add_session(self, session_id: str, *, connected: bool = True) -> dict[str, Any]:
@@ -190,12 +192,36 @@ class SimulatedBridge:
             return [s for s in self._sends if session_id in (None, s.session_id)]
 
     def restart(self, *, drop_sessions: bool = False) -> None:
-        """As a zapw restart: uptime and the event ring start again; sessions stay if asked."""
+        """zapw's process starting again: what it held in memory is gone.
+
+        Uptime and the event ring start afresh, timers and webhook retries die with the old
+        process, and no `session.disconnected` is posted. Only sessions with WhatsApp
+        credentials (connected once, in the real flavour) are restored, as `disconnected`
+        until `log_in_again`; `drop_sessions` loses the credentials too.
+        """
+        self.scheduler.cancel_all()
+        self.webhooks.abandon()
+        keep_credentials = not drop_sessions and self._config.flavour != "mock"
         with self._lock:
             self._started = time.monotonic()
-            self.events.clear()
-            if drop_sessions:
-                self._forget_sessions()
+            self.events = EventLog()
+            for key, session in list(self._sessions.items()):
+                session.epoch += 1
+                if keep_credentials and session.has_credentials:
+                    session.status = "disconnected"
+                    session.qr_code = session.qr_expires_at = None
+                else:
+                    del self._sessions[key]
+
+    def log_in_again(self) -> None:
+        """Baileys logs restored sessions in again: `connecting`, then `connected` with its
+        `session.connected`, each step `restore_delay` s after the one before."""
+        with self._lock:
+            restored = [(key, session.epoch) for key, session in self._sessions.items()
+                        if session.status == "disconnected" and session.has_credentials]
+            delay = self._config.restore_delay
+        for key, epoch in restored:
+            self.scheduler.call_later(delay, self._log_in_step, key, epoch)
 
     def reset(self) -> None:
         """Forget sessions, sends, events, deliveries and faults; the settings stay."""
@@ -227,13 +253,13 @@ class SimulatedBridge:
             now = time.time()
             sent = SentMessage(session_id, body, message_id, epoch_ms(now), now)
             self._sends.append(sent)
-            # Real zapw's bug: message.sent carries no status.
-            event = self._event(session, "message.sent", {"messageId": message_id})
-            config = self._config
-        self._emit(event)
-        for status in config.auto_status:
-            delay = config.delivered_delay if status == "delivered" else config.read_delay
-            self.scheduler.call_later(delay, self._auto_status, session_id, message_id, status)
+            receipts = receipts_after_send(self._config)
+        for receipt in receipts:
+            if receipt.delay <= 0:  # the server ack: recorded before the send is answered
+                self._post_receipt(session_id, message_id, receipt)
+            else:
+                self.scheduler.call_later(receipt.delay, self._post_receipt, session_id,
+                                          message_id, receipt)
         return {"messageId": message_id, "timestamp": sent.timestamp, "status": "sent"}
 
     def _register(self, session: Session) -> None:
@@ -251,11 +277,27 @@ class SimulatedBridge:
             event = self._connect(session)
         self._emit(event)
 
-    def _auto_status(self, session_id: str, message_id: str, status: str) -> None:
-        try:
-            self.emit_status(message_id, status, session_id)
-        except ControlError:
-            return  # the session was deleted meanwhile: no receipt to report
+    def _post_receipt(self, session_id: str, message_id: str, receipt: Receipt) -> None:
+        with self._lock:
+            session = self._sessions.get(map_key(session_id))
+            if session is None:
+                return  # deleted meanwhile: zapw drops updates of unknown sessions
+            event = self._event(session, receipt.event_type, receipt.data(message_id))
+        self._emit(event)
+
+    def _log_in_step(self, key: str, epoch: int) -> None:
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is None or session.epoch != epoch:
+                return  # deleted, dropped or restarted meanwhile
+            if session.status == "disconnected":
+                session.status = "connecting"
+                session.epoch += 1
+                self.scheduler.call_later(self._config.restore_delay, self._log_in_step, key,
+                                          session.epoch)
+                return
+            event = self._connect(session, phone=session.phone_number, name=session.name)
+        self._emit(event)
 
     def _connect(self, session: Session, *, phone: str | None = None,
                  name: str | None = None) -> dict[str, Any]:
@@ -266,6 +308,7 @@ class SimulatedBridge:
         session.connected_at = time.time()
         session.qr_code = session.qr_expires_at = None
         session.epoch += 1
+        session.has_credentials = True  # paired: Baileys wrote them (a mock zapw: see restart)
         return self._event(session, "session.connected",
                            {"phoneNumber": session.phone_number, "name": session.name})
 

@@ -2,15 +2,26 @@
 
 One typed object, built once; the fields in `RUNTIME_FIELDS` may be changed while running
 (through `PUT /_sim/config` or `Simulator.configure`), each change validated by name.
+
+`flavour` says which zapw is simulated. "real" (the default) is zapw with a phone behind
+it: every receipt of a send (server ack, delivered, read) arrives as `message.sent` without
+a `status`, because zapw reads the wrong Baileys field, and a session that was connected
+once keeps its WhatsApp credentials across a restart. "mock" is zapw's USE_MOCK_WHATSAPP:
+no receipt at all after a send, and no credentials, so a restart forgets every session.
+A non-empty `auto_status` simulates a fixed zapw instead, whatever the flavour: `message.sent`
+with status 2, then `message.delivered` (3) and/or `message.read` (4) as listed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 AUTO_STATUSES = ("delivered", "read")
+FLAVOURS = ("real", "mock")
+Flavour = Literal["real", "mock"]
+RESTART_DOWNTIME = 1.0  # s a restart refuses connections while it restores, by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +30,7 @@ class SimulatorConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
+    flavour: Flavour = "real"
     # zapw's WEBHOOK_URL with ENABLE_WEBHOOK=true; None posts nothing, as ENABLE_WEBHOOK unset.
     webhook_url: str | None = None
     api_key: str | None = None
@@ -32,10 +44,13 @@ class SimulatorConfig:
     webhook_attempts: int = 3  # WEBHOOK_RETRY_ATTEMPTS
     webhook_retry_delay: float = 1.0  # WEBHOOK_RETRY_DELAY, multiplied by the attempt number
     webhook_timeout: float = 10.0
-    # Statuses emitted by themselves after each accepted send, and when (s after the send).
+    # A fixed zapw's receipts after each accepted send; empty: the flavour's own receipts.
     auto_status: tuple[str, ...] = ()
+    # When the phone acknowledges delivery and reading, in s after the send.
     delivered_delay: float = 0.5
     read_delay: float = 1.0
+    # After a restart, s from listening again to `connecting`, and from there to `connected`.
+    restore_delay: float = 0.5
     sessions: tuple[str, ...] = ()  # created at start, connecting after `connect_delay`
 
     def phone_for(self, session_id: Any) -> str:
@@ -49,9 +64,9 @@ class SimulatorConfig:
 
 
 RUNTIME_FIELDS = frozenset({
-    "webhook_url", "api_key", "connect_delay", "phone", "phones", "name", "device", "qr_ttl",
-    "webhook_attempts", "webhook_retry_delay", "webhook_timeout", "auto_status",
-    "delivered_delay", "read_delay",
+    "flavour", "webhook_url", "api_key", "connect_delay", "phone", "phones", "name", "device",
+    "qr_ttl", "webhook_attempts", "webhook_retry_delay", "webhook_timeout", "auto_status",
+    "delivered_delay", "read_delay", "restore_delay",
 })
 
 
@@ -66,6 +81,10 @@ def with_changes(config: SimulatorConfig, changes: dict[str, Any]) -> SimulatorC
 
 
 def _check(key: str, value: Any) -> Any:
+    if key == "flavour":
+        if value not in FLAVOURS:
+            raise ValueError(f"flavour: must be one of {', '.join(FLAVOURS)}")
+        return value
     if key in ("webhook_url", "api_key"):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{key}: must be a string or null")

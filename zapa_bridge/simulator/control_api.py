@@ -15,17 +15,21 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from zapa_bridge.simulator.bridge import SimulatedBridge
+from zapa_bridge.simulator.config import RESTART_DOWNTIME
 from zapa_bridge.simulator.errors import ControlError
 from zapa_bridge.simulator.inbound import Inbound
 from zapa_bridge.simulator.routing import Router, json_response, raw_path
 
 
 class ControlApp:
-    """WSGI app for /_sim/...; `refuse` closes the server's socket for some seconds."""
+    """WSGI app for /_sim/...; `refuse` closes the server's socket for some seconds and
+    `restart` restarts the simulated zapw (both are the server's, which owns the socket)."""
 
-    def __init__(self, bridge: SimulatedBridge, refuse: Callable[..., None]) -> None:
+    def __init__(self, bridge: SimulatedBridge, refuse: Callable[..., None],
+                 restart: Callable[..., None]) -> None:
         self.bridge = bridge
         self.refuse = refuse
+        self.restart_server = restart
         self.router = Router()
         add = self.router.add
         add("GET", "/_sim/config", self.get_config)
@@ -129,11 +133,26 @@ class ControlApp:
         return response
 
     def restart(self, request: Request, body: dict[str, Any]) -> Response:
+        """Body `{"downtime": s, "drop_sessions": bool}`; answered before the socket closes.
+
+        With a downtime of 0 the restart is done before the answer, else it starts once the
+        answer is written.
+        """
+        downtime = body.get("downtime", RESTART_DOWNTIME)
+        if isinstance(downtime, bool) or not isinstance(downtime, int | float) or downtime < 0:
+            raise ValueError("downtime: must be a number of seconds >= 0")
         drop = body.get("drop_sessions", False)
         if not isinstance(drop, bool):
             raise ValueError("drop_sessions: must be true or false")
-        self.bridge.restart(drop_sessions=drop)
-        return json_response(200, self.bridge.health())
+        response = json_response(202, {"restarting_for": downtime, "drop_sessions": drop})
+        if downtime == 0:
+            self.restart_server(downtime=0, drop_sessions=drop)
+            return response
+        response.call_on_close(lambda: threading.Thread(
+            target=self.restart_server,
+            kwargs={"downtime": float(downtime), "drop_sessions": drop, "wait": False},
+            daemon=True).start())
+        return response
 
     def reset(self, request: Request, body: dict[str, Any]) -> Response:
         self.bridge.reset()

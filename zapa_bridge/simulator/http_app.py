@@ -1,19 +1,20 @@
 """zapw's HTTP face: its routes, envelopes, status codes and quirks, row by row.
 
 The order of checks is Express' middleware order in zapw: CORS preflight, body parsing
-(malformed JSON is a 500 before anything else), static `/`, the API-key check, the routes,
-then Express' HTML 404. Views are thin: one call into the bridge core each.
+(malformed JSON or a body over 100 KB is a 500 before anything else), static `/`, the
+API-key check, the routes, then Express' HTML 404. Views are thin: one call into the bridge
+core each.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from zapa_bridge.simulator.body_parser import BodyRefused, parse_body
 from zapa_bridge.simulator.bridge import SimulatedBridge
 from zapa_bridge.simulator.errors import ZapwError
 from zapa_bridge.simulator.routing import Router, json_response, raw_path
@@ -30,10 +31,6 @@ INDEX_HTML = """<!DOCTYPE html>
 """
 
 
-class MalformedBody(Exception):
-    """The JSON body-parser refused the body; zapw's error handler turns that into a 500."""
-
-
 class ZapwApp:
     """A WSGI app answering as zapw; paths under /_sim go to the control app instead."""
 
@@ -48,6 +45,7 @@ class ZapwApp:
         self.router.add("DELETE", "/sessions/:session_id", self.delete_session)
         self.router.add("POST", "/sessions/:session_id/messages", self.send)
         self.router.add("GET", "/events", self.events)
+        self.router.add("DELETE", "/events", self.clear_events)
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -63,7 +61,7 @@ class ZapwApp:
             return no_content({"Access-Control-Allow-Methods": CORS_METHODS})
         try:
             body = parse_body(request)
-        except MalformedBody:
+        except BodyRefused:
             return internal_error()
         if request.method in ("GET", "HEAD") and path in ("/", "/index.html"):
             return Response(INDEX_HTML, content_type="text/html; charset=UTF-8")
@@ -122,6 +120,10 @@ class ZapwApp:
     def events(self, body: Any) -> Response:
         return success(self.bridge.recent_events())
 
+    def clear_events(self, body: Any) -> Response:
+        self.bridge.clear_events()
+        return json_response(200, {"status": "success"})  # `data: undefined` is left out
+
 
 def success(data: Any, status: int = 200) -> Response:
     return json_response(status, {"status": "success", "data": data})
@@ -150,20 +152,3 @@ def not_found_page(method: str, path: str) -> Response:
                     headers={"Content-Security-Policy": "default-src 'none'",
                              "X-Content-Type-Options": "nosniff"})
 
-
-def parse_body(request: Request) -> Any:
-    """express.json() (strict: an object or array) and express.urlencoded(); else {}."""
-    if request.mimetype == "application/json":
-        raw = request.get_data()
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise MalformedBody from None
-        if not isinstance(body, dict | list):
-            raise MalformedBody
-        return body
-    if request.mimetype == "application/x-www-form-urlencoded":
-        return request.form.to_dict()
-    return {}

@@ -5,7 +5,9 @@ routes plus /_sim/ from a threaded werkzeug server in a background thread. Refus
 connections really closes the listening socket and every open connection, then binds the
 same port again later, so clients see what a dead bridge looks like. A graceful refusal
 answers the requests already being handled first and reads no new one, so no send is
-half-done (accepted here, its answer lost).
+half-done (accepted here, its answer lost). A restart is such a refusal with zapw's state
+lost and its sessions restored meanwhile; stopping (as SIGTERM does) ends every session
+without posting `session.disconnected`, as zapw's shutdown does.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from zapa_bridge.simulator.bridge import SimulatedBridge
-from zapa_bridge.simulator.config import SimulatorConfig
+from zapa_bridge.simulator.config import RESTART_DOWNTIME, SimulatorConfig
 from zapa_bridge.simulator.control_api import ControlApp
 from zapa_bridge.simulator.faults import FaultPlan, Faults
 from zapa_bridge.simulator.http_app import ZapwApp
@@ -131,11 +134,13 @@ class Simulator:
 
     def __init__(self, config: SimulatorConfig | None = None, *, seed: int | None = None) -> None:
         self.bridge = SimulatedBridge(config or SimulatorConfig(), FaultPlan(seed))
-        self.app = ZapwApp(self.bridge, ControlApp(self.bridge, self.refuse_connections))
+        control = ControlApp(self.bridge, self.refuse_connections, self.restart)
+        self.app = ZapwApp(self.bridge, control)
         self._lock = threading.Lock()
         self._server: TrackingServer | None = None
         self._thread: threading.Thread | None = None
         self._reopen: threading.Timer | None = None
+        self._listening = threading.Event()
         self._connections = Connections()
         self._stopped = False
         self.host = self.bridge.config.host
@@ -156,7 +161,8 @@ class Simulator:
         return f"http://{host}:{self.port}"
 
     def stop(self) -> None:
-        """Stop serving, cancel timers and webhook retries; safe to call twice."""
+        """Stop serving, cancel timers and webhook retries; safe to call twice. Sessions end
+        with no webhook, as zapw's SIGTERM/SIGINT handler terminates them."""
         with self._lock:
             self._stopped = True
             if self._reopen is not None:
@@ -178,12 +184,26 @@ class Simulator:
         cleanly); otherwise they are cut wherever they are (as a crash).
         """
         self._close_server(graceful=graceful)
-        with self._lock:
-            if self._stopped:
-                return
-            self._reopen = threading.Timer(seconds, self._rebind)
-            self._reopen.daemon = True
-            self._reopen.start()
+        self._reopen_in(seconds)
+
+    def restart(self, *, downtime: float = RESTART_DOWNTIME, drop_sessions: bool = False,
+                wait: bool = True) -> None:
+        """zapw restarting: it stops cleanly, then restores its sessions before it listens.
+
+        Connections are refused for `downtime` s (0: not at all, as if back at once); once
+        listening, the restored sessions log in again (see `SimulatedBridge.restart`).
+        Returns when the simulator listens again, or at once if not `wait`.
+        """
+        if isinstance(downtime, bool) or not isinstance(downtime, int | float) or downtime < 0:
+            raise ValueError("downtime: must be a number of seconds >= 0")
+        if downtime == 0:
+            self.bridge.restart(drop_sessions=drop_sessions)
+            self.bridge.log_in_again()
+            return
+        self._close_server(graceful=True)
+        self.bridge.restart(drop_sessions=drop_sessions)
+        if self._reopen_in(downtime, then=self.bridge.log_in_again) and wait:
+            self._wait_listening(downtime + REBIND_PATIENCE + 1)
 
     @property
     def refusing(self) -> bool:
@@ -229,9 +249,6 @@ class Simulator:
     def clear_faults(self) -> Faults:
         return self.bridge.faults.clear()
 
-    def restart(self, *, drop_sessions: bool = False) -> None:
-        self.bridge.restart(drop_sessions=drop_sessions)
-
     def sends(self, session_id: str | None = None) -> list[SentMessage]:
         return self.bridge.sends(session_id)
 
@@ -246,7 +263,8 @@ class Simulator:
 
     # -- inside ----------------------------------------------------------------------------
 
-    def _serve(self, listener: socket.socket) -> None:
+    def _serve(self, listener: socket.socket) -> bool:
+        """Serve on `listener` in a thread; False if stopped meanwhile (nothing served)."""
         server = TrackingServer(listener, self.app, self._connections)
         self.port = server.port
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -254,15 +272,18 @@ class Simulator:
         with self._lock:
             if self._stopped:  # stopped while we were binding again
                 server.server_close()
-                return
+                return False
             self._server, self._thread = server, thread
             self._connections.reopen()
             thread.start()
+            self._listening.set()
+        return True
 
     def _close_server(self, *, graceful: bool = False) -> None:
         with self._lock:
             server, thread = self._server, self._thread
             self._server = self._thread = None
+            self._listening.clear()
         if server is None:
             return
         server.shutdown()  # serve_forever returns and closes the listening socket
@@ -273,7 +294,25 @@ class Simulator:
             self._connections.finish_answering(timeout=GRACE_TIMEOUT)
         self._connections.drop_all()
 
-    def _rebind(self) -> None:
+    def _reopen_in(self, seconds: float, then: Callable[[], None] | None = None) -> bool:
+        """Listen again in `seconds`, then call `then`; False if stopped already."""
+        with self._lock:
+            if self._stopped:
+                return False
+            if self._reopen is not None:
+                self._reopen.cancel()  # the later reopening wins
+            self._reopen = threading.Timer(seconds, self._rebind, args=(then,))
+            self._reopen.daemon = True
+            self._reopen.start()
+            return True
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._listening.wait(0.05):
+            if self._stopped or time.monotonic() > deadline:
+                return
+
+    def _rebind(self, then: Callable[[], None] | None = None) -> None:
         deadline = time.monotonic() + REBIND_PATIENCE
         while True:
             with self._lock:
@@ -287,7 +326,8 @@ class Simulator:
                     log.error("could not listen on %s:%s again", self.host, self.port)
                     return
                 time.sleep(0.05)
-        self._serve(listener)
+        if self._serve(listener) and then is not None:
+            then()
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from zapa_bridge.simulator.jsvalues import iso_timestamp
+from zapa_bridge.simulator.jsvalues import epoch_ms, iso_timestamp
 
 EVENT_RING_SIZE = 10  # zapw's GET /events keeps the last 10
 
@@ -27,6 +27,8 @@ class Session:
     qr_expires_at: float | None = None
     # Bumped on every change of connection state, so a stale timer knows to do nothing.
     epoch: int = 0
+    # WhatsApp credentials on disk (paired once): what a restart restores the session from.
+    has_credentials: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """zapw's session object: absent fields are left out, never null."""
@@ -62,7 +64,11 @@ class SentMessage:
 
 @dataclass
 class EventLog:
-    """zapw's in-memory list behind GET /events: newest first, ids `evt_1`, `evt_2`, ..."""
+    """zapw's in-memory list behind GET /events: newest first, ids `evt_1`, `evt_2`, ...
+
+    Every emitted event is stored, posted or not; its timestamp is the time of storing,
+    taken apart from the webhook's own, as zapw's `storeWebhookEvent` does.
+    """
 
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENT_RING_SIZE))
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -70,7 +76,7 @@ class EventLog:
 
     def add(self, event: dict[str, Any]) -> None:
         stored = {"id": f"evt_{next(self.counter)}", "sessionId": event["sessionId"],
-                  "eventType": event["eventType"], "timestamp": event["timestamp"],
+                  "eventType": event["eventType"], "timestamp": epoch_ms(),
                   "data": event["data"]}
         with self.lock:
             self.events.appendleft(stored)

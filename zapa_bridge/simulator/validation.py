@@ -1,7 +1,8 @@
 """zapw's check of a send body, done before it looks the session up, with its exact texts.
 
-Every text contains "required", which is how zapw's controller turns it into a 400; a
-missing or unknown `type` ends in its catch-all 500 "Failed to send message".
+The checks run in zapw's order (to, type, then the type's own fields). Every text contains
+"required", which is how zapw's controller turns it into a 400; an unknown `type` throws a
+text without it and so ends in the catch-all 500 "Failed to send message".
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ def validate_send(body: Any) -> None:
 
     if not given("to"):
         raise ZapwError(400, 'Recipient "to" is required')
-    kind = fields.get("type")
-    if not isinstance(kind, str):
+    if not given("type"):  # absent, "", null, 0 or false
+        raise ZapwError(400, "Message type is required")
+    kind = fields["type"]
+    if not isinstance(kind, str):  # `switch` compares with ===: an array or object matches none
         raise ZapwError(500, SEND_FAILED)
     if kind == "text":
         if not given("text"):

@@ -52,6 +52,8 @@ class WebhookSender:
         self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
         self._closing = threading.Event()
+        # Set to end the retries of the events posted so far; replaced by `abandon`.
+        self._abandoned = threading.Event()
 
     def post(self, event: dict[str, Any]) -> None:
         """Start delivering `event` in the background; without a URL nothing is posted."""
@@ -59,8 +61,10 @@ class WebhookSender:
         if not settings.url or self._closing.is_set():
             return
         body = json.dumps(event, separators=(",", ":")).encode()  # fails here, not in a thread
-        threading.Thread(target=self._deliver, args=(event, body, settings), daemon=True,
-                         name=f"webhook-{event['eventType']}").start()
+        with self._lock:
+            abandoned = self._abandoned
+        threading.Thread(target=self._deliver, args=(event, body, settings, abandoned),
+                         daemon=True, name=f"webhook-{event['eventType']}").start()
 
     def deliveries(self, event_type: str | None = None) -> list[Delivery]:
         with self._lock:
@@ -70,11 +74,20 @@ class WebhookSender:
         with self._lock:
             self._deliveries.clear()
 
+    def abandon(self) -> None:
+        """End the retries of every event posted so far, as their process died; later
+        events are delivered as usual."""
+        with self._lock:
+            self._abandoned.set()
+            self._abandoned = threading.Event()
+
     def close(self) -> None:
         """Stop retrying: pending waits end and no new attempt starts."""
         self._closing.set()
+        self.abandon()
 
-    def _deliver(self, event: dict[str, Any], body: bytes, settings: WebhookSettings) -> None:
+    def _deliver(self, event: dict[str, Any], body: bytes, settings: WebhookSettings,
+                 abandoned: threading.Event) -> None:
         headers = {"Content-Type": "application/json", "X-Webhook-Event": event["eventType"]}
         for attempt in range(1, settings.attempts + 1):
             status_code, error = _attempt(settings, body, headers)
@@ -85,7 +98,7 @@ class WebhookSender:
                                   error, outcome, event, time.time()))
             if delivered or last:
                 return
-            if self._closing.wait(settings.retry_delay * attempt):
+            if abandoned.wait(settings.retry_delay * attempt):
                 return
 
     def _record(self, delivery: Delivery) -> None:
