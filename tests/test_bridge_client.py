@@ -22,6 +22,7 @@ from zapa_bridge.config import Settings
 from zapa_bridge.errors import (
     BridgeError,
     BridgeInvalidRequest,
+    BridgeRejectedBody,
     BridgeServerError,
     BridgeTimeout,
     BridgeUnauthorized,
@@ -171,15 +172,35 @@ def test_send_socket_failure_raises_retryable_server_error(bridge, client):
     assert error.status_code == 500
 
 
-def test_send_answered_with_express_malformed_json_500_raises_server_error(bridge, client):
-    body = {"error": "Internal Server Error",
-            "message": "Unexpected token } in JSON at position 12", "statusCode": 500}
+@pytest.mark.parametrize("text", [
+    "An unexpected error occurred",  # production: body too large or malformed JSON
+    "request entity too large",  # NODE_ENV=development, body over the limit
+    "Unexpected token } in JSON at position 12",  # NODE_ENV=development, malformed JSON
+])
+def test_send_answered_with_express_body_parser_500_raises_permanent_rejected_body(
+        bridge, client, text):
+    """Express's own 500 (`statusCode`, no `status`): a repeat of that body cannot pass."""
+    body = {"error": "Internal Server Error", "message": text, "statusCode": 500}
 
     error = send_error(bridge, client, status=500, json=body)
 
+    assert type(error) is BridgeRejectedBody
+    assert (error.retryable, error.maybe_sent, error.status_code) == (False, False, 500)
+    assert error.message == ("zapw's body parser refused the request (too large or not "
+                             f"JSON): Internal Server Error: {text}")
+
+
+@pytest.mark.parametrize("body", [
+    {"status": "error", "error": "Failed to send message"},
+    {"error": "Internal Server Error", "message": "Failed to create session",
+     "statusCode": 500},
+], ids=["zapw-envelope", "a-routes-own-500"])
+def test_a_500_that_is_not_the_body_parsers_stays_a_retryable_server_error(bridge, client,
+                                                                          body):
+    error = send_error(bridge, client, status=500, json=body)
+
     assert type(error) is BridgeServerError
-    assert error.status_code == 500
-    assert error.message == "Internal Server Error: Unexpected token } in JSON at position 12"
+    assert error.retryable is True
 
 
 def test_send_answered_with_a_500_that_is_not_json_raises_server_error(bridge, client):
@@ -336,6 +357,21 @@ def test_send_body_has_no_snake_case_no_null_and_no_routing_fields(bridge, clien
     assert {"session", "priority", "from_number", "fromNumber"} & set(body) == set()
 
 
+def test_the_posted_bytes_are_the_measured_payload_as_requests_json_encoded_them(bridge,
+                                                                               client):
+    """What build_message measured against ZAPW_MAX_BODY_BYTES is what zapw receives."""
+    message = build_message(to=PHONE, session="s1", type="image", media_base64="AAAA",
+                            caption="olá 😀")
+    bridge.add(responses.POST, SEND_URL, json=success({"messageId": "m", "timestamp": 1}))
+
+    client.send("s1", message)
+
+    request = bridge.calls[-1].request
+    assert request.body == message.bridge_payload()
+    assert request.body == json.dumps(message.bridge_body()).encode()
+    assert int(request.headers["Content-Length"]) == len(message.bridge_payload())
+
+
 def test_send_body_is_sent_as_json(bridge, client):
     sent_body(bridge, client, text="hello")
 
@@ -363,11 +399,12 @@ def test_no_authorization_header_without_api_key(bridge, client):
     assert "Authorization" not in bridge.calls[0].request.headers
 
 
-def test_client_from_settings_uses_url_key_and_timeouts(bridge):
+def test_client_from_settings_uses_url_key_timeouts_and_body_limit(bridge):
     settings = Settings(ZAPW_URL="http://zapw.test:3000/", ZAPW_API_KEY="from-env",
                         ZAPW_TIMEOUT=9, ZAPW_CONNECT_TIMEOUT=2, ZAPA_RETRY_BACKOFF_MAX=60,
-                        ZAPA_VISIBILITY_TIMEOUT=300)
+                        ZAPA_VISIBILITY_TIMEOUT=300, ZAPW_MAX_BODY_BYTES=50_000)
     configured = BridgeClient.from_settings(settings)
+    assert configured.max_body_bytes == 50_000
     bridge.add(responses.GET, f"{BASE}/sessions", json=success([]))
 
     configured.list_sessions()

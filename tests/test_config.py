@@ -131,6 +131,21 @@ def test_unknown_log_level_names_the_variable(env):
     assert list(error.problems) == ["ZAPA_LOG_LEVEL"]
 
 
+def test_zapw_body_limit_defaults_to_express_100_kb_and_can_be_set(env):
+    assert load_settings().zapw_max_body_bytes == 102_400
+    env.setenv("ZAPW_MAX_BODY_BYTES", "204800")
+    assert load_settings().zapw_max_body_bytes == 204_800
+
+
+@pytest.mark.parametrize("value", ["100kb", "1.5", "1023", "-1"])
+def test_a_zapw_body_limit_that_is_not_a_whole_number_of_1024_or_more_names_the_variable(
+        env, value):
+    error = config_error(env, ZAPW_MAX_BODY_BYTES=value)
+
+    assert list(error.problems) == ["ZAPW_MAX_BODY_BYTES"]
+    assert "ZAPW_MAX_BODY_BYTES" in str(error)
+
+
 def test_backoff_max_not_fitting_the_visibility_timeout_names_backoff_max(env):
     error = config_error(env, ZAPA_VISIBILITY_TIMEOUT="60", ZAPA_RETRY_BACKOFF_MAX="50")
 

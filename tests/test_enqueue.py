@@ -5,6 +5,7 @@ No worker runs here: these tests look at what lands in Redis.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -146,3 +147,26 @@ def test_scheduling_and_routing_options_are_refused(redis_db, option):
                                  **{option: 5 if option == "countdown" else "x"})
     assert caught.value.field == option
     assert list(redis_db.scan_iter("zapa*")) == []
+
+
+def test_media_base64_over_zapws_body_limit_is_refused_and_nothing_enters_redis(redis_db):
+    """A 120 KB base64 image makes a body over zapw's 100 KB limit: refused in the caller's
+    hands, not retried into a dead letter that holds up the conversation."""
+    image = base64.b64encode(bytes(90_000)).decode()  # 120,000 characters
+    kwargs = {"to": "5511988887777", "type": "image", "media_base64": image, "session": "s1"}
+    with pytest.raises(InvalidMessage) as caught:
+        send_message.delay(**kwargs)
+    assert caught.value.field == "media_base64"
+    assert "over ZAPW_MAX_BODY_BYTES (102400)" in caught.value.reason
+    assert "media_url" in caught.value.reason
+    with pytest.raises(InvalidMessage):
+        send_message.apply_async(kwargs=kwargs)
+    assert list(redis_db.scan_iter("zapa*")) == []
+
+
+def test_media_base64_that_fits_zapws_body_limit_is_queued(redis_db):
+    image = base64.b64encode(bytes(75_000)).decode()  # 100,000 characters: about the most
+    result = send_message.delay(to="5511988887777", type="image", media_base64=image,
+                                session="s1")
+    assert services().store.get(result.id).message["media_base64"] == image
+    assert queued_ids(redis_db, Queue.SEND_DEFAULT) == [result.id]

@@ -396,3 +396,78 @@ def test_outbound_message_is_immutable():
     with pytest.raises(AttributeError):
         message.text = "changed"  # type: ignore[misc]
     assert isinstance(message, OutboundMessage)
+
+
+# -- zapw's body limit (ZAPW_MAX_BODY_BYTES) ---------------------------------------------
+
+LIMIT = 102_400
+BASE64_100K = "A" * 100_000  # valid base64 (of zero bytes), ASCII: one byte a character
+
+
+def posted_image_size(data: str, caption: str) -> int:
+    """The bytes zapw receives for an image with an ASCII caption, written out by hand:
+    `json.dumps`' default separators, fields in zapw's names and order."""
+    return len(f'{{"to": "{PHONE}", "type": "image", "mediaBase64": "{data}", '
+               f'"caption": "{caption}"}}')
+
+
+def image_of_size(size: int) -> dict[str, Any]:
+    caption = "x" * (size - posted_image_size(BASE64_100K, ""))
+    assert posted_image_size(BASE64_100K, caption) == size
+    return {"to": PHONE, "type": "image", "media_base64": BASE64_100K, "caption": caption,
+            "session": "s1"}
+
+
+def test_a_body_of_exactly_the_limit_is_accepted_and_measured_as_posted():
+    message = build_message(max_body_bytes=LIMIT, **image_of_size(LIMIT))
+
+    assert len(message.bridge_payload()) == LIMIT
+
+
+def test_a_body_one_byte_over_the_limit_is_refused_on_media_base64_pointing_to_media_url():
+    with pytest.raises(InvalidMessage) as caught:
+        build_message(max_body_bytes=LIMIT, **image_of_size(LIMIT + 1))
+
+    assert caught.value.field == "media_base64"
+    assert caught.value.reason == ("the zapw request body would be 102401 bytes, 1 over "
+                                   "ZAPW_MAX_BODY_BYTES (102400): send large media by "
+                                   "media_url")
+
+
+def test_multi_byte_text_counts_as_its_json_escapes_not_its_characters():
+    """zapw gets `\\u00e9` (6 bytes) for é and a surrogate pair (12) for an emoji."""
+    overhead = len(f'{{"to": "{PHONE}", "type": "text", "text": ""}}')
+    accents = "é" * 100 + "😀" * 20
+    filler = "a" * (1024 - overhead - 100 * 6 - 20 * 12)
+    at_limit = text(text=accents + filler)
+
+    assert len(build_message(max_body_bytes=1024, **at_limit).bridge_payload()) == 1024
+    with pytest.raises(InvalidMessage) as caught:
+        build_message(max_body_bytes=1024, **text(text=accents + filler + "a"))
+    assert caught.value.field == "text"
+    assert caught.value.reason == ("the zapw request body would be 1025 bytes, 1 over "
+                                   "ZAPW_MAX_BODY_BYTES (1024); text is its largest field")
+
+
+def test_the_longest_text_of_emoji_is_measured_to_the_byte():
+    """4096 astral characters, 12 bytes each once escaped: the worst case per character."""
+    emoji = "😀" * MAX_TEXT_CHARS
+    size = len(f'{{"to": "{PHONE}", "type": "text", "text": ""}}') + 12 * MAX_TEXT_CHARS
+
+    assert len(build_message(max_body_bytes=size, **text(text=emoji)).bridge_payload()) == size
+    assert rejected_field(max_body_bytes=size - 1, **text(text=emoji)) == "text"
+
+
+def test_an_over_size_body_without_base64_names_its_largest_field():
+    long_url = "https://cdn.example.com/" + "a" * 1000 + ".pdf"
+    given = {"to": PHONE, "type": "document", "media_url": long_url, "caption": "c" * 100,
+             "file_name": "report.pdf", "session": "s1"}
+
+    assert rejected_field(max_body_bytes=1024, **given) == "media_url"
+
+
+def test_without_a_limit_the_body_size_is_not_checked():
+    """Rebuilding a message already checked when it was queued measures nothing again."""
+    message = build_message(**image_of_size(LIMIT + 1))
+
+    assert len(message.bridge_payload()) == LIMIT + 1

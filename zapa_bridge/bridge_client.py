@@ -14,10 +14,11 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
-from zapa_bridge.config import Settings
+from zapa_bridge.config import DEFAULT_MAX_BODY_BYTES, Settings
 from zapa_bridge.errors import (
     BridgeError,
     BridgeInvalidRequest,
+    BridgeRejectedBody,
     BridgeServerError,
     BridgeTimeout,
     BridgeUnauthorized,
@@ -27,13 +28,17 @@ from zapa_bridge.errors import (
     SessionNotFound,
     UnexpectedBridgeResponse,
 )
-from zapa_bridge.messages import OutboundMessage
+from zapa_bridge.messages import OutboundMessage, encode_body
 
 # zapw blocks up to 30 s on create waiting for a QR, and ~15 s on a get that refreshes one.
 CREATE_SESSION_TIMEOUT = 35.0
 GET_SESSION_TIMEOUT = 20.0
 NOT_CONNECTED_TEXT = "session not connected"
 DROPPED_AFTER_SENDING = frozenset({"Connection reset", "Remote end closed connection"})
+# Express's own error handler answers outside zapw's envelope (`statusCode`, no `status`):
+# in production with this text, in development with the body parser's own message.
+BODY_REFUSAL_TEXTS = ("an unexpected error occurred", "request entity too large", "json")
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +100,11 @@ class BridgeClient:
         timeout: float = 15.0,
         connect_timeout: float = 3.05,
         pool_size: int = 32,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The largest JSON body this bridge parses: messages are checked against it first.
+        self.max_body_bytes = max_body_bytes
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._http = requests.Session()
@@ -112,7 +120,8 @@ class BridgeClient:
         key = settings.zapw_api_key.get_secret_value() if settings.zapw_api_key else None
         return cls(settings.zapw_base_url, api_key=key, timeout=settings.zapw_timeout,
                    connect_timeout=settings.zapw_connect_timeout,
-                   pool_size=max(10, settings.worker_concurrency))
+                   pool_size=max(10, settings.worker_concurrency),
+                   max_body_bytes=settings.zapw_max_body_bytes)
 
     def close(self) -> None:
         self._http.close()
@@ -138,7 +147,7 @@ class BridgeClient:
 
     def create_session(self, session_id: str | None = None) -> SessionInfo:
         body = {"sessionId": session_id} if session_id else {}
-        data = self._call("POST", "/sessions", json=body, session_id=session_id,
+        data = self._call("POST", "/sessions", body=encode_body(body), session_id=session_id,
                           timeout=CREATE_SESSION_TIMEOUT)
         return SessionInfo.from_bridge(data)
 
@@ -147,7 +156,7 @@ class BridgeClient:
 
     def send(self, session_id: str, message: OutboundMessage) -> SendReceipt:
         data = self._call("POST", f"/sessions/{_segment(session_id)}/messages",
-                          json=message.bridge_body(), session_id=session_id)
+                          body=message.bridge_payload(), session_id=session_id)
         if not isinstance(data, dict):
             raise UnexpectedBridgeResponse("send answer has no data object", status_code=200,
                                            session_id=session_id)
@@ -163,14 +172,16 @@ class BridgeClient:
         method: str,
         path: str,
         *,
-        json: dict[str, Any] | None = None,
+        body: bytes | None = None,
         session_id: str | None = None,
         timeout: float | None = None,
         envelope: bool = True,
     ) -> Any:
+        """`body`: JSON already encoded by `encode_body`, so what was measured is what goes."""
         try:
             response = self._http.request(
-                method, self.base_url + path, json=json,
+                method, self.base_url + path, data=body,
+                headers=JSON_HEADERS if body is not None else None,
                 timeout=(self.connect_timeout, timeout or self.timeout),
             )
         except requests.ConnectTimeout as exc:
@@ -221,10 +232,24 @@ def _error_for(status: int, body: Any, session_id: str | None) -> BridgeError:
         return SessionNotFound(text, **kwargs)
     if status == 409:
         return SessionAlreadyExists(text, **kwargs)
+    if _is_body_refusal(status, body):
+        return BridgeRejectedBody(
+            f"zapw's body parser refused the request (too large or not JSON): {text}", **kwargs)
     if status >= 500:
         return BridgeServerError(text, **kwargs)
     # An Express HTML 404 (unknown route) means ZAPW_URL points at the wrong place.
     return UnexpectedBridgeResponse(f"{status}: {text}", **kwargs)
+
+
+def _is_body_refusal(status: int, body: Any) -> bool:
+    """Express's 500 for a body it could not parse, given before any route or key check.
+    zapw's routes answer their own 500s inside the envelope; those may pass on a retry."""
+    if status != 500 or not isinstance(body, dict) or "status" in body \
+            or "statusCode" not in body:
+        return False
+    message = body.get("message")
+    return isinstance(message, str) and any(text in message.lower()
+                                            for text in BODY_REFUSAL_TEXTS)
 
 
 def _error_text(body: Any) -> str:

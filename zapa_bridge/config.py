@@ -14,6 +14,8 @@ from zapa_bridge.rate_spec import RateLimit, parse_rate, parse_session_rates, ra
 
 DAY = 24 * 3600
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# zapw parses bodies with Express's default limit; a larger one gets a bare 500, every time.
+DEFAULT_MAX_BODY_BYTES = 100 * 1024
 
 
 class Settings(BaseSettings):
@@ -29,6 +31,8 @@ class Settings(BaseSettings):
     zapw_api_key: SecretStr | None = Field(None, alias="ZAPW_API_KEY")
     zapw_timeout: float = Field(15.0, gt=0, alias="ZAPW_TIMEOUT")
     zapw_connect_timeout: float = Field(3.05, gt=0, alias="ZAPW_CONNECT_TIMEOUT")
+    zapw_max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024,
+                                     alias="ZAPW_MAX_BODY_BYTES")
     default_session: str | None = Field(None, alias="ZAPA_DEFAULT_SESSION")
 
     max_retries: int = Field(8, ge=0, le=100, alias="ZAPA_MAX_RETRIES")

@@ -16,6 +16,7 @@
         ├── SessionAlreadyExists    409: creating a session that exists
         ├── SessionNotConnected     400 "Session not connected": hold, don't fail
         ├── BridgeInvalidRequest    400 with any other text: our request was wrong
+        ├── BridgeRejectedBody      Express's 500 (no status): body too large or not JSON
         ├── BridgeServerError       5xx: socket error or bridge fault
         └── UnexpectedBridgeResponse an answer the contract does not describe
 
@@ -135,6 +136,10 @@ class SessionNotConnected(BridgeError):
 
 class BridgeInvalidRequest(BridgeError):
     """The bridge rejected the request as malformed; repeating it cannot help."""
+
+
+class BridgeRejectedBody(BridgeError):
+    """zapw's body parser refused the request: too large or not JSON; repeating it cannot help."""
 
 
 class BridgeServerError(BridgeError):
