@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,21 @@ def start_web(tmp_path: Path, zapw: ZapwStub) -> Iterator[Callable[..., Web]]:
     yield start
     for web in started:
         web.stop()
+
+
+@pytest.fixture
+def post_event(redis_db: object) -> Callable[[dict[str, Any]], str]:
+    """Posts one zapw event to the webhook with the token; returns the intake's answer
+    (`accepted`...)."""
+    from zapa_bridge.web import create_app
+
+    client = create_app({"TESTING": True}).test_client()
+
+    def post(body: dict[str, Any]) -> str:
+        answer = client.post("/api/v1/webhooks/whatsapp", json=body,
+                             query_string={"token": os.environ["ZAPA_WEBHOOK_TOKEN"]},
+                             headers={"X-Webhook-Event": body["eventType"]})
+        assert answer.status_code == 200, answer.json
+        return answer.json["status"]
+
+    return post

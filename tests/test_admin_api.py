@@ -37,6 +37,9 @@ ROUTES = [
     ("GET", "/dead-letters", None),
     ("POST", "/dead-letters/unknown-id/replay", None),
     ("DELETE", "/dead-letters", None),
+    ("GET", "/inbound-dead-letters", None),
+    ("POST", "/inbound-dead-letters/unknown-id/replay", None),
+    ("DELETE", "/inbound-dead-letters", None),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
 
@@ -120,7 +123,8 @@ def test_health_returns_the_overall_status_and_every_component(client, sim):
     assert body["overall_status"] in ("healthy", "degraded", "unhealthy")
     assert isinstance(body["age"], int | float)
     assert sorted(body["components"]) == ["beat", "bridge", "dead_letters", "held_messages",
-                                          "queues", "redis", "workers"]
+                                          "inbound_dead_letters", "queues", "redis",
+                                          "workers"]
     for component in body["components"].values():
         assert sorted(component) == ["last_check", "message", "metadata", "status"]
         assert component["status"] in ("healthy", "degraded", "unhealthy")
@@ -206,6 +210,18 @@ def test_send_with_bad_input_answers_422_naming_the_field_and_queues_nothing(
     error = assert_error(call(client, "POST", "/messages", fields), 422, "invalid_message")
     assert error["field"] == field
     assert redis_db.llen("zapa.send.default") == 0
+
+
+def test_send_of_base64_media_over_zapws_body_limit_answers_422_naming_media_base64(
+        client, redis_db):
+    image = "A" * 120_000  # valid base64: a body over zapw's 100 KB, within ours (256 KB)
+    answer = call(client, "POST", "/messages",
+                  {"to": TO, "type": "image", "media_base64": image, "session": "s1"})
+    error = assert_error(answer, 422, "invalid_message")
+    assert error["field"] == "media_base64"
+    assert "over ZAPW_MAX_BODY_BYTES (102400)" in error["message"]
+    assert "media_url" in error["message"]
+    assert list(redis_db.scan_iter("zapa*")) == []
 
 
 def test_send_with_a_body_that_is_not_an_object_answers_400(client):

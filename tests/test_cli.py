@@ -12,6 +12,7 @@ from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.cli import main
 from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.simulator import Simulator, SimulatorConfig
 from zapa_bridge.status_store import MessageStatus
 
 TO = "5511988887777"
@@ -153,3 +154,43 @@ def test_check_prints_the_exact_zapw_environment_lines(cli, redis_db, zapw):
         "  ENABLE_WEBHOOK=true",
         "  API_KEY=key456",
     ]
+
+
+SIM_KEY = "sim-key-4b1e"
+
+
+@pytest.fixture
+def keyed_sim():
+    """zapw with an API_KEY: /health answers anyone, every other route wants the key."""
+    with Simulator(SimulatorConfig(api_key=SIM_KEY, connect_delay=None)) as sim:
+        yield sim
+
+
+def bridge_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("bridge ")]
+
+
+def test_check_fails_naming_zapw_api_key_when_the_bridge_refuses_it(cli, redis_db, keyed_sim):
+    result = cli("check", ZAPW_URL=keyed_sim.url, ZAPW_API_KEY="not-the-key-9c2d")
+    assert result.exit_code == 1
+    health, sessions = bridge_lines(result.output)
+    assert health.startswith(f"bridge {keyed_sim.url}: ok, up ")
+    assert sessions == ("bridge GET /sessions: REFUSED (401): ZAPW_API_KEY does not match "
+                        "zapw's API_KEY")
+    assert "not-the-key-9c2d" not in sessions
+
+
+def test_check_fails_naming_zapw_api_key_when_it_is_unset_and_zapw_wants_one(cli, redis_db,
+                                                                            keyed_sim):
+    result = cli("check", ZAPW_URL=keyed_sim.url, ZAPW_API_KEY="")
+    assert result.exit_code == 1
+    assert bridge_lines(result.output)[1] == ("bridge GET /sessions: REFUSED (401): "
+                                              "ZAPW_API_KEY is not set, and zapw requires a key")
+
+
+def test_check_passes_when_the_bridge_accepts_zapw_api_key(cli, redis_db, keyed_sim):
+    keyed_sim.add_session("s1")
+    result = cli("check", ZAPW_URL=keyed_sim.url, ZAPW_API_KEY=SIM_KEY)
+    assert result.exit_code == 0, result.output
+    assert bridge_lines(result.output)[1] == ("bridge GET /sessions: ok, 1 session "
+                                              "(ZAPW_API_KEY accepted)")

@@ -150,3 +150,27 @@ def test_a_queued_id_whose_record_is_gone_is_logged_lost_and_sends_nothing(redis
     assert deliverer.deliver(taken_id, kwargs).status == "unknown"
     assert zapw.sent_to() == []
     assert services().store.get(message_id) is None
+
+
+def test_an_over_size_message_queued_by_name_is_a_dead_letter_without_calling_the_bridge(
+        redis_db, zapw, deliverer):
+    """Published by name, it skipped send_message's check: zapw could never take its body."""
+    zapw.add_session("s1")
+    fields = {"to": TO, "type": "image", "media_base64": "A" * 120_000, "session": "s1"}
+    outcome = deliverer.deliver("by-name-1", fields)
+    assert (outcome.status, outcome.attempts) == ("failed", 0)
+    assert zapw.sent_to() == []
+    reason = services().store.get("by-name-1").reason
+    assert reason.startswith("invalid message: media_base64: the zapw request body would be ")
+    assert "over ZAPW_MAX_BODY_BYTES (102400)" in reason
+
+
+def test_zapws_body_parser_500_makes_a_dead_letter_at_the_first_attempt(redis_db, zapw,
+                                                                         deliverer):
+    zapw.add_session("s1")
+    zapw.fail_next(1, 500, body={"error": "Internal Server Error",
+                                 "message": "An unexpected error occurred", "statusCode": 500})
+    message_id = send_message.delay(to=TO, text="hi", session="s1").id
+    outcome = deliverer.deliver(*take_queued(redis_db))
+    assert (outcome.status, outcome.attempts, outcome.retry_in) == ("failed", 1, None)
+    assert services().store.get(message_id).reason.startswith("BridgeRejectedBody: ")

@@ -3,19 +3,14 @@ observed in the inbound log, the message records, the session registry and zapw'
 
 from __future__ import annotations
 
-import os
+import json
 import re
 from typing import Any
-
-import pytest
 
 from tests.helpers import wait_until
 from workers.tasks import send_message, services
 from zapa_bridge.status_store import MessageStatus
-from zapa_bridge.web import create_app
 
-PATH = "/api/v1/webhooks/whatsapp"
-TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]
 SENDER = "5511988887777"
 OWN_JID = "1234567890:1@s.whatsapp.net"
 GROUP = "120363025246125486"
@@ -37,20 +32,6 @@ def event(event_type: str, data: dict[str, Any], *, session: str = "s1",
           timestamp: int = 1795599600000) -> dict[str, Any]:
     return {"sessionId": session, "origin": "1234567890", "eventType": event_type,
             "timestamp": timestamp, "data": data}
-
-
-@pytest.fixture
-def post_event(redis_db):
-    """Posts one event with the token; returns the intake's answer (`accepted`...)."""
-    client = create_app({"TESTING": True}).test_client()
-
-    def post(body: dict[str, Any]) -> str:
-        answer = client.post(PATH, json=body, query_string={"token": TOKEN},
-                             headers={"X-Webhook-Event": body["eventType"]})
-        assert answer.status_code == 200, answer.json
-        return answer.json["status"]
-
-    return post
 
 
 def inbound(inbound_id: str) -> dict[str, Any]:
@@ -257,7 +238,7 @@ def test_disconnected_session_holds_sends_without_calling_zapw_until_it_connects
                          timestamp=1795599400000)
     assert post_event(disconnected) == "accepted"
     state = wait_session("s1", "disconnected")
-    assert state.reason == "Connection Closed"
+    assert json.loads(state.reason) == {"message": "Connection Closed", "statusCode": 428}
 
     held = send_message.delay(to=SENDER, text="wait for me", session="s1").id
     wait_status(held, MessageStatus.HELD)

@@ -131,7 +131,7 @@ def test_bridge_restart_is_detected_when_its_uptime_goes_down(sim, make_checker)
     checker.run()
     assert checker.bridge_restarted is False
 
-    sim.restart()
+    sim.restart(downtime=0)
     snapshot = checker.run()
     assert checker.bridge_restarted is True
     assert snapshot.components["bridge"].metadata["restarted"] is True
@@ -286,4 +286,5 @@ def test_snapshot_is_stored_and_latest_returns_it_with_when_it_was_taken(
     assert latest.as_dict() == snapshot.as_dict()
     assert before <= latest.taken_at <= after
     assert sorted(latest.components) == ["beat", "bridge", "dead_letters", "held_messages",
-                                         "queues", "redis", "workers"]
+                                         "inbound_dead_letters", "queues", "redis",
+                                         "workers"]

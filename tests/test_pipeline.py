@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.helpers import recipient, wait_until
 from workers.tasks import release_held, run_reconcile, send_message, services
 from zapa_bridge.metrics import COUNTERS_KEY, POSSIBLE_DUPLICATES
@@ -290,3 +292,18 @@ def test_worker_logs_carry_no_message_text_and_no_full_number(start_worker, zapw
     assert ok.id in log and dead.id in log
     for secret in ("private words", TO, "5511977776666"):
         assert secret not in log
+
+
+def test_a_send_whose_state_redis_refuses_is_a_dead_letter_at_once_not_a_loop(
+        start_worker, zapw):
+    """A key of the wrong type makes the send's script fail the same way every time: the
+    message ends a dead letter on its first delivery instead of being requeued forever."""
+    zapw.add_session("s1")
+    services().redis.set("zapa:sessions", "not a hash")
+    worker = start_worker()
+    result = send_message.delay(to=TO, text="hi", session="s1")
+    record = wait_status(result.id, MessageStatus.FAILED)
+    assert record.reason.startswith("state unusable: ResponseError: WRONGTYPE")
+    assert zapw.sent_to() == []
+    deliveries = re.findall(rf"Task zapa\.send_message\[{result.id}\] received", worker.log())
+    assert len(deliveries) == 1

@@ -106,7 +106,7 @@ def test_health_check_resyncs_at_once_after_the_bridge_restarted(
     wait_until(lambda: redis_db.get(BRIDGE_STARTED_KEY), what="first bridge start time recorded")
     assert "event=bridge.restarted" not in worker.log()
 
-    sim.restart(drop_sessions=True)
+    sim.restart(downtime=0, drop_sessions=True)
     assert sim.session("s9") is None
     health_check.delay()
     recreated = wait_until(lambda: sim.session("s9"), what="s9 recreated after the restart")

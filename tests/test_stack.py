@@ -144,11 +144,11 @@ def test_stack_runs_the_whole_loop_from_the_readme_commands_and_ctrl_c_leaves_no
     wait_until(lambda: '"echo: hi"' in stack.cli("simulate", "sends").stdout, timeout=30,
                what="the echo reply to reach the simulator")
 
-    # A service sends; zapw's receipts move it to read.
+    # A service sends; zapw's receipts all arrive as message.sent, so it stops at sent.
     message_id = stack.cli("send", "--to", TO, "--text", "hello", "--session",
                            "default").stdout.strip()
-    wait_until(lambda: '"status": "read"' in stack.cli("status", message_id).stdout,
-               timeout=30, what="the message to be read")
+    wait_until(lambda: '"status": "sent"' in stack.cli("status", message_id).stdout,
+               timeout=30, what="the message to be sent")
     # beat schedules the reconciliation every second and the worker runs it against zapw
     wait_until(lambda: "zapa.reconcile" in stack.log() and "'bridge_reachable': True"
                in stack.log(), timeout=30, what="a reconcile run by beat and the worker")

@@ -6,6 +6,7 @@ the arguments are validated in the caller's process before anything is queued.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import cache
 from typing import Any, NoReturn
@@ -25,7 +26,9 @@ from zapa_bridge.config import get_settings
 from zapa_bridge.delivery import Deliverer
 from zapa_bridge.dispatch import Dispatcher
 from zapa_bridge.echo import echo_reply
-from zapa_bridge.errors import InvalidEvent, InvalidMessage, QueueUnavailable
+from zapa_bridge.errors import InvalidMessage, QueueUnavailable
+from zapa_bridge.event_failures import can_pass
+from zapa_bridge.event_failures import decide as decide_failure
 from zapa_bridge.event_handlers import EventHandler
 from zapa_bridge.health import HealthChecker
 from zapa_bridge.inbound import InboundMessage, InboundTask
@@ -64,7 +67,7 @@ def outbox() -> Outbox:
 
 @cache
 def deliverer() -> Deliverer:
-    return services().deliverer(send_message.publish)
+    return services().deliverer(send_message.publish, request_reconcile)
 
 
 @cache
@@ -119,7 +122,9 @@ class SendMessageTask(Task):
             # A countdown or eta longer than the visibility timeout would be sent twice, and
             # a queue would bypass priority routing: refuse rather than ignore them.
             raise InvalidMessage(option, "not supported by send_message; use priority=")
-        message = build_message(default_session=get_settings().default_session,
+        settings = get_settings()
+        message = build_message(default_session=settings.default_session,
+                                max_body_bytes=settings.zapw_max_body_bytes,
                                 **_fields(args, kwargs))
         message_id = outbox().enqueue(message, task_id)
         return self.AsyncResult(message_id)
@@ -166,13 +171,32 @@ def send_message(self: SendMessageTask, to: str | None = None, text: str | None 
     try:
         outcome = deliverer().deliver(self.request.id, task_kwargs)
     except redis.RedisError as exc:
-        # Our state is unreachable: put the message back rather than lose it.
-        log.warning(line("message.requeued", message_id=self.request.id,
-                         reason=f"redis unavailable: {type(exc).__name__}"))
-        raise Reject(exc, requeue=True) from None
+        return send_failed(self, exc)
     if outcome.retry_in is None:
         return outcome.summary()
     retry_later(self, outcome.retry_in)
+
+
+def send_failed(task: Task, error: redis.RedisError) -> dict[str, Any]:
+    """Our state could not be read or written. A failure that can pass (a lost connection)
+    is tried again with capped backoff for as long as it lasts: the message and any dead
+    letter of it live in that Redis. One that cannot (a script error, a key of the wrong
+    type) makes the message a dead letter, or, when even that cannot be written, is tried
+    again at the backoff cap: never at once, so nothing spins."""
+    core = services()
+    shown = {"message_id": task.request.id, "error": type(error).__name__}
+    if can_pass(error):
+        delay = core.retry_policy.delay(task.request.retries + 1)
+        log.warning(line("message.retry", **shown, reason="redis unavailable",
+                         retry_in=f"{delay:.2f}"))
+        retry_later(task, delay)
+    try:
+        outcome = deliverer().fail(task.request.id,
+                                   f"state unusable: {type(error).__name__}: {error}")
+    except redis.RedisError:
+        log.error(line("message.unrecorded", **shown, retry_in=f"{core.retry_policy.cap:g}"))
+        retry_later(task, core.retry_policy.cap)
+    return outcome.summary()
 
 
 def retry_later(task: Task, countdown: float) -> NoReturn:
@@ -201,6 +225,8 @@ def reconcile() -> dict[str, object]:
 
 def run_reconcile(core: Services | None = None) -> ReconcileReport:
     core = core or services()
+    with contextlib.suppress(redis.RedisError):
+        core.reconcile_requests.started()
     sweeper = LostMessageSweeper(
         core.store, send_message.publish,
         unacked_key=app.conf.broker_transport_options["unacked_key"],
@@ -243,22 +269,60 @@ def health_check() -> str:
 
 @app.task(bind=True, name="zapa.handle_event", acks_late=True, reject_on_worker_lost=True,
           max_retries=None, ignore_result=True)
-def handle_event(self: Task, event: dict[str, Any]) -> str:
-    """Act on one zapw webhook event (see zapa_bridge.event_handlers)."""
+def handle_event(self: Task, event: Any) -> str:
+    """Act on one zapw webhook event (see zapa_bridge.event_handlers); one that cannot be
+    applied ends as an inbound dead letter (see zapa_bridge.event_failures)."""
     try:
-        parsed = parse_event(event)
-    except InvalidEvent as exc:
-        log.error(line("event.invalid", task_id=self.request.id, reason=str(exc)))
-        return "invalid"
-    try:
-        handled = event_handler().handle(parsed)
-    except (redis.RedisError, OperationalError, QueueUnavailable) as exc:
-        log.warning(line("event.requeued", task_id=self.request.id, event_type=parsed.event_type,
-                         session=parsed.session, reason=type(exc).__name__))
-        raise Reject(exc, requeue=True) from None
+        handled = event_handler().handle(parse_event(event))
+    except Exception as exc:  # every failure ends retried or dead-lettered, never looping
+        return event_failed(self, event, exc)
     if handled.retry and self.request.retries < UNKNOWN_MESSAGE_RETRIES:
         retry_later(self, UNKNOWN_MESSAGE_DELAY)
     return handled.outcome
+
+
+def event_failed(task: Task, event: Any, error: Exception) -> str:
+    """Retry an event whose failure can pass, with backoff and within the budget; keep any
+    other as an inbound dead letter. Logs name the error's kind only: its text may quote
+    the event."""
+    core = services()
+    failures = task.request.retries + 1
+    failure = decide_failure(error, failures=failures, policy=core.retry_policy,
+                             transient=isinstance(error, OperationalError))
+    event_type = event.get("eventType") if isinstance(event, dict) else None
+    shown = {"task_id": task.request.id, "event_type": str(event_type)[:60],
+             "error": type(error).__name__, "attempt": failures}
+    if failure.retry_in is not None:
+        log.warning(line("event.retry", **shown, retry_in=f"{failure.retry_in:.2f}"))
+        retry_later(task, failure.retry_in)
+    try:
+        core.inbound_dead_letters.add(task.request.id, event, failure.reason,
+                                      attempts=failures)
+    except redis.RedisError as exc:
+        # Nowhere to keep it now: try the whole event again after the longest backoff.
+        log.warning(line("event.not_dead_lettered", **shown, reason=type(exc).__name__))
+        retry_later(task, core.retry_policy.cap)
+    log.error(line("event.dead_letter", **shown))
+    return "dead letter"
+
+
+def prepare_replay(letter_id: str, event: Any) -> PreparedMessage:
+    """The `handle_event` message that replays an inbound dead letter under its own id."""
+    return prepare("zapa.handle_event", Queue.EVENTS, {"event": event}, task_id=letter_id,
+                   kwargsrepr=repr({"replay": letter_id}))
+
+
+def request_reconcile() -> None:
+    """Ask for a reconciliation now rather than at beat's next tick (a session went missing
+    on the bridge); several asks within a few seconds queue one."""
+    core = services()
+    try:
+        if core.reconcile_requests.claim():
+            message = prepare("zapa.reconcile", Queue.MAINTENANCE, {})
+            core.redis.lpush(message.queue, message.payload)
+            log.info(line("reconcile.requested", reason="session missing on bridge"))
+    except redis.RedisError as exc:
+        log.warning(line("reconcile.not_requested", reason=type(exc).__name__))
 
 
 @app.task(name="zapa.echo", ignore_result=True)

@@ -127,11 +127,46 @@ def dead_letters_purge() -> None:
     click.echo(f"purged {Services(_settings()).dead_letters.purge()}")
 
 
+@main.group(name="inbound-dead-letters")
+def inbound_dead_letters() -> None:
+    """List, replay or purge zapw events that could not be applied."""
+
+
+@inbound_dead_letters.command(name="list")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--body/--no-body", default=False, show_default=True,
+              help="Include each event's body (it holds message text and numbers).")
+def inbound_dead_letters_list(limit: int, body: bool) -> None:
+    from zapa_bridge.services import Services
+
+    letters = Services(_settings()).inbound_dead_letters.list(limit)
+    _echo_json([letter.as_dict(with_body=body) for letter in letters])
+
+
+@inbound_dead_letters.command(name="replay")
+@click.argument("letter_id")
+def inbound_dead_letters_replay(letter_id: str) -> None:
+    from workers.tasks import prepare_replay, services
+
+    _settings()
+    try:
+        letter = services().inbound_dead_letters.replay(letter_id, prepare_replay)
+    except ZapaError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{letter.id} queued again (replay {letter.replays})")
+
+
+@inbound_dead_letters.command(name="purge")
+def inbound_dead_letters_purge() -> None:
+    from zapa_bridge.services import Services
+
+    click.echo(f"purged {Services(_settings()).inbound_dead_letters.purge()}")
+
+
 @main.command()
 def check() -> None:
-    """Validate the configuration, reach Redis and the bridge, print zapw's settings."""
-    from zapa_bridge.bridge_client import BridgeClient
-
+    """Validate the configuration, reach Redis and the bridge (with the API key), print
+    zapw's settings."""
     settings = _settings()
     click.echo("configuration: ok")
     for require in (settings.require_webhook_auth, settings.require_admin_token):
@@ -142,18 +177,44 @@ def check() -> None:
     redis_ok = answers(settings.redis_url)
     click.echo(f"redis {redact_url(settings.redis_url)}: "
                f"{'ok' if redis_ok else 'NOT REACHABLE'}")
-    try:
-        health = BridgeClient.from_settings(settings).health()
-        click.echo(f"bridge {settings.zapw_base_url}: {health.status}, up {health.uptime:.0f} s")
-        bridge_ok = True
-    except ZapaError as exc:
-        click.echo(f"bridge {settings.zapw_base_url}: NOT REACHABLE ({exc})")
-        bridge_ok = False
+    bridge_ok = _check_bridge(settings)
     click.echo("\nzapw's environment, to post its events here:")
     for line in zapw_environment(settings):
         click.echo(f"  {line}")
     if not (redis_ok and bridge_ok):
         sys.exit(1)
+
+
+def _check_bridge(settings: Settings) -> bool:
+    """`GET /health`, then `GET /sessions`: zapw serves /health without a key, so only an
+    authenticated call shows whether ZAPW_API_KEY is right."""
+    from contextlib import closing
+
+    from zapa_bridge.bridge_client import BridgeClient
+    from zapa_bridge.errors import BridgeUnauthorized
+
+    url = settings.zapw_base_url
+    with closing(BridgeClient.from_settings(settings)) as client:
+        try:
+            health = client.health()
+        except ZapaError as exc:
+            click.echo(f"bridge {url}: NOT REACHABLE ({exc})")
+            return False
+        click.echo(f"bridge {url}: {health.status}, up {health.uptime:.0f} s")
+        try:
+            sessions = client.list_sessions()
+        except BridgeUnauthorized as exc:
+            why = ("does not match zapw's API_KEY" if settings.zapw_api_key
+                   else "is not set, and zapw requires a key")
+            click.echo(f"bridge GET /sessions: REFUSED ({exc.status_code}): ZAPW_API_KEY {why}")
+            return False
+        except ZapaError as exc:
+            click.echo(f"bridge GET /sessions: FAILED ({exc})")
+            return False
+    key = "ZAPW_API_KEY accepted" if settings.zapw_api_key else "no API key needed"
+    count = f"{len(sessions)} session{'' if len(sessions) == 1 else 's'}"
+    click.echo(f"bridge GET /sessions: ok, {count} ({key})")
+    return True
 
 
 @main.group()
@@ -203,6 +264,18 @@ def simulate_connect(session: str, simulator_url: str) -> None:
 def simulate_sends(simulator_url: str) -> None:
     """List what the simulator accepted to send."""
     _echo_json(_control(simulator_url, "GET", "/_sim/sends", None))
+
+
+@simulate.command(name="restart")
+@click.option("--downtime", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds it refuses connections while it restores its sessions.")
+@click.option("--drop-sessions", is_flag=True,
+              help="Lose the WhatsApp credentials too: no session comes back.")
+@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000")
+def simulate_restart(downtime: float, drop_sessions: bool, simulator_url: str) -> None:
+    """Restart the simulated zapw: sessions never scanned are gone, the others reconnect."""
+    _echo_json(_control(simulator_url, "POST", "/_sim/restart",
+                        {"downtime": downtime, "drop_sessions": drop_sessions}))
 
 
 def _control(base_url: str, method: str, path: str, body: dict[str, Any] | None) -> Any:

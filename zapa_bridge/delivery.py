@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from zapa_bridge.errors import (
     BridgeUnauthorized,
     InvalidMessage,
     SessionNotConnected,
+    SessionNotFound,
     SessionResolutionError,
 )
 from zapa_bridge.logs import line
@@ -27,7 +29,13 @@ from zapa_bridge.metrics import Metrics
 from zapa_bridge.rate_limit import SessionRateLimiter
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.retry_policy import RetryPolicy
-from zapa_bridge.sessions import PHONES_KEY, SESSIONS_KEY, SessionRegistry, SessionState
+from zapa_bridge.sessions import (
+    MISSING_REASON,
+    PHONES_KEY,
+    SESSIONS_KEY,
+    SessionRegistry,
+    SessionState,
+)
 from zapa_bridge.status_store import (
     FINAL_STATUSES,
     LANE_HEADS,
@@ -104,7 +112,12 @@ class Deliverer:
         limiter: SessionRateLimiter,
         *,
         lease_seconds: float,
+        managed_sessions: Iterable[str] = (),
+        request_reconcile: Callable[[], None] = lambda: None,
     ) -> None:
+        """`managed_sessions` (ZAPA_SESSIONS) and the sessions the registry knows are
+        sessions the bridge must have: a 404 for one means the bridge lost it (a restart),
+        so the message is held and `request_reconcile` asked to create it again."""
         self.store = store
         self.client = client
         self.sessions = sessions
@@ -113,6 +126,8 @@ class Deliverer:
         self.dispatcher = dispatcher
         self.limiter = limiter
         self.lease_seconds = lease_seconds
+        self.managed_sessions = frozenset(managed_sessions)
+        self.request_reconcile = request_reconcile
         self._read_script = store.redis.register_script(_READ)
 
     def deliver(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome:
@@ -167,7 +182,8 @@ class Deliverer:
         # A record left `sending` by a crash goes through the claim below, which honours
         # the lease of a worker that may still be sending it.
         if state is not None and not state.connected and record.status is not S.SENDING:
-            return self._hold_offline(message_id, session, record.attempts, since=checked)
+            return self._hold_offline(message_id, session, state, record.attempts,
+                                      since=checked)
 
         slot = f"{message_id}:{record.attempts + 1}"
         wait = self.limiter.acquire(session, slot)
@@ -220,6 +236,8 @@ class Deliverer:
         latency = self.metrics.send_latency(time.monotonic() - started)
         if isinstance(failed, SessionNotConnected):
             return self._hold_refused(message_id, session, attempts, since=now, counts=latency)
+        if isinstance(failed, SessionNotFound) and self._bridge_lost(session, state):
+            return self._hold_missing(message_id, session, attempts, since=now, counts=latency)
         if failed is not None:
             return self._retry_or_dead(message_id, record.failures, attempts, failed,
                                        counts=latency)
@@ -235,11 +253,11 @@ class Deliverer:
                       bridge_message_id=receipt.message_id))
         return Outcome(str(MessageStatus.SENT), attempts)
 
-    @staticmethod
-    def _message(fields: dict[str, Any]) -> tuple[OutboundMessage | None,
-                                                  InvalidMessage | None]:
+    def _message(self, fields: dict[str, Any]) -> tuple[OutboundMessage | None,
+                                                        InvalidMessage | None]:
         try:
-            return build_message(**fields), None
+            # A body over zapw's limit would be refused on every attempt: a dead letter now.
+            return build_message(max_body_bytes=self.client.max_body_bytes, **fields), None
         except InvalidMessage as exc:
             return None, exc
 
@@ -264,17 +282,39 @@ class Deliverer:
                               counts=counts)
         return self._held_unless_back(message_id, session, attempts, since, "not connected")
 
-    def _hold_offline(self, message_id: str, session: str, attempts: int, *,
-                      since: float) -> Outcome:
-        """Hold without calling the bridge: the registry says the session is offline."""
+    def _hold_offline(self, message_id: str, session: str, state: SessionState,
+                      attempts: int, *, since: float) -> Outcome:
+        """Hold without calling the bridge: the registry says the session is offline, or
+        missing on the bridge (then a reconciliation is asked for, to create it again)."""
+        reason = MISSING_REASON if state.missing else f"session {session} not connected"
         held = self.store.transition(
-            message_id, MessageStatus.HELD, note="session offline",
-            fields={"session": session, "reason": f"session {session} not connected"},
+            message_id, MessageStatus.HELD,
+            note="session missing on bridge" if state.missing else "session offline",
+            fields={"session": session, "reason": reason},
             allowed_from={MessageStatus.QUEUED, MessageStatus.HELD},
         )
         if not held.applied:
             return Outcome(str(held.previous), attempts)
-        return self._held_unless_back(message_id, session, attempts, since, "session offline")
+        if state.missing:
+            self.request_reconcile()
+        return self._held_unless_back(message_id, session, attempts, since,
+                                      "missing" if state.missing else "session offline")
+
+    def _bridge_lost(self, session: str, state: SessionState | None) -> bool:
+        """Whether a 404 for `session` means the bridge lost it rather than a wrong id."""
+        return session in self.managed_sessions or state is not None \
+            or self.sessions.get(session) is not None
+
+    def _hold_missing(self, message_id: str, session: str, attempts: int, *,
+                      since: float, counts: Counts = ()) -> Outcome:
+        """Hold a send the bridge answered 404 for a session it must have: it lost it
+        (restarted). The registry learns it (unless the session came back meanwhile), so
+        the next sends wait without calling the bridge, and a reconciliation creates it."""
+        self.store.transition(message_id, MessageStatus.HELD, note="session missing on bridge",
+                              fields={"reason": MISSING_REASON}, counts=counts)
+        self.sessions.mark_missing(session, learnt_at=since)
+        self.request_reconcile()
+        return self._held_unless_back(message_id, session, attempts, since, "missing")
 
     def _held_unless_back(self, message_id: str, session: str, attempts: int, since: float,
                           reason: str) -> Outcome:
@@ -338,6 +378,13 @@ class Deliverer:
                          attempts=attempts))
         status = MessageStatus.EXPIRED if outcome.applied else outcome.previous
         return Outcome(str(status), attempts)
+
+    def fail(self, message_id: str, reason: str) -> Outcome:
+        """Make a message a dead letter for a reason found outside an attempt (its state
+        could not be used), so its conversation goes on."""
+        record = self.store.get(message_id)
+        return self._dead(message_id, reason, record.attempts if record else 0,
+                          record.session if record else None)
 
     def _dead(self, message_id: str, reason: str, attempts: int,
               session: str | None = None, *, counts: Counts = ()) -> Outcome:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ STATUS_BY_ACK = {2: S.SENT, 3: S.DELIVERED, 4: S.READ, 5: S.READ}
 RANK = {S.SENT: 1, S.DELIVERED: 2, S.READ: 3}
 FORWARD_FROM = {S.DELIVERED: {S.SENT}, S.READ: {S.SENT, S.DELIVERED},
                 S.FAILED: {S.SENT}}
+REASON_LIMIT = 1000  # characters of a disconnect reason kept in the session registry
 SESSION_STATUS_BY_EVENT = {"session.connected": "connected",
                            "session.disconnected": "disconnected"}
 
@@ -137,12 +139,19 @@ def _optional_digits(value: Any) -> str | None:
 
 
 def _describe_reason(reason: Any) -> str | None:
+    """zapw's disconnect reason (Baileys' error object, opaque) as JSON text, bounded: the
+    whole object when it is small, else its Boom payload, else a cut of its JSON."""
     if reason in (None, "", {}):
         return None
-    if isinstance(reason, dict):
-        # Baileys' error object: keep what tells an operator why, not the whole payload.
-        for key in ("message", "error", "statusCode"):
-            if reason.get(key) is not None:
-                return str(reason[key])[:200]
-        return (str(reason))[:200]
-    return str(reason)[:200]
+    if isinstance(reason, str):
+        return reason[:REASON_LIMIT]
+    whole = json.dumps(reason, sort_keys=True, separators=(",", ":"), default=str)
+    if len(whole) <= REASON_LIMIT:
+        return whole
+    output = reason.get("output") if isinstance(reason, dict) else None
+    payload = output.get("payload") if isinstance(output, dict) else None
+    if isinstance(payload, dict):
+        summary = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        if len(summary) <= REASON_LIMIT:
+            return summary
+    return json.dumps({"truncated": whole[:REASON_LIMIT // 2]})

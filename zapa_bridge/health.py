@@ -20,6 +20,7 @@ from zapa_bridge.config import Settings
 from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.errors import BridgeError
 from zapa_bridge.holds import HeldMessages
+from zapa_bridge.inbound_dead_letters import InboundDeadLetters
 from zapa_bridge.queue_stats import QueueStats
 from zapa_bridge.redaction import redact_url
 from zapa_bridge.status_store import PREFIX
@@ -111,6 +112,7 @@ class HealthChecker:
             "beat": self.check_beat(),
             "held_messages": self.check_held(),
             "dead_letters": self.check_dead_letters(),
+            "inbound_dead_letters": self.check_inbound_dead_letters(),
         }
         snapshot = HealthSnapshot(components, time.time())
         self.redis.set(SNAPSHOT_KEY, json.dumps(snapshot.as_dict()))
@@ -215,3 +217,10 @@ class HealthChecker:
             return ComponentHealth(Health.DEGRADED, f"{count} dead letter(s) to review",
                                    {"count": count})
         return ComponentHealth(Health.HEALTHY, "no dead letters", {"count": 0})
+
+    def check_inbound_dead_letters(self) -> ComponentHealth:
+        count = InboundDeadLetters.count_in(self.redis)
+        if count:
+            return ComponentHealth(Health.DEGRADED, f"{count} zapw event(s) could not be "
+                                                    "applied: review them", {"count": count})
+        return ComponentHealth(Health.HEALTHY, "every zapw event applied", {"count": 0})

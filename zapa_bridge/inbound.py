@@ -99,8 +99,10 @@ class InboundTask:
 
 # Record the message once (HSETNX) and, if nobody handed it on yet, hand it on: push the
 # prepared task message and note where it went. Returns 1 when this call handed it on.
+# The hand-on mark is a field of the record itself, so no other message's key (an id
+# ending in ':routed', say) can ever stand for it.
 _RECEIVE = """
-local key, routed = KEYS[1], KEYS[1] .. ':routed'
+local key = KEYS[1]
 local ttl = tonumber(ARGV[4])
 if redis.call('HSETNX', key, 'message', ARGV[1]) == 1 then
   redis.call('HSET', key, 'received', ARGV[2], 'routed_to', '', 'type', ARGV[3])
@@ -108,7 +110,7 @@ if redis.call('HSETNX', key, 'message', ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], ARGV[5])
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
 end
-if not redis.call('SET', routed, 1, 'NX', 'EX', ttl) then return 0 end
+if redis.call('HSETNX', key, 'routed', 1) == 0 then return 0 end
 if ARGV[7] ~= '' then
   redis.call('LPUSH', KEYS[3], ARGV[8])
   redis.call('HSET', key, 'routed_to', ARGV[7])

@@ -79,7 +79,7 @@ class LocalStack:
         port = settings.zapw_base_url.rsplit(":", 1)[1]
         bridge = (f"bridge: python -m zapa_bridge.simulator --port {port} "
                   f"--webhook-url '{webhook}' --session {SIMULATED_SESSION} "
-                  "--connect-delay 3 --auto-status delivered,read")
+                  "--connect-delay 3")
         STATE_DIR.mkdir(exist_ok=True)
         path = self.procfile_path()
         path.write_text((ROOT / "Procfile").read_text().rstrip("\n") + f"\n{bridge}\n")
@@ -108,7 +108,7 @@ zapw's environment, to post its events here:
 In another shell (with .venv/bin on PATH):
   export REDIS_URL={env['REDIS_URL']} ZAPW_URL={env.get('ZAPW_URL', '')}
   zapa-bridge send --to 5511988887777 --text hello --session default
-{simulate}  zapa-bridge status <id>
+{simulate}  zapa-bridge status <id>   # stops at sent: zapw reports no delivered or read
 Ctrl-C stops everything.
 """
 

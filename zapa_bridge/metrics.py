@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.holds import HeldMessages
+from zapa_bridge.inbound_dead_letters import INBOUND_DEAD_COUNTER, InboundDeadLetters
 from zapa_bridge.intake import STATS_KEY as WEBHOOK_STATS_KEY
 from zapa_bridge.queue_stats import QueueStats
 from zapa_bridge.status_store import DUE_INDEX, PREFIX, Increment
@@ -134,6 +135,12 @@ class RedisCollector(Collector):
                                 value=float(self.redis.zcard(DUE_INDEX)))
         yield GaugeMetricFamily("zapa_dead_letters", "Dead letters awaiting an operator",
                                 value=DeadLetters.count_in(self.redis))
+        yield GaugeMetricFamily("zapa_inbound_dead_letters",
+                                "zapw events that could not be applied, awaiting an operator",
+                                value=InboundDeadLetters.count_in(self.redis))
+        yield CounterMetricFamily("zapa_inbound_dead_lettered",
+                                  "zapw events made inbound dead letters (replays included)",
+                                  value=float(counters.get(INBOUND_DEAD_COUNTER, 0)))
         yield GaugeMetricFamily("zapa_bridge_up",
                                 "1 when the last health check reached the bridge",
                                 value=self._bridge_up())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,12 +16,14 @@ from zapa_bridge.dispatch import Dispatcher, Publish
 from zapa_bridge.event_handlers import EventHandler, RouteInbound
 from zapa_bridge.holds import HeldMessages
 from zapa_bridge.inbound import InboundLog
+from zapa_bridge.inbound_dead_letters import InboundDeadLetters
 from zapa_bridge.intake import Intake, PrepareEvent
 from zapa_bridge.metrics import Metrics
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.prepared import PrepareSend
 from zapa_bridge.rate_limit import SessionRateLimiter
 from zapa_bridge.rate_spec import parse_rate, parse_session_rates
+from zapa_bridge.reconcile import ReconcileRequests
 from zapa_bridge.redis_conn import fast_redis_client, redis_client
 from zapa_bridge.retry_policy import RetryPolicy
 from zapa_bridge.sessions import SessionRegistry
@@ -59,11 +62,26 @@ class Services:
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.store)
 
-    def deliverer(self, publish: Publish) -> Deliverer:
+    @cached_property
+    def inbound_dead_letters(self) -> InboundDeadLetters:
+        return InboundDeadLetters(self.redis, retention=self.settings.status_retention)
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy.from_settings(self.settings)
+
+    @cached_property
+    def reconcile_requests(self) -> ReconcileRequests:
+        return ReconcileRequests(self.redis)
+
+    def deliverer(self, publish: Publish,
+                  request_reconcile: Callable[[], None] = lambda: None) -> Deliverer:
+        """`request_reconcile` asks for a reconciliation at once (a session went missing)."""
         lease = self.settings.zapw_connect_timeout + self.settings.zapw_timeout + LEASE_MARGIN
-        return Deliverer(self.store, self.bridge, self.sessions,
-                         RetryPolicy.from_settings(self.settings), self.metrics,
-                         self.dispatcher(publish), self.rate_limiter, lease_seconds=lease)
+        return Deliverer(self.store, self.bridge, self.sessions, self.retry_policy,
+                         self.metrics, self.dispatcher(publish), self.rate_limiter,
+                         lease_seconds=lease, managed_sessions=self.settings.managed_sessions,
+                         request_reconcile=request_reconcile)
 
     def dispatcher(self, publish: Publish) -> Dispatcher:
         return Dispatcher(self.store, publish)

@@ -5,6 +5,10 @@ Two sources feed it: session webhooks (`apply_event`, ordered by the event's tim
 late, older event never overwrites a newer one) and the reconciliation's `GET /sessions`
 snapshot (`replace_from_bridge`, authoritative for the status at that moment). Workers read
 it to pick the session that owns a sender number and to hold sends for offline sessions.
+
+A session the bridge no longer has is kept as `missing` rather than dropped: zapw forgets
+sessions on a restart, and a send to one of them must wait for it to come back, not fail
+as if its id were wrong. A session missing for longer than `MISSING_KEPT` is forgotten.
 """
 
 from __future__ import annotations
@@ -20,18 +24,41 @@ from zapa_bridge.status_store import PREFIX
 
 SESSIONS_KEY = f"{PREFIX}sessions"
 PHONES_KEY = f"{PREFIX}session-phones"
+MISSING = "missing"
+MISSING_REASON = "session missing on bridge"
+# How long a session the bridge lost is remembered (seconds): sends to it are held, not
+# failed, for that long.
+MISSING_KEPT = 86400.0
 
+# KEYS[1] the sessions hash, KEYS[2] the phone -> session hash.
+# ARGV[1] session id, ARGV[2] the event's time (epoch ms), ARGV[3] the changes (JSON).
+# A state written by a snapshot has no event time (or a JSON null): any event applies.
 _APPLY_EVENT = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 local state = raw and cjson.decode(raw) or {id = ARGV[1]}
 local at = tonumber(ARGV[2])
-if state.event_at and tonumber(state.event_at) > at then return 0 end
+local last = state.event_at
+if type(last) == 'number' and last > at then return 0 end
 for k, v in pairs(cjson.decode(ARGV[3])) do state[k] = v end
 state.event_at = at
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state))
-if state.phone_number and state.phone_number ~= cjson.null and state.phone_number ~= '' then
+if type(state.phone_number) == 'string' and state.phone_number ~= '' then
   redis.call('HSET', KEYS[2], state.phone_number, ARGV[1])
 end
+return 1
+"""
+
+# KEYS[1] the sessions hash. ARGV[1] session id, ARGV[2] the time the caller learnt it is
+# missing (epoch s), ARGV[3] the state to write (JSON). Refused when the state changed
+# after ARGV[2] (the session came back meanwhile).
+_MARK_MISSING = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw then
+  local state = cjson.decode(raw)
+  if type(state.updated) == 'number' and state.updated > tonumber(ARGV[2]) then return 0 end
+  if state.status == 'missing' then return 1 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
 
@@ -45,10 +72,15 @@ class SessionState:
     updated: float = 0.0
     event_at: float | None = None
     reason: str | None = None
+    missing_since: float | None = None
 
     @property
     def connected(self) -> bool:
         return self.status == "connected"
+
+    @property
+    def missing(self) -> bool:
+        return self.status == MISSING
 
     @classmethod
     def from_json(cls, raw: str) -> SessionState:
@@ -59,6 +91,11 @@ class SessionState:
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def to_json(self) -> str:
+        """Stored form: fields that are unknown are left out rather than written as null."""
+        return json.dumps({key: value for key, value in self.as_dict().items()
+                           if value is not None})
+
 
 class SessionRegistry:
     """Session states by id, and session ids by phone number."""
@@ -66,23 +103,26 @@ class SessionRegistry:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._apply = client.register_script(_APPLY_EVENT)
+        self._mark_missing = client.register_script(_MARK_MISSING)
 
-    def apply_event(self, session_id: str, status: str, *, at: float,
+    def apply_event(self, session_id: str, status: str, *, at: int,
                     phone_number: str | None = None, name: str | None = None,
                     reason: str | None = None) -> bool:
         """Record a session event; False when a newer event was already recorded."""
         changes: dict[str, object] = {"status": status, "updated": time.time(),
-                                      "reason": reason}
+                                      "reason": reason, "missing_since": None}
         if phone_number:
             changes["phone_number"] = phone_number
         if name:
             changes["name"] = name
         applied = self._apply(keys=[SESSIONS_KEY, PHONES_KEY],
-                              args=[session_id, at, json.dumps(changes)])
+                              args=[session_id, int(at), json.dumps(changes)])
         return bool(applied)
 
-    def replace_from_bridge(self, sessions: list[SessionInfo]) -> None:
-        """Make the registry what the bridge says now; sessions it no longer has are dropped.
+    def replace_from_bridge(self, sessions: list[SessionInfo], *,
+                            missing_kept: float = MISSING_KEPT) -> list[SessionState]:
+        """Make the registry what the bridge says now; returns the sessions we knew that the
+        bridge no longer has, which are kept as `missing` (for `missing_kept` seconds).
 
         The last webhook's time and disconnect reason are kept, so event ordering still
         holds after a snapshot.
@@ -96,17 +136,52 @@ class SessionRegistry:
                 info.id, info.status, info.phone_number or (before and before.phone_number),
                 info.name or (before and before.name), now,
                 before.event_at if before else None,
-                before.reason if before and not info.connected else None,
+                before.reason if before and not info.connected and not before.missing
+                else None,
             )
+        missing = []
+        for session_id, before in previous.items():
+            if session_id in states:
+                continue
+            since = before.missing_since or now
+            if now - since > missing_kept:
+                continue
+            states[session_id] = SessionState(
+                session_id, MISSING, before.phone_number, before.name,
+                before.updated if before.missing else now, before.event_at, MISSING_REASON,
+                since)
+            missing.append(states[session_id])
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(SESSIONS_KEY, PHONES_KEY)
         if states:
-            pipe.hset(SESSIONS_KEY, mapping={sid: json.dumps(state.as_dict())
+            pipe.hset(SESSIONS_KEY, mapping={sid: state.to_json()
                                              for sid, state in states.items()})
             phones = {state.phone_number: sid for sid, state in states.items()
                       if state.phone_number}
             if phones:
                 pipe.hset(PHONES_KEY, mapping=phones)
+        pipe.execute()
+        return missing
+
+    def mark_missing(self, session_id: str, *, learnt_at: float) -> bool:
+        """The bridge answered 404 for a session we know: it lost it (a restart). Refused
+        (False) when the session's state changed after `learnt_at`: it came back since."""
+        before = self.get(session_id)
+        now = time.time()
+        state = SessionState(
+            session_id, MISSING, before.phone_number if before else None,
+            before.name if before else None, now, before.event_at if before else None,
+            MISSING_REASON, now)
+        return bool(self._mark_missing(keys=[SESSIONS_KEY],
+                                       args=[session_id, repr(learnt_at), state.to_json()]))
+
+    def forget(self, session_id: str) -> None:
+        """Drop a session deleted on purpose: sends to it fail from now on."""
+        state = self.get(session_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(SESSIONS_KEY, session_id)
+        if state is not None and state.phone_number:
+            pipe.hdel(PHONES_KEY, state.phone_number)
         pipe.execute()
 
     def get(self, session_id: str) -> SessionState | None:

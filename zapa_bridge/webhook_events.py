@@ -15,6 +15,9 @@ STATUS_EVENTS = frozenset({"message.sent", "message.delivered", "message.read",
                            "message.failed"})
 SESSION_EVENTS = frozenset({"session.connected", "session.disconnected", "connection.status"})
 KNOWN_EVENTS = frozenset({MESSAGE_RECEIVED}) | STATUS_EVENTS | SESSION_EVENTS
+# JavaScript's largest exact integer: zapw's `Date.now()` never comes near it, and every
+# store downstream (Lua numbers, JSON) keeps it exactly.
+MAX_EPOCH_MS = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +86,13 @@ def parse_event(payload: Any) -> WebhookEvent:
 
 
 def epoch_ms(value: Any) -> int | None:
-    """An epoch-milliseconds number as an int; None for anything else (inf, NaN, text)."""
+    """An epoch-milliseconds number as an int; None for anything else (inf, NaN, text, or a
+    number no clock gives, such as a 400-digit integer)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if not 0 <= value <= MAX_EPOCH_MS:
         return None
     return int(value)
 

@@ -172,9 +172,10 @@ def start_stack(tmp_path: Path, *, redis_url: str, web_redis_url: str | None = N
         **base, "REDIS_URL": web_redis_url or redis_url,
         "ZAPA_SPOOL_PATH": str(tmp_path / "spool.sqlite3"), "ZAPA_SPOOL_DRAIN_INTERVAL": "0.2"})
     webhook_url = f"{web.url}{WEBHOOK_PATH}?token={os.environ['ZAPA_WEBHOOK_TOKEN']}"
+    # zapw's mock mode: no receipts, so the webhooks are the ones each scenario makes.
     sim = Simulator(SimulatorConfig(
         port=zapw_port, webhook_url=webhook_url, sessions=SESSIONS, phones=PHONES,
-        connect_delay=0.05, webhook_retry_delay=0.05, auto_status=()), seed=7)
+        connect_delay=0.05, webhook_retry_delay=0.05, flavour="mock"), seed=7)
     stack = ChaosStack(sim, web, redis_url, tmp_path, dict(worker_env or {}))
     try:
         web.start()

@@ -32,7 +32,8 @@ def send_all(texts: list[str], session: str) -> list[str]:
 # end with a dead letter; with twenty retries, one in a few hundred million.
 @pytest.mark.worker_env(ZAPA_MAX_RETRIES="20")
 def test_200_sends_through_a_bridge_failing_30_percent_all_end_sent_once(e2e: Stack):
-    e2e.sim.configure(auto_status=())  # receipts would triple the webhook traffic
+    # No receipts, as zapw's mock mode: they would triple the webhook traffic.
+    e2e.sim.configure(auto_status=(), flavour="mock")
     e2e.sim.set_faults(failure_rate=0.3, failure_status=500,
                        failure_error="Failed to send message")
     texts = [f"bulk {i:03d}" for i in range(200)]
@@ -46,7 +47,7 @@ def test_200_sends_through_a_bridge_failing_30_percent_all_end_sent_once(e2e: St
 
 @pytest.mark.worker_env(ZAPA_MAX_RETRIES="60")
 def test_messages_queued_while_the_bridge_refuses_connections_are_sent_after(e2e: Stack):
-    e2e.sim.configure(auto_status=())
+    e2e.sim.configure(auto_status=(), flavour="mock")
     e2e.sim.refuse_connections(10)
     texts = [f"while down {i:02d}" for i in range(20)]
     ids = send_all(texts, "B")
@@ -59,7 +60,7 @@ def test_messages_queued_while_the_bridge_refuses_connections_are_sent_after(e2e
 
 
 def test_a_session_dropped_mid_burst_holds_its_messages_while_the_other_flows(e2e: Stack):
-    e2e.sim.configure(auto_status=())
+    e2e.sim.configure(auto_status=(), flavour="mock")
     before = {s: send_all([f"{s} before {i}" for i in range(5)], s) for s in ("A", "B")}
     e2e.sim.disconnect("A")
     during_texts = {s: [f"{s} during {i}" for i in range(10)] for s in ("A", "B")}
@@ -87,7 +88,7 @@ def test_a_send_refused_while_its_session_reconnects_is_sent_after_the_reconnect
     """zapw answers "not connected" while the session is coming back; its session.connected
     (which releases held messages) is handled before the worker hears that answer. The
     message must not wait in `held` for the next reconcile."""
-    e2e.sim.configure(auto_status=())
+    e2e.sim.configure(auto_status=(), flavour="mock")
     with BridgeGate(e2e.sim.url) as gate:
         e2e.worker.stop()
         start_worker(ZAPW_URL=gate.url, ZAPW_TIMEOUT="7")  # room for the answer kept back

@@ -16,6 +16,7 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
+from tests.e2e.conftest import FIXED_ZAPW
 from tests.e2e.stack import S, Stack
 from tests.helpers import ServedApp, wait_until
 from workers.tasks import services
@@ -71,6 +72,7 @@ def proxy(e2e: Stack) -> Iterator[FailFirstAttemptProxy]:
         e2e.sim.configure(webhook_url=e2e.webhook_url)
 
 
+@pytest.mark.sim_config(**FIXED_ZAPW)
 def test_inbound_webhook_delivered_twice_is_recorded_and_echoed_once(
         e2e: Stack, proxy: FailFirstAttemptProxy):
     event = e2e.sim.inject_inbound("A", sender=SENDER, text="only once")

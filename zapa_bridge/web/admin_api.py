@@ -6,6 +6,7 @@ import hmac
 import time
 from typing import Any
 
+import redis
 from flask import Blueprint, current_app, jsonify, request
 
 from zapa_bridge.errors import (
@@ -95,12 +96,16 @@ def create_session() -> Any:
 
 @admin_api.delete("/sessions/<session_id>")
 def delete_session(session_id: str) -> Any:
+    core = web().core
     try:
-        web().core.bridge.delete_session(session_id)
+        core.bridge.delete_session(session_id)
     except SessionNotFound as exc:
+        core.sessions.forget(session_id)
         raise ApiError(404, "not_found", exc.message) from None
     except BridgeError as exc:
         raise ApiError(502, "bridge_error", exc.message) from None
+    # Deleted on purpose: sends to it fail from now on instead of waiting for it.
+    core.sessions.forget(session_id)
     return "", 204
 
 
@@ -133,8 +138,7 @@ def send() -> Any:
 
 @admin_api.get("/dead-letters")
 def dead_letters() -> Any:
-    limit = _int_arg("limit", 100, 1, 1000)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    limit, offset = _page()
     letters = web().core.dead_letters
     return jsonify({"count": letters.count(),
                     "dead_letters": [dict(record.as_dict(), message=record.message)
@@ -155,6 +159,37 @@ def replay(message_id: str) -> Any:
 @admin_api.delete("/dead-letters")
 def purge() -> Any:
     return jsonify({"purged": web().core.dead_letters.purge()})
+
+
+@admin_api.get("/inbound-dead-letters")
+def inbound_dead_letters() -> Any:
+    limit, offset = _page()
+    letters = web().core.inbound_dead_letters
+    return jsonify({"count": letters.count(),
+                    "inbound_dead_letters": [letter.as_dict()
+                                             for letter in letters.list(limit, offset)]})
+
+
+@admin_api.post("/inbound-dead-letters/<letter_id>/replay")
+def replay_inbound(letter_id: str) -> Any:
+    try:
+        letter = web().replay_inbound(letter_id)
+    except NotADeadLetter as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except redis.RedisError as exc:
+        raise ApiError(503, "unavailable", f"redis unreachable: {type(exc).__name__}") \
+            from None
+    return jsonify(letter.as_dict(with_body=False))
+
+
+@admin_api.delete("/inbound-dead-letters")
+def purge_inbound() -> Any:
+    return jsonify({"purged": web().core.inbound_dead_letters.purge()})
+
+
+def _page() -> tuple[int, int]:
+    """`?limit=&offset=` of a listing."""
+    return _int_arg("limit", 100, 1, 1000), _int_arg("offset", 0, 0, 10**9)
 
 
 def _int_arg(name: str, default: int, lowest: int, highest: int) -> int:

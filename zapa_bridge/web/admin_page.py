@@ -38,6 +38,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from zapa_bridge.errors import BridgeError, NotADeadLetter, QueueUnavailable
 from zapa_bridge.health import HealthChecker, HealthSnapshot
+from zapa_bridge.inbound_dead_letters import InboundDeadLetter
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.status_store import MessageRecord
 from zapa_bridge.web.admin_api import token_matches, web
@@ -169,6 +170,22 @@ def replay(message_id: str) -> Any:
     return redirect(url_for(".dashboard"))
 
 
+@admin_page.post("/inbound-dead-letters/<letter_id>/replay")
+@requires_sign_in
+def replay_inbound(letter_id: str) -> Any:
+    check_csrf()
+    try:
+        letter = web().replay_inbound(letter_id)
+    except NotADeadLetter as exc:
+        flash(f"Not replayed: {exc}.", "error")
+    except redis.RedisError as exc:
+        flash(f"Not replayed, Redis did not take it: {type(exc).__name__}", "error")
+    else:
+        log.info("admin page: inbound dead letter %s replayed", letter.id)
+        flash(f"Event {letter.id} replayed: it is queued again.", "ok")
+    return redirect(url_for(".dashboard"))
+
+
 # -- what the dashboard shows --------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +239,7 @@ class Dashboard:
     held_counts: dict[str, int] = field(default_factory=dict)
     held: list[MessageRow] = field(default_factory=list)
     dead_letters: list[MessageRow] = field(default_factory=list)
+    inbound_dead_letters: list[InboundDeadLetter] = field(default_factory=list)
     recent: list[MessageRow] = field(default_factory=list)
     inbound: list[InboundRow] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
@@ -247,6 +265,8 @@ def gather() -> Dashboard:
         for record in core.store.get_many(core.held.ids(session, HELD_LIMIT))], [])
     board.dead_letters = board.read("dead_letters", lambda: [
         MessageRow.of(record) for record in core.dead_letters.list(DEAD_LETTER_LIMIT)], [])
+    board.inbound_dead_letters = board.read("inbound_dead_letters", lambda: (
+        core.inbound_dead_letters.list(DEAD_LETTER_LIMIT)), [])
     board.recent = board.read("recent", lambda: [
         MessageRow.of(record) for record in core.store.recent(RECENT_LIMIT)], [])
     board.inbound = board.read("inbound", lambda: [

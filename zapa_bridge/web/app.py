@@ -14,6 +14,7 @@ from zapa_bridge import logs
 from zapa_bridge.config import load_settings
 from zapa_bridge.errors import ConfigError
 from zapa_bridge.health import HealthChecker
+from zapa_bridge.inbound_dead_letters import InboundDeadLetter
 from zapa_bridge.intake import Intake
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.queue_stats import QueueStats
@@ -44,6 +45,7 @@ class WebServices:
     outbox: Callable[[], Outbox]
     health_checker: Callable[[], HealthChecker]
     run_reconcile: Callable[[], ReconcileReport]
+    replay_inbound: Callable[[str], InboundDeadLetter]
     queues: list[str]
     drainer: SpoolDrainer | None = None
 
@@ -96,6 +98,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                                    tasks.send_message.prepare_send),
         health_checker=lambda: tasks.health_checker(core),
         run_reconcile=lambda: tasks.run_reconcile(core),
+        replay_inbound=lambda letter_id: core.inbound_dead_letters.replay(
+            letter_id, tasks.prepare_replay),
         queues=[queue.name for queue in tasks.app.conf.task_queues],
     )
     if web.authenticator.allow_unauthenticated:
