@@ -287,6 +287,18 @@ def test_each_session_releases_only_its_own_held_messages_when_it_connects(
     assert bodies(zapw, "s2") == [{"to": SENDER, "type": "text", "text": "for s2"}]
 
 
+def test_a_disconnect_reason_is_stored_as_json_not_as_a_python_repr(
+        start_worker, zapw, post_event):
+    boom = {"data": None, "isBoom": True, "isServer": False,
+            "output": {"statusCode": 428, "headers": {},
+                       "payload": {"statusCode": 428, "error": "Precondition Required",
+                                   "message": "Connection Closed"}}}
+    start_worker()
+    assert post_event(event("session.disconnected", {"reason": boom})) == "accepted"
+    state = wait_session("s1", "disconnected")
+    assert json.loads(state.reason) == boom
+
+
 def test_older_session_event_arriving_after_a_newer_one_does_not_win(
         start_worker, zapw, post_event):
     worker = start_worker()

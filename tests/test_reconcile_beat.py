@@ -150,3 +150,36 @@ def test_beat_last_run_read_from_redbeat_is_recent_while_a_beat_runs(start_beat,
     message = json.loads(redis_db.lindex(MAINTENANCE_QUEUE, -1))
     assert message["headers"]["expires"] is not None
     assert json.loads(base64.b64decode(message["body"]))[:2] == [[], {}]
+
+
+def test_a_refused_api_key_is_reported_as_unauthorized_not_unreachable(start_worker, redis_db):
+    with Simulator(SimulatorConfig(connect_delay=None, api_key="right-key")) as keyed:
+        worker = start_worker(ZAPW_URL=keyed.url, ZAPW_API_KEY="wrong-key")
+        reconcile.delay()
+        wait_until(lambda: "event=reconcile.bridge_" in worker.log(), what="reconcile logged")
+    log = worker.log()
+    assert "event=reconcile.bridge_unauthorized" in log
+    assert "hint=\"check ZAPW_API_KEY\"" in log
+    assert "bridge_unreachable" not in log
+    assert "wrong-key" not in log
+    assert "'unauthorized': True" in log
+
+
+def test_a_session_the_bridge_lost_is_made_again_when_messages_wait_for_it(
+        sim, start_worker):
+    """Not in ZAPA_SESSIONS, but the registry knew it and sends wait for it: a restart lost
+    it, so reconciliation creates it again (for its QR to be scanned)."""
+    sim.add_session("s2")
+    start_worker(ZAPW_URL=sim.url)
+    reconcile.delay()
+    wait_until(lambda: (s := services().sessions.get("s2")) and s.connected, what="s2 known")
+    sim.restart(downtime=0, drop_sessions=True)
+    message_id = send_message.delay(to=TO, text="wait for s2", session="s2").id
+    wait_status(message_id, MessageStatus.HELD)
+    assert services().store.get(message_id).reason == "session missing on bridge"
+    recreated = wait_until(lambda: sim.session("s2"), what="s2 made again")
+    assert recreated["status"] == "qr_waiting"
+    sim.connect("s2")  # the QR scanned; webhooks are off here, so reconciliation sees it
+    reconcile.delay()
+    wait_status(message_id, MessageStatus.SENT)
+    assert [send.body["text"] for send in sim.sends("s2")] == ["wait for s2"]

@@ -103,8 +103,8 @@ class InboundDeadLetter:
 class InboundDeadLetters:
     """Keep, list, replay and purge events that could not be applied."""
 
-    def __init__(self, client: redis.Redis, *, retention: int,
-                 counters_key: str = f"{PREFIX}metrics:counters") -> None:
+    def __init__(self, client: redis.Redis, *, retention: int, counters_key: str) -> None:
+        """`counters_key`: the metrics' counters hash, which counts every event kept."""
         self.redis = client
         self.retention = retention
         self.counters_key = counters_key

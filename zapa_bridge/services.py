@@ -18,7 +18,7 @@ from zapa_bridge.holds import HeldMessages
 from zapa_bridge.inbound import InboundLog
 from zapa_bridge.inbound_dead_letters import InboundDeadLetters
 from zapa_bridge.intake import Intake, PrepareEvent
-from zapa_bridge.metrics import Metrics
+from zapa_bridge.metrics import COUNTERS_KEY, Metrics
 from zapa_bridge.outbox import Outbox
 from zapa_bridge.prepared import PrepareSend
 from zapa_bridge.rate_limit import SessionRateLimiter
@@ -64,7 +64,8 @@ class Services:
 
     @cached_property
     def inbound_dead_letters(self) -> InboundDeadLetters:
-        return InboundDeadLetters(self.redis, retention=self.settings.status_retention)
+        return InboundDeadLetters(self.redis, retention=self.settings.status_retention,
+                                  counters_key=COUNTERS_KEY)
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
