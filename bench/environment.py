@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 
 from bench.processes import Child, Children, http_ready, log_says
-from zapa_bridge.embedded_redis import EmbeddedRedis, free_port
+from zapa_bridge.devtools.embedded_redis import EmbeddedRedis, free_port
 from zapa_bridge.web.webhooks import WEBHOOK_PATH
 
 OURS_APP = "workers.celery_app"

@@ -126,7 +126,7 @@ def short_frame(frame: str) -> str:
 
 
 def frame_file(frame: str) -> str:
-    """`deliver (zapa_bridge/delivery.py:71)` -> `zapa_bridge/delivery.py`."""
+    """`deliver (zapa_bridge/outbound/delivery.py:71)` -> `zapa_bridge/outbound/delivery.py`."""
     _, _, where = frame.rpartition(" (")
     return where.rstrip(")").rpartition(":")[0]
 

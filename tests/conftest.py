@@ -12,7 +12,7 @@ import pytest
 
 from tests.processes import Web, Worker
 from tests.zapw_stub import ZapwStub
-from zapa_bridge.embedded_redis import EmbeddedRedis
+from zapa_bridge.devtools.embedded_redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +60,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture
 def redis_db() -> Iterator[object]:
     """The suite's Redis, emptied of our data and queues (kombu's bindings are kept)."""
-    from zapa_bridge.redis_conn import redis_client
+    from zapa_bridge.store.connection import redis_client
 
     client = redis_client(os.environ["REDIS_URL"])
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from tests.helpers import wait_until
-from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.devtools.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ from tests.helpers import recipient, wait_until
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
 from zapa_bridge.errors import ConfigError
+from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.simulator import Simulator, SimulatorConfig
-from zapa_bridge.status_store import MessageStatus
 from zapa_bridge.web import create_app
 
 API = "/api/v1/integration"

@@ -27,13 +27,13 @@ from tests.helpers import wait_until
 from tests.zapw_stub import ZapwStub
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
-from zapa_bridge.embedded_redis import free_port
-from zapa_bridge.inbound import InboundTask, normalize
-from zapa_bridge.prepared import PreparedMessage
+from zapa_bridge.devtools.embedded_redis import free_port
+from zapa_bridge.inbound.events import parse_event
+from zapa_bridge.inbound.messages import InboundTask, normalize
+from zapa_bridge.outbound.status_store import MessageRecord, MessageStatus
 from zapa_bridge.simulator.png import qr_data_url
-from zapa_bridge.status_store import MessageRecord, MessageStatus
+from zapa_bridge.store.prepared import PreparedMessage
 from zapa_bridge.web import create_app
-from zapa_bridge.webhook_events import parse_event
 
 TOKEN = os.environ["ZAPA_ADMIN_TOKEN"]
 TO = "5511988887777"

@@ -10,7 +10,7 @@ import pytest
 import requests
 import responses
 
-from zapa_bridge.bridge_client import (
+from zapa_bridge.bridge.client import (
     CREATE_SESSION_TIMEOUT,
     GET_SESSION_TIMEOUT,
     BridgeClient,
@@ -33,7 +33,7 @@ from zapa_bridge.errors import (
     UnexpectedBridgeResponse,
     ZapaError,
 )
-from zapa_bridge.messages import build_message
+from zapa_bridge.outbound.messages import build_message
 
 BASE = "http://zapw.test:3000"
 SEND_URL = f"{BASE}/sessions/s1/messages"

@@ -11,9 +11,9 @@ from tests.helpers import wait_until
 from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.cli import main
-from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.devtools.embedded_redis import free_port
+from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.simulator import Simulator, SimulatorConfig
-from zapa_bridge.status_store import MessageStatus
 
 TO = "5511988887777"
 

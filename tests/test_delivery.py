@@ -16,10 +16,10 @@ from tests.zapw_stub import ZapwStub
 from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
-from zapa_bridge.delivery import Deliverer
-from zapa_bridge.metrics import COUNTERS_KEY, LATENCY_KEY
+from zapa_bridge.ops.metrics import COUNTERS_KEY, LATENCY_KEY
+from zapa_bridge.outbound.delivery import Deliverer
+from zapa_bridge.outbound.status_store import DUE_INDEX, PENDING_INDEX, MessageStatus
 from zapa_bridge.services import Services
-from zapa_bridge.status_store import DUE_INDEX, PENDING_INDEX, MessageStatus
 
 S = MessageStatus
 TO = "5511988887777"

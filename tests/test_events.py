@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.helpers import wait_until
 from workers.tasks import send_message, services
-from zapa_bridge.status_store import MessageStatus
+from zapa_bridge.outbound.status_store import MessageStatus
 
 SENDER = "5511988887777"
 OWN_JID = "1234567890:1@s.whatsapp.net"

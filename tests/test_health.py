@@ -16,12 +16,12 @@ from tests.zapw_stub import ZapwStub
 from workers.celery_app import app
 from workers.signals import heartbeat_key
 from workers.tasks import send_message, services
-from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.config import load_settings
-from zapa_bridge.embedded_redis import free_port
-from zapa_bridge.health import SNAPSHOT_KEY, Health, HealthChecker
+from zapa_bridge.devtools.embedded_redis import free_port
+from zapa_bridge.ops.health import SNAPSHOT_KEY, Health, HealthChecker
+from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.simulator import Simulator, SimulatorConfig
-from zapa_bridge.status_store import MessageStatus
 
 TO = "5511988887777"
 _recipients = itertools.count()

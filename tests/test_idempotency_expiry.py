@@ -11,7 +11,7 @@ from tests.helpers import recipient, wait_until
 from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.errors import InvalidMessage
-from zapa_bridge.status_store import MessageStatus
+from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.web import create_app
 
 TO = "5511988887777"

@@ -16,13 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers import wait_until
 from tests.test_events import event, received, text
 from workers.tasks import prepare_replay, services
-from zapa_bridge.bridge_client import SessionInfo
+from zapa_bridge.bridge.client import SessionInfo
+from zapa_bridge.bridge.sessions import SessionRegistry
 from zapa_bridge.cli import main
 from zapa_bridge.config import load_settings
-from zapa_bridge.event_failures import decide
-from zapa_bridge.inbound import InboundLog
-from zapa_bridge.retry_policy import RetryPolicy
-from zapa_bridge.sessions import SessionRegistry
+from zapa_bridge.inbound.failures import decide
+from zapa_bridge.inbound.messages import InboundLog
+from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.web import create_app
 
 ADMIN = {"Authorization": f"Bearer {os.environ['ZAPA_ADMIN_TOKEN']}"}

@@ -6,8 +6,8 @@ import json
 
 from tests.helpers import task_kwargs
 from workers.tasks import route_inbound, services
-from zapa_bridge.inbound import InboundLog, normalize
-from zapa_bridge.webhook_events import parse_event
+from zapa_bridge.inbound.events import parse_event
+from zapa_bridge.inbound.messages import InboundLog, normalize
 
 EVENT = {"eventType": "message.received", "sessionId": "s1", "timestamp": 1_700_000_000_000,
          "data": {"messageId": "3EB0AA", "from": "5511988887777@s.whatsapp.net",

@@ -15,8 +15,8 @@ import requests
 from tests.helpers import wait_until
 from tests.zapw_stub import ZapwStub
 from workers.tasks import send_message, services
+from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.redaction import mask_phone
-from zapa_bridge.status_store import MessageStatus
 
 WEBHOOK_PATH = "/api/v1/webhooks/whatsapp"
 API = "/api/v1/integration"

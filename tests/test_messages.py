@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from zapa_bridge.errors import InvalidMessage
-from zapa_bridge.messages import (
+from zapa_bridge.outbound.messages import (
     MAX_TEXT_CHARS,
     MessageType,
     OutboundMessage,

@@ -17,7 +17,7 @@ from tests.helpers import recipient, wait_until
 from tests.zapw_stub import ZapwStub
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
-from zapa_bridge.status_store import MessageStatus
+from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.web import create_app
 
 TO = "5511988887777"

@@ -8,7 +8,7 @@ import pytest
 from tests.helpers import recipient, wait_until
 from workers.queues import Queue
 from workers.tasks import outbox, release_held, send_message, services
-from zapa_bridge.status_store import (
+from zapa_bridge.outbound.status_store import (
     DUE_INDEX,
     PENDING_INDEX,
     Created,

@@ -6,8 +6,8 @@ import re
 
 from tests.helpers import recipient, wait_until
 from workers.tasks import release_held, run_reconcile, send_message, services
-from zapa_bridge.metrics import COUNTERS_KEY, POSSIBLE_DUPLICATES
-from zapa_bridge.status_store import MessageStatus
+from zapa_bridge.ops.metrics import COUNTERS_KEY, POSSIBLE_DUPLICATES
+from zapa_bridge.outbound.status_store import MessageStatus
 
 TO = "5511988887777"
 
@@ -199,7 +199,7 @@ def test_redelivered_message_already_sent_is_not_sent_again(start_worker, zapw):
     result = send_message.delay(to=TO, text="once", session="s1")
     wait_status(result.id, MessageStatus.SENT)
     message = services().store.get(result.id).message
-    from zapa_bridge.messages import build_message
+    from zapa_bridge.outbound.messages import build_message
 
     send_message.publish(result.id, build_message(**message))
     marker = send_message.delay(to=TO, text="after", session="s1")
@@ -270,7 +270,7 @@ def test_rejected_api_key_is_retried_and_sent_once_fixed(start_worker, zapw):
 
 
 def test_unreachable_bridge_is_retried_then_dead_lettered(start_worker, zapw):
-    from zapa_bridge.embedded_redis import free_port
+    from zapa_bridge.devtools.embedded_redis import free_port
 
     start_worker(ZAPW_URL=f"http://127.0.0.1:{free_port()}")
     result = send_message.delay(to=TO, text="hi", session="s1")

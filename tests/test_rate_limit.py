@@ -11,10 +11,10 @@ from workers.queues import SEND_QUEUE_BY_PRIORITY
 from workers.tasks import send_message, services
 from zapa_bridge.config import Settings, load_settings
 from zapa_bridge.errors import ConfigError
-from zapa_bridge.metrics import COUNTERS_KEY, RATE_LIMITED
-from zapa_bridge.rate_limit import SessionRateLimiter
-from zapa_bridge.rate_spec import RateLimit, parse_rate, parse_session_rates
-from zapa_bridge.status_store import DUE_INDEX, MessageStatus
+from zapa_bridge.ops.metrics import COUNTERS_KEY, RATE_LIMITED
+from zapa_bridge.outbound.rate_limit import SessionRateLimiter
+from zapa_bridge.outbound.rate_spec import RateLimit, parse_rate, parse_session_rates
+from zapa_bridge.outbound.status_store import DUE_INDEX, MessageStatus
 
 S = MessageStatus
 UNACKED = app.conf.broker_transport_options["unacked_key"]

@@ -16,9 +16,9 @@ import pytest
 from tests import processes
 from tests.helpers import wait_until
 from workers.tasks import beat_last_run, health_check, reconcile, send_message, services
-from zapa_bridge.health import BRIDGE_STARTED_KEY
+from zapa_bridge.ops.health import BRIDGE_STARTED_KEY
+from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.simulator import Simulator, SimulatorConfig
-from zapa_bridge.status_store import MessageStatus
 
 TO = "5511988887777"
 MAINTENANCE_QUEUE = "zapa.maintenance"

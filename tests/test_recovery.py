@@ -9,8 +9,8 @@ from tests.helpers import recipient
 from workers.celery_app import app
 from workers.queues import SEND_QUEUE_BY_PRIORITY, Queue
 from workers.tasks import send_message, services
-from zapa_bridge.recovery import LostMessageSweeper
-from zapa_bridge.status_store import PENDING_INDEX
+from zapa_bridge.outbound.recovery import LostMessageSweeper
+from zapa_bridge.outbound.status_store import PENDING_INDEX
 
 TO = "5511988887777"
 UNACKED = app.conf.broker_transport_options["unacked_key"]

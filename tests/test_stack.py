@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_until
-from zapa_bridge.embedded_redis import answers, free_port
+from zapa_bridge.devtools.embedded_redis import answers, free_port
 
 CLI = str(Path(sys.executable).parent / "zapa-bridge")
 TO = "5511988887777"

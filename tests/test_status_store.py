@@ -7,17 +7,17 @@ import time
 
 import pytest
 
-from zapa_bridge.dead_letters import DeadLetters
-from zapa_bridge.holds import HeldMessages
-from zapa_bridge.prepared import PreparedMessage
-from zapa_bridge.retry_policy import RetryPolicy
-from zapa_bridge.status_store import (
+from zapa_bridge.outbound.dead_letters import DeadLetters
+from zapa_bridge.outbound.holds import HeldMessages
+from zapa_bridge.outbound.retry_policy import RetryPolicy
+from zapa_bridge.outbound.status_store import (
     HISTORY_LIMIT,
     Created,
     Increment,
     MessageStatus,
     StatusStore,
 )
+from zapa_bridge.store.prepared import PreparedMessage
 
 S = MessageStatus
 MESSAGE = {"to": "5511988887777", "type": "text", "text": "hi", "session": "s1",

@@ -10,7 +10,7 @@ import requests
 
 from tests.helpers import wait_until
 from tests.processes import Web, Worker
-from zapa_bridge.embedded_redis import EmbeddedRedis
+from zapa_bridge.devtools.embedded_redis import EmbeddedRedis
 
 TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]
 

@@ -26,12 +26,12 @@ from werkzeug.serving import make_server
 from tests.helpers import task_kwargs
 from workers.tasks import prepare_event
 from zapa_bridge.config import load_settings
-from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.devtools.embedded_redis import free_port
 from zapa_bridge.errors import ConfigError
-from zapa_bridge.intake import QUEUED_MARK, STATS_KEY, Intake
-from zapa_bridge.spool import Spool
+from zapa_bridge.inbound.events import parse_event
+from zapa_bridge.inbound.intake import QUEUED_MARK, STATS_KEY, Intake
+from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.web import create_app
-from zapa_bridge.webhook_events import parse_event
 
 PATH = "/api/v1/webhooks/whatsapp"
 TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]

@@ -10,8 +10,8 @@ from workers.celery_app import app
 from workers.queues import Queue
 from workers.tasks import services
 from workers.wire import prepare
-from zapa_bridge.queue_stats import ENQUEUED_AT_HEADER
-from zapa_bridge.status_store import MessageStatus
+from zapa_bridge.ops.queue_stats import ENQUEUED_AT_HEADER
+from zapa_bridge.outbound.status_store import MessageStatus
 
 TO = "5511988887777"
 

@@ -2,7 +2,7 @@
 Redis is over (a rate-limit slot came free, or their turn in the conversation came).
 
 Every worker runs one, so sends go on while any worker is up; taking a due message is
-atomic, so each is published once (see zapa_bridge.dispatch).
+atomic, so each is published once (see zapa_bridge.outbound.dispatch).
 """
 
 from __future__ import annotations

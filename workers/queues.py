@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from zapa_bridge.messages import Priority
+from zapa_bridge.outbound.messages import Priority
 
 
 class Queue(enum.StrEnum):

@@ -14,9 +14,9 @@ import redis
 from celery.signals import before_task_publish, worker_ready, worker_shutting_down
 
 from zapa_bridge.config import get_settings
-from zapa_bridge.queue_stats import ENQUEUED_AT_HEADER
-from zapa_bridge.redis_conn import redis_client
-from zapa_bridge.status_store import PREFIX
+from zapa_bridge.ops.queue_stats import ENQUEUED_AT_HEADER
+from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store.connection import redis_client
 
 HEARTBEAT_EVERY = 10.0
 HEARTBEAT_TTL = 30

@@ -22,27 +22,27 @@ import workers.due_mover  # noqa: F401  (starts the due-message mover in each wo
 from workers.celery_app import app
 from workers.queues import SEND_QUEUE_BY_PRIORITY, Queue
 from workers.wire import prepare
+from zapa_bridge.bridge.reconcile import ReconcileReport
+from zapa_bridge.bridge.reconcile import reconcile as reconcile_bridge
 from zapa_bridge.config import get_settings
-from zapa_bridge.delivery import Deliverer
-from zapa_bridge.dispatch import Dispatcher
-from zapa_bridge.echo import echo_reply
 from zapa_bridge.errors import InvalidMessage, QueueUnavailable
-from zapa_bridge.event_failures import can_pass
-from zapa_bridge.event_failures import decide as decide_failure
-from zapa_bridge.event_handlers import EventHandler
-from zapa_bridge.health import HealthChecker
-from zapa_bridge.inbound import InboundMessage, InboundTask
-from zapa_bridge.intake import Intake
+from zapa_bridge.inbound.echo import echo_reply
+from zapa_bridge.inbound.events import WebhookEvent, parse_event
+from zapa_bridge.inbound.failures import can_pass
+from zapa_bridge.inbound.failures import decide as decide_failure
+from zapa_bridge.inbound.handlers import EventHandler
+from zapa_bridge.inbound.intake import Intake
+from zapa_bridge.inbound.messages import InboundMessage, InboundTask
 from zapa_bridge.logs import line
-from zapa_bridge.messages import OutboundMessage, build_message
-from zapa_bridge.outbox import Outbox
-from zapa_bridge.prepared import PreparedMessage
-from zapa_bridge.reconcile import ReconcileReport
-from zapa_bridge.reconcile import reconcile as reconcile_bridge
-from zapa_bridge.recovery import LostMessageSweeper
+from zapa_bridge.ops.health import HealthChecker
+from zapa_bridge.outbound.delivery import Deliverer
+from zapa_bridge.outbound.dispatch import Dispatcher
+from zapa_bridge.outbound.messages import OutboundMessage, build_message
+from zapa_bridge.outbound.outbox import Outbox
+from zapa_bridge.outbound.recovery import LostMessageSweeper
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.services import Services
-from zapa_bridge.webhook_events import WebhookEvent, parse_event
+from zapa_bridge.store.prepared import PreparedMessage
 
 log = logging.getLogger("zapa.tasks")
 
@@ -270,8 +270,8 @@ def health_check() -> str:
 @app.task(bind=True, name="zapa.handle_event", acks_late=True, reject_on_worker_lost=True,
           max_retries=None, ignore_result=True)
 def handle_event(self: Task, event: Any) -> str:
-    """Act on one zapw webhook event (see zapa_bridge.event_handlers); one that cannot be
-    applied ends as an inbound dead letter (see zapa_bridge.event_failures)."""
+    """Act on one zapw webhook event (see zapa_bridge.inbound.handlers); one that cannot be
+    applied ends as an inbound dead letter (see zapa_bridge.inbound.failures)."""
     try:
         handled = event_handler().handle(parse_event(event))
     except Exception as exc:  # every failure ends retried or dead-lettered, never looping

@@ -21,8 +21,8 @@ from typing import Any
 
 from celery.utils.nodenames import anon_nodename
 
-from zapa_bridge.prepared import PreparedMessage
-from zapa_bridge.queue_stats import ENQUEUED_AT_HEADER
+from zapa_bridge.ops.queue_stats import ENQUEUED_AT_HEADER
+from zapa_bridge.store.prepared import PreparedMessage
 
 _ORIGIN = anon_nodename()
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

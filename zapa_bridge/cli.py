@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 from zapa_bridge.config import Settings, load_settings
-from zapa_bridge.embedded_redis import answers
+from zapa_bridge.devtools.embedded_redis import answers
+from zapa_bridge.devtools.local_stack import LocalStack, zapw_environment
 from zapa_bridge.errors import ConfigError, ZapaError
-from zapa_bridge.local_stack import LocalStack, zapw_environment
 from zapa_bridge.redaction import redact_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,7 +190,7 @@ def _check_bridge(settings: Settings) -> bool:
     authenticated call shows whether ZAPW_API_KEY is right."""
     from contextlib import closing
 
-    from zapa_bridge.bridge_client import BridgeClient
+    from zapa_bridge.bridge.client import BridgeClient
     from zapa_bridge.errors import BridgeUnauthorized
 
     url = settings.zapw_base_url

@@ -10,7 +10,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zapa_bridge.errors import ConfigError
-from zapa_bridge.rate_spec import RateLimit, parse_rate, parse_session_rates, rate_for
+from zapa_bridge.outbound.rate_spec import RateLimit, parse_rate, parse_session_rates, rate_for
 
 DAY = 24 * 3600
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

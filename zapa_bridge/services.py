@@ -8,27 +8,27 @@ from functools import cached_property
 
 import redis
 
-from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.bridge.client import BridgeClient
+from zapa_bridge.bridge.reconcile import ReconcileRequests
+from zapa_bridge.bridge.sessions import SessionRegistry
 from zapa_bridge.config import Settings
-from zapa_bridge.dead_letters import DeadLetters
-from zapa_bridge.delivery import Deliverer
-from zapa_bridge.dispatch import Dispatcher, Publish
-from zapa_bridge.event_handlers import EventHandler, RouteInbound
-from zapa_bridge.holds import HeldMessages
-from zapa_bridge.inbound import InboundLog
-from zapa_bridge.inbound_dead_letters import InboundDeadLetters
-from zapa_bridge.intake import Intake, PrepareEvent
-from zapa_bridge.metrics import COUNTERS_KEY, Metrics
-from zapa_bridge.outbox import Outbox
-from zapa_bridge.prepared import PrepareSend
-from zapa_bridge.rate_limit import SessionRateLimiter
-from zapa_bridge.rate_spec import parse_rate, parse_session_rates
-from zapa_bridge.reconcile import ReconcileRequests
-from zapa_bridge.redis_conn import fast_redis_client, redis_client
-from zapa_bridge.retry_policy import RetryPolicy
-from zapa_bridge.sessions import SessionRegistry
-from zapa_bridge.spool import Spool
-from zapa_bridge.status_store import StatusStore
+from zapa_bridge.inbound.dead_letters import InboundDeadLetters
+from zapa_bridge.inbound.handlers import EventHandler, RouteInbound
+from zapa_bridge.inbound.intake import Intake, PrepareEvent
+from zapa_bridge.inbound.messages import InboundLog
+from zapa_bridge.inbound.spool import Spool
+from zapa_bridge.ops.metrics import COUNTERS_KEY, Metrics
+from zapa_bridge.outbound.dead_letters import DeadLetters
+from zapa_bridge.outbound.delivery import Deliverer
+from zapa_bridge.outbound.dispatch import Dispatcher, Publish
+from zapa_bridge.outbound.holds import HeldMessages
+from zapa_bridge.outbound.outbox import Outbox
+from zapa_bridge.outbound.rate_limit import SessionRateLimiter
+from zapa_bridge.outbound.rate_spec import parse_rate, parse_session_rates
+from zapa_bridge.outbound.retry_policy import RetryPolicy
+from zapa_bridge.outbound.status_store import StatusStore
+from zapa_bridge.store.connection import fast_redis_client, redis_client
+from zapa_bridge.store.prepared import PrepareSend
 
 # Extra time a send claim lasts beyond the bridge call's own timeouts.
 LEASE_MARGIN = 5.0

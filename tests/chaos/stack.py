@@ -23,16 +23,16 @@ from tests.chaos.ledger import Ledger
 from tests.helpers import wait_until
 from tests.processes import Beat, Web, Worker
 from workers.queues import CONSUME_ORDER
-from zapa_bridge.embedded_redis import free_port
-from zapa_bridge.redis_conn import redis_client
-from zapa_bridge.sessions import SessionRegistry
-from zapa_bridge.simulator import Simulator, SimulatorConfig
-from zapa_bridge.status_store import (
+from zapa_bridge.bridge.sessions import SessionRegistry
+from zapa_bridge.devtools.embedded_redis import free_port
+from zapa_bridge.outbound.status_store import (
     DEAD_STATUSES,
     FINAL_STATUSES,
     MessageStatus,
     StatusStore,
 )
+from zapa_bridge.simulator import Simulator, SimulatorConfig
+from zapa_bridge.store.connection import redis_client
 
 T = TypeVar("T")
 SESSIONS = ("A", "B")

@@ -13,7 +13,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.devtools.embedded_redis import free_port
 
 ACCEPT_POLL = 0.05  # s between looks at the stop flag while waiting for a connection
 

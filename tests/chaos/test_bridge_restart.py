@@ -14,9 +14,9 @@ from tests.chaos.results import Verdict, report
 from tests.chaos.stack import ChaosStack
 from tests.helpers import wait_until
 from workers.tasks import send_message
-from zapa_bridge.dead_letters import DeadLetters
-from zapa_bridge.inbound_dead_letters import InboundDeadLetters
-from zapa_bridge.status_store import DEAD_STATUSES, MessageStatus
+from zapa_bridge.inbound.dead_letters import InboundDeadLetters
+from zapa_bridge.outbound.dead_letters import DeadLetters
+from zapa_bridge.outbound.status_store import DEAD_STATUSES, MessageStatus
 
 MESSAGES = 300
 RESTART_AFTER_SENT = 100

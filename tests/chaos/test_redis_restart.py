@@ -17,7 +17,7 @@ from tests.chaos.ledger import Conversation, Ledger, Tally, conversations, round
 from tests.chaos.results import Verdict, report
 from tests.chaos.stack import ChaosStack
 from tests.helpers import wait_until
-from zapa_bridge.embedded_redis import EmbeddedRedis
+from zapa_bridge.devtools.embedded_redis import EmbeddedRedis
 
 MESSAGES = 400
 RATE = 50.0  # enqueued per second: the run spans the restart

@@ -13,7 +13,7 @@ from tests.chaos.results import Verdict, report
 from tests.chaos.stack import ChaosStack, within
 from tests.helpers import wait_until
 from workers.tasks import send_message
-from zapa_bridge.holds import HeldMessages
+from zapa_bridge.outbound.holds import HeldMessages
 
 DOWN = 10.0
 

@@ -15,8 +15,8 @@ from tests.chaos.results import Verdict, report
 from tests.chaos.stack import ChaosStack
 from tests.chaos.tcp_gate import TcpGate
 from tests.helpers import wait_until
-from zapa_bridge.inbound import InboundLog
-from zapa_bridge.outbox import IDEMPOTENCY_PREFIX
+from zapa_bridge.inbound.messages import InboundLog
+from zapa_bridge.outbound.outbox import IDEMPOTENCY_PREFIX
 
 WEBHOOKS = 1000
 RATE = 80.0  # inbound messages per second: the run spans the outage

@@ -19,10 +19,10 @@ from tests.chaos.tcp_gate import TcpGate
 from tests.helpers import task_kwargs
 from workers.queues import Queue
 from workers.tasks import prepare_event
-from zapa_bridge.intake import Intake
-from zapa_bridge.redis_conn import fast_redis_client
-from zapa_bridge.spool import Spool
-from zapa_bridge.webhook_events import parse_event
+from zapa_bridge.inbound.events import parse_event
+from zapa_bridge.inbound.intake import Intake
+from zapa_bridge.inbound.spool import Spool
+from zapa_bridge.store.connection import fast_redis_client
 
 
 def received(message_id: str) -> dict:

@@ -15,7 +15,7 @@ from tests.chaos.results import Verdict, report
 from tests.chaos.stack import ChaosStack
 from tests.helpers import wait_until
 from workers.tasks import send_message
-from zapa_bridge.status_store import MessageStatus
+from zapa_bridge.outbound.status_store import MessageStatus
 
 MESSAGES = 1000
 KILL_AFTER_SENT = (300, 650)

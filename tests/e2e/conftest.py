@@ -21,7 +21,7 @@ import pytest
 
 from tests.e2e.stack import Stack
 from tests.processes import Web, Worker
-from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.devtools.embedded_redis import free_port
 from zapa_bridge.simulator import Simulator, SimulatorConfig
 
 WEBHOOK_PATH = "/api/v1/webhooks/whatsapp"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from tests.helpers import wait_until
 from tests.processes import Web, Worker
 from workers.tasks import services
+from zapa_bridge.outbound.status_store import MessageRecord, MessageStatus
 from zapa_bridge.simulator import SentMessage, Simulator
-from zapa_bridge.status_store import MessageRecord, MessageStatus
 
 S = MessageStatus
 

@@ -12,8 +12,8 @@ import pytest
 from tests.e2e.stack import S, Stack, statuses
 from tests.helpers import wait_until
 from workers.tasks import reconcile, send_message, services
+from zapa_bridge.bridge.sessions import MISSING_REASON
 from zapa_bridge.config import load_settings
-from zapa_bridge.sessions import MISSING_REASON
 from zapa_bridge.web import create_app
 
 TO = "5511988887777"

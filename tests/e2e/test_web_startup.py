@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from zapa_bridge.spool import Spool
+from zapa_bridge.inbound.spool import Spool
 
 
 def test_opening_a_new_spool_while_another_process_creates_it_waits_for_it(tmp_path):

@@ -20,7 +20,7 @@ from tests.e2e.conftest import FIXED_ZAPW
 from tests.e2e.stack import S, Stack
 from tests.helpers import ServedApp, wait_until
 from workers.tasks import services
-from zapa_bridge.intake import STATS_KEY
+from zapa_bridge.inbound.intake import STATS_KEY
 
 SENDER = "5511988887777"
 

@@ -19,7 +19,7 @@ import requests
 from werkzeug.wrappers import Request, Response
 
 from tests.helpers import ServedApp, wait_until
-from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.simulator import Simulator, SimulatorConfig
 
 TO = "5511988887777"

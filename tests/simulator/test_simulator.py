@@ -20,7 +20,7 @@ import requests
 
 from tests.helpers import wait_until
 from tests.simulator.support import TO, Simulators, connected
-from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.errors import (
     BridgeInvalidRequest,
     BridgeServerError,
@@ -29,7 +29,7 @@ from zapa_bridge.errors import (
     SessionNotConnected,
     SessionNotFound,
 )
-from zapa_bridge.messages import MessageType, OutboundMessage, build_message
+from zapa_bridge.outbound.messages import MessageType, OutboundMessage, build_message
 from zapa_bridge.simulator import Simulator
 
 KEY = "secret-key"

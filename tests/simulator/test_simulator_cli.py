@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_until
-from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.bridge.client import BridgeClient
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,14 +16,14 @@ import requests
 
 from tests.helpers import wait_until
 from tests.simulator.support import TO, Simulators, connected, holds, post_json
-from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.errors import (
     BridgeServerError,
     BridgeTimeout,
     BridgeUnreachable,
     SessionNotConnected,
 )
-from zapa_bridge.messages import build_message
+from zapa_bridge.outbound.messages import build_message
 from zapa_bridge.simulator import Inbound, Simulator
 
 FROM = "5511977776666"

@@ -12,7 +12,7 @@ import requests
 
 from tests.helpers import wait_until
 from tests.simulator.support import TO, connected, holds
-from zapa_bridge.embedded_redis import free_port
+from zapa_bridge.devtools.embedded_redis import free_port
 from zapa_bridge.simulator import Simulator
 
 ENVELOPE_KEYS = ["data", "eventType", "origin", "sessionId", "timestamp"]

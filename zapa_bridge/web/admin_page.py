@@ -37,10 +37,10 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from zapa_bridge.errors import BridgeError, NotADeadLetter, QueueUnavailable
-from zapa_bridge.health import HealthChecker, HealthSnapshot
-from zapa_bridge.inbound_dead_letters import InboundDeadLetter
+from zapa_bridge.inbound.dead_letters import InboundDeadLetter
+from zapa_bridge.ops.health import HealthChecker, HealthSnapshot
+from zapa_bridge.outbound.status_store import MessageRecord
 from zapa_bridge.redaction import mask_phone
-from zapa_bridge.status_store import MessageRecord
 from zapa_bridge.web.admin_api import token_matches, web
 
 log = logging.getLogger("zapa.web.admin")

@@ -11,14 +11,15 @@ from typing import Any
 from flask import Flask
 
 from zapa_bridge import logs
+from zapa_bridge.bridge.reconcile import ReconcileReport
 from zapa_bridge.config import load_settings
 from zapa_bridge.errors import ConfigError
-from zapa_bridge.health import HealthChecker
-from zapa_bridge.inbound_dead_letters import InboundDeadLetter
-from zapa_bridge.intake import Intake
-from zapa_bridge.outbox import Outbox
-from zapa_bridge.queue_stats import QueueStats
-from zapa_bridge.reconcile import ReconcileReport
+from zapa_bridge.inbound.auth import WebhookAuthenticator
+from zapa_bridge.inbound.dead_letters import InboundDeadLetter
+from zapa_bridge.inbound.intake import Intake
+from zapa_bridge.ops.health import HealthChecker
+from zapa_bridge.ops.queue_stats import QueueStats
+from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.services import Services
 from zapa_bridge.web.admin_api import admin_api
 from zapa_bridge.web.admin_page import CookieSessions, admin_page, session_secret
@@ -27,7 +28,6 @@ from zapa_bridge.web.metrics_view import metrics_view
 from zapa_bridge.web.probes import probes
 from zapa_bridge.web.spool_drainer import SpoolDrainer
 from zapa_bridge.web.webhooks import webhooks
-from zapa_bridge.webhook_auth import WebhookAuthenticator
 
 log = logging.getLogger("zapa.web")
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from zapa_bridge.metrics import RedisCollector
+from zapa_bridge.ops.metrics import RedisCollector
 
 metrics_view = Blueprint("metrics_view", __name__)
 

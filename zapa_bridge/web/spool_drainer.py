@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from zapa_bridge.intake import Intake
+from zapa_bridge.inbound.intake import Intake
 
 log = logging.getLogger("zapa.spool")
 

@@ -14,10 +14,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from zapa_bridge.errors import IntakeUnavailable, InvalidEvent
+from zapa_bridge.inbound.auth import WebhookUnauthorized
+from zapa_bridge.inbound.events import parse_event
 from zapa_bridge.logs import line
 from zapa_bridge.web.api_errors import ApiError
-from zapa_bridge.webhook_auth import WebhookUnauthorized
-from zapa_bridge.webhook_events import parse_event
 
 log = logging.getLogger("zapa.webhooks")
 

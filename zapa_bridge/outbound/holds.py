@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import redis
 
-from zapa_bridge.status_store import PREFIX
+from zapa_bridge.outbound.status_store import PREFIX
 
 HELD_SESSIONS = f"{PREFIX}held-sessions"
 

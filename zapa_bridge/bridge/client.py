@@ -28,7 +28,7 @@ from zapa_bridge.errors import (
     SessionNotFound,
     UnexpectedBridgeResponse,
 )
-from zapa_bridge.messages import OutboundMessage, encode_body
+from zapa_bridge.outbound.messages import OutboundMessage, encode_body
 
 # zapw blocks up to 30 s on create waiting for a QR, and ~15 s on a get that refreshes one.
 CREATE_SESSION_TIMEOUT = 35.0

@@ -13,8 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from zapa_bridge.bridge_client import BridgeClient
-from zapa_bridge.dispatch import Dispatcher
+from zapa_bridge.bridge.client import BridgeClient
+from zapa_bridge.bridge.sessions import (
+    MISSING_REASON,
+    PHONES_KEY,
+    SESSIONS_KEY,
+    SessionRegistry,
+    SessionState,
+)
 from zapa_bridge.errors import (
     BridgeError,
     BridgeUnauthorized,
@@ -24,19 +30,12 @@ from zapa_bridge.errors import (
     SessionResolutionError,
 )
 from zapa_bridge.logs import line
-from zapa_bridge.messages import OutboundMessage, build_message
-from zapa_bridge.metrics import Metrics
-from zapa_bridge.rate_limit import SessionRateLimiter
-from zapa_bridge.redaction import mask_phone
-from zapa_bridge.retry_policy import RetryPolicy
-from zapa_bridge.sessions import (
-    MISSING_REASON,
-    PHONES_KEY,
-    SESSIONS_KEY,
-    SessionRegistry,
-    SessionState,
-)
-from zapa_bridge.status_store import (
+from zapa_bridge.ops.metrics import Metrics
+from zapa_bridge.outbound.dispatch import Dispatcher
+from zapa_bridge.outbound.messages import OutboundMessage, build_message
+from zapa_bridge.outbound.rate_limit import SessionRateLimiter
+from zapa_bridge.outbound.retry_policy import RetryPolicy
+from zapa_bridge.outbound.status_store import (
     FINAL_STATUSES,
     LANE_HEADS,
     Increment,
@@ -45,6 +44,7 @@ from zapa_bridge.status_store import (
     StatusStore,
     Transition,
 )
+from zapa_bridge.redaction import mask_phone
 
 log = logging.getLogger("zapa.delivery")
 # Spread of the wake-up times of sends waiting for the same rate-limit slot, in seconds.

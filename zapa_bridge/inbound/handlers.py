@@ -16,18 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zapa_bridge.inbound import InboundLog, InboundMessage, InboundTask, normalize
-from zapa_bridge.logs import line
-from zapa_bridge.outbox import Outbox
-from zapa_bridge.redaction import mask_phone
-from zapa_bridge.sessions import SessionRegistry
-from zapa_bridge.status_store import MessageStatus, StatusStore
-from zapa_bridge.webhook_events import (
+from zapa_bridge.bridge.sessions import SessionRegistry
+from zapa_bridge.inbound.events import (
     MESSAGE_RECEIVED,
     SESSION_EVENTS,
     STATUS_EVENTS,
     WebhookEvent,
 )
+from zapa_bridge.inbound.messages import InboundLog, InboundMessage, InboundTask, normalize
+from zapa_bridge.logs import line
+from zapa_bridge.outbound.outbox import Outbox
+from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
+from zapa_bridge.redaction import mask_phone
 
 log = logging.getLogger("zapa.events")
 

@@ -17,11 +17,11 @@ from typing import Any
 import redis
 
 from zapa_bridge.errors import IntakeUnavailable, InvalidEvent
+from zapa_bridge.inbound.events import WebhookEvent, parse_event
+from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.logs import line
-from zapa_bridge.prepared import PreparedMessage
-from zapa_bridge.spool import Spool
-from zapa_bridge.status_store import PREFIX
-from zapa_bridge.webhook_events import WebhookEvent, parse_event
+from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store.prepared import PreparedMessage
 
 log = logging.getLogger("zapa.intake")
 

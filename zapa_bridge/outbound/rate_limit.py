@@ -15,8 +15,8 @@ from collections.abc import Mapping
 
 import redis
 
-from zapa_bridge.rate_spec import RateLimit, rate_for
-from zapa_bridge.status_store import PREFIX
+from zapa_bridge.outbound.rate_spec import RateLimit, rate_for
+from zapa_bridge.outbound.status_store import PREFIX
 
 _ACQUIRE = """
 local t = redis.call('TIME')

@@ -15,15 +15,15 @@ from typing import Any
 
 import redis
 
-from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.config import Settings
-from zapa_bridge.dead_letters import DeadLetters
 from zapa_bridge.errors import BridgeError
-from zapa_bridge.holds import HeldMessages
-from zapa_bridge.inbound_dead_letters import InboundDeadLetters
-from zapa_bridge.queue_stats import QueueStats
+from zapa_bridge.inbound.dead_letters import InboundDeadLetters
+from zapa_bridge.ops.queue_stats import QueueStats
+from zapa_bridge.outbound.dead_letters import DeadLetters
+from zapa_bridge.outbound.holds import HeldMessages
+from zapa_bridge.outbound.status_store import PREFIX
 from zapa_bridge.redaction import redact_url
-from zapa_bridge.status_store import PREFIX
 
 SNAPSHOT_KEY = f"{PREFIX}health:snapshot"
 BRIDGE_STARTED_KEY = f"{PREFIX}health:bridge-started"

@@ -18,12 +18,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from zapa_bridge.dead_letters import DeadLetters
-from zapa_bridge.holds import HeldMessages
-from zapa_bridge.inbound_dead_letters import INBOUND_DEAD_COUNTER, InboundDeadLetters
-from zapa_bridge.intake import STATS_KEY as WEBHOOK_STATS_KEY
-from zapa_bridge.queue_stats import QueueStats
-from zapa_bridge.status_store import DUE_INDEX, PREFIX, Increment
+from zapa_bridge.inbound.dead_letters import INBOUND_DEAD_COUNTER, InboundDeadLetters
+from zapa_bridge.inbound.intake import STATS_KEY as WEBHOOK_STATS_KEY
+from zapa_bridge.ops.queue_stats import QueueStats
+from zapa_bridge.outbound.dead_letters import DeadLetters
+from zapa_bridge.outbound.holds import HeldMessages
+from zapa_bridge.outbound.status_store import DUE_INDEX, PREFIX, Increment
 
 COUNTERS_KEY = f"{PREFIX}metrics:counters"
 LATENCY_KEY = f"{PREFIX}metrics:send-latency"

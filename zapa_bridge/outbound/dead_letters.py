@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import redis
 
-from zapa_bridge.status_store import DEAD_STATUSES, PREFIX, MessageRecord, StatusStore
+from zapa_bridge.outbound.status_store import DEAD_STATUSES, PREFIX, MessageRecord, StatusStore
 
 DEAD_INDEX = f"{PREFIX}dead"
 

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 
 import redis
 
-from zapa_bridge.dispatch import Publish
 from zapa_bridge.errors import InvalidMessage
 from zapa_bridge.logs import line
-from zapa_bridge.messages import build_message
-from zapa_bridge.queue_stats import ENQUEUED_AT_HEADER
-from zapa_bridge.status_store import PENDING_INDEX, MessageStatus, StatusStore
+from zapa_bridge.ops.queue_stats import ENQUEUED_AT_HEADER
+from zapa_bridge.outbound.dispatch import Publish
+from zapa_bridge.outbound.messages import build_message
+from zapa_bridge.outbound.status_store import PENDING_INDEX, MessageStatus, StatusStore
 
 log = logging.getLogger("zapa.recovery")
 

@@ -6,8 +6,9 @@ are safe here: a Celery countdown is held unacked by one worker and redelivered 
 once it outlasts the visibility timeout. Every worker runs `move_due` a few times a second;
 taking a due message and marking it pending is one atomic step, so one worker publishes it.
 A crash between taking and publishing leaves it pending, and the lost-message sweep of
-zapa_bridge.recovery queues it again. A worker that finishes a message takes the next one of
-its conversation in that same status change (`hand_on`), so it skips the due set.
+zapa_bridge.outbound.recovery queues it again. A worker that finishes a message takes the
+next one of its conversation in that same status change (`hand_on`), so it skips the due
+set.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import redis
 
 from zapa_bridge.errors import InvalidMessage, QueueUnavailable
 from zapa_bridge.logs import line
-from zapa_bridge.messages import OutboundMessage, build_message
-from zapa_bridge.status_store import (
+from zapa_bridge.outbound.messages import OutboundMessage, build_message
+from zapa_bridge.outbound.status_store import (
     DUE_INDEX,
     PENDING_INDEX,
     MessageStatus,

@@ -22,8 +22,8 @@ from typing import Any
 import redis
 
 from zapa_bridge.errors import NotADeadLetter
-from zapa_bridge.prepared import PreparedMessage
-from zapa_bridge.status_store import PREFIX
+from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store.prepared import PreparedMessage
 
 INBOUND_DEAD_INDEX = f"{PREFIX}in-dead"
 INBOUND_DEAD_COUNTER = "inbound_dead_letters"

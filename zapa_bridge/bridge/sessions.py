@@ -19,8 +19,8 @@ from dataclasses import dataclass, fields
 
 import redis
 
-from zapa_bridge.bridge_client import SessionInfo
-from zapa_bridge.status_store import PREFIX
+from zapa_bridge.bridge.client import SessionInfo
+from zapa_bridge.outbound.status_store import PREFIX
 
 SESSIONS_KEY = f"{PREFIX}sessions"
 PHONES_KEY = f"{PREFIX}session-phones"

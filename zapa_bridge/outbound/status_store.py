@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from zapa_bridge.prepared import PreparedMessage
+from zapa_bridge.store.prepared import PreparedMessage
 
 PREFIX = "zapa:"
 HISTORY_LIMIT = 20
@@ -26,7 +26,7 @@ HISTORY_LIMIT = 20
 # last put there: what the recovery sweep checks against the queues.
 PENDING_INDEX = f"{PREFIX}pending"
 # Messages waiting for a moment (a rate limit slot, or their turn that just came), scored
-# by when they are due; the due-message mover publishes them (zapa_bridge.dispatch).
+# by when they are due; the due-message mover publishes them (zapa_bridge.outbound.dispatch).
 DUE_INDEX = f"{PREFIX}due"
 # Field `lane` of this hash names the message of a conversation lane that may be sent now.
 LANE_HEADS = f"{PREFIX}lane-heads"

@@ -15,13 +15,12 @@ import uuid
 
 import redis
 
-from zapa_bridge.dispatch import Publish
 from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
-from zapa_bridge.holds import HeldMessages
 from zapa_bridge.logs import line
-from zapa_bridge.messages import OutboundMessage, build_message
-from zapa_bridge.prepared import PrepareSend
-from zapa_bridge.status_store import (
+from zapa_bridge.outbound.dispatch import Publish
+from zapa_bridge.outbound.holds import HeldMessages
+from zapa_bridge.outbound.messages import OutboundMessage, build_message
+from zapa_bridge.outbound.status_store import (
     DEAD_STATUSES,
     PREFIX,
     Created,
@@ -29,6 +28,7 @@ from zapa_bridge.status_store import (
     MessageStatus,
     StatusStore,
 )
+from zapa_bridge.store.prepared import PrepareSend
 
 log = logging.getLogger("zapa.outbox")
 

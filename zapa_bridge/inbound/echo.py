@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zapa_bridge.inbound import UNSUPPORTED
+from zapa_bridge.inbound.messages import UNSUPPORTED
 
 
 def echo_reply(message: dict[str, Any]) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zapa_bridge.messages import OutboundMessage
+from zapa_bridge.outbound.messages import OutboundMessage
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import redis
 
-from zapa_bridge.bridge_client import BridgeClient
+from zapa_bridge.bridge.client import BridgeClient
+from zapa_bridge.bridge.sessions import SessionRegistry
 from zapa_bridge.errors import BridgeError, BridgeUnauthorized, SessionAlreadyExists
 from zapa_bridge.logs import line
-from zapa_bridge.outbox import Outbox
-from zapa_bridge.recovery import LostMessageSweeper
-from zapa_bridge.sessions import SessionRegistry
-from zapa_bridge.status_store import PREFIX
+from zapa_bridge.outbound.outbox import Outbox
+from zapa_bridge.outbound.recovery import LostMessageSweeper
+from zapa_bridge.outbound.status_store import PREFIX
 
 log = logging.getLogger("zapa.reconcile")
 

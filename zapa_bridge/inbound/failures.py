@@ -16,7 +16,7 @@ import redis
 from redis import exceptions as redis_errors
 
 from zapa_bridge.errors import QueueUnavailable
-from zapa_bridge.retry_policy import RetryPolicy
+from zapa_bridge.outbound.retry_policy import RetryPolicy
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError, redis.TimeoutError, redis_errors.ReadOnlyError,

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zapa_bridge.config import DEFAULT_REDIS_URL, Settings, load_settings
-from zapa_bridge.embedded_redis import EmbeddedRedis, answers, free_port
+from zapa_bridge.devtools.embedded_redis import EmbeddedRedis, answers, free_port
 from zapa_bridge.web.webhooks import WEBHOOK_PATH
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = ROOT / ".zapa"
 SIMULATED_SESSION = "default"
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import redis
 
-from zapa_bridge.prepared import PreparedMessage
-from zapa_bridge.status_store import PREFIX
-from zapa_bridge.webhook_events import WebhookEvent, epoch_ms
+from zapa_bridge.inbound.events import WebhookEvent, epoch_ms
+from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store.prepared import PreparedMessage
 
 UNSUPPORTED = "unsupported"
 RECENT_KEY = f"{PREFIX}in:recent"

@@ -1,0 +1,1 @@
+"""What operators watch: health checks, metrics counted in Redis, queue statistics."""

@@ -1,0 +1,1 @@
+"""Redis itself: connections, and task messages made ready to be pushed in one command."""
