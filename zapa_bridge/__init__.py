@@ -1,0 +1,1 @@
+"""zapa-bridge: the integration layer between the zapw WhatsApp bridge and Zapa."""
