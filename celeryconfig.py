@@ -8,6 +8,7 @@ from kombu import Queue as KombuQueue
 from workers.queues import BUILTIN_INBOUND_TASKS, CONSUME_ORDER
 from zapa_bridge.config import get_settings
 from zapa_bridge.errors import ConfigError
+from zapa_bridge.store import keys
 
 _settings = get_settings()
 
@@ -27,9 +28,9 @@ broker_transport_options = {
     "unacked_mutex_expire": min(300, _settings.visibility_timeout),
     # Zapa's own workers share this broker for the inbound tasks; with keys of our own, our
     # visibility timeout never redelivers their long-running tasks, nor theirs ours.
-    "unacked_key": "zapa:unacked",
-    "unacked_index_key": "zapa:unacked_index",
-    "unacked_mutex_key": "zapa:unacked_mutex",
+    "unacked_key": keys.UNACKED,
+    "unacked_index_key": keys.UNACKED_INDEX,
+    "unacked_mutex_key": keys.UNACKED_MUTEX,
     # Acks of a threaded worker share this pool; too small a pool fails acks (duplicates).
     "max_connections": _settings.worker_concurrency + 10,
     # Fail fast on a dead connection: the webhook route must answer zapw within seconds.
@@ -77,8 +78,8 @@ task_send_sent_event = False
 beat_scheduler = "redbeat.RedBeatScheduler"
 redbeat_redis_url = _settings.redis_url
 redbeat_redis_options = {"socket_timeout": 5, "socket_connect_timeout": 5}
-redbeat_key_prefix = "zapa:beat:"
-redbeat_lock_key = "zapa:beat:lock"
+redbeat_key_prefix = keys.BEAT_PREFIX
+redbeat_lock_key = keys.BEAT_LOCK
 # A standby beat takes over this long after the lock holder died.
 redbeat_lock_timeout = 30
 beat_max_loop_interval = 5

@@ -20,6 +20,7 @@ from bench.results import Row, Section, ceiling_row, info_row, percentile
 from bench.sizes import Sizes
 from bench.usage import UsageMeter, children_cpu, commands_table, cpu_table, pid_cpu
 from zapa_bridge.simulator import SentMessage, Simulator
+from zapa_bridge.store import keys
 
 TITLE = "Loop latency"
 TARGET_P50_MS = 15.0
@@ -167,7 +168,7 @@ def _index(marker: str) -> int:
 
 
 def _registry_says_connected(env: BenchEnv) -> bool:
-    raw = env.redis().hget("zapa:sessions", SESSION)
+    raw = env.redis().hget(keys.SESSIONS, SESSION)
     return bool(raw) and json.loads(raw).get("status") == "connected"
 
 

@@ -25,6 +25,7 @@ from bench.environment import BenchEnv
 from bench.producers import enqueue_together, seconds_per_enqueue
 from bench.results import Row, Section, ceiling_row, fmt, info_row, markdown_table
 from bench.sizes import Sizes
+from zapa_bridge.store import keys
 
 TITLE = "Scale"
 TARGET_BYTES = 2048
@@ -33,7 +34,7 @@ TARGET_BYTES = 2048
 LISTPACK = {"hash-max-listpack-value": "1024"}
 FLAT_WITHIN = 1.5  # the slowest checkpoint's time per message, at most this x the fastest
 OURS_QUEUE = "zapa.send.default"
-SHARED_KEYS = (OURS_QUEUE, BASELINE_QUEUE, "zapa:pending", "zapa:due", "zapa:msg-recent")
+SHARED_KEYS = (OURS_QUEUE, BASELINE_QUEUE, keys.PENDING, keys.DUE, keys.MESSAGES_RECENT)
 KEY_SAMPLES = 2000
 _ID_PARTS = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d{4,}")
 

@@ -259,6 +259,7 @@ def test_queue_stats_count_the_queued_messages_per_queue(client):
     assert body["totals"] == {"waiting": 3, "held": 0, "dead_letters": 0}
 
 
+@pytest.mark.slow
 def test_dead_letter_replayed_through_the_api_is_sent_once_its_session_exists(
         client, sim, start_worker):
     start_worker(ZAPW_URL=sim.url)
@@ -287,6 +288,7 @@ def test_replaying_a_message_that_is_not_a_dead_letter_answers_404(client):
     assert_error(call(client, "POST", f"/dead-letters/{message_id}/replay"), 404, "not_found")
 
 
+@pytest.mark.slow
 def test_purging_dead_letters_removes_them_all(client, start_worker, sim):
     start_worker(ZAPW_URL=sim.url)
     ids = [send_message.delay(to=TO, text="x", session="ghost").id for _ in range(2)]
@@ -300,6 +302,7 @@ def test_purging_dead_letters_removes_them_all(client, start_worker, sim):
     assert [services().store.get(i) for i in ids] == [None, None]
 
 
+@pytest.mark.slow
 def test_negative_limit_never_hides_dead_letters(client, start_worker, sim):
     start_worker(ZAPW_URL=sim.url)
     ids = [send_message.delay(to=TO, text="x", session="ghost").id for _ in range(3)]

@@ -302,6 +302,7 @@ def test_recent_messages_show_their_delivery_status_masked_and_without_text(clie
     assert "secret" not in recent
 
 
+@pytest.mark.slow
 def test_dashboard_still_renders_when_redis_is_down(zapw):
     settings = load_settings(ZAPW_URL=zapw.url, REDIS_URL="redis://127.0.0.1:1/0")
     client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
@@ -341,6 +342,7 @@ def screenshot(driver: webdriver.Chrome, path: Path) -> None:
     driver.save_screenshot(str(path))
 
 
+@pytest.mark.slow
 def test_operator_signs_in_sees_the_qr_and_replays_a_dead_letter_in_chromium(
         start_worker, start_web, zapw, browser, tmp_path):
     zapw.add_session("main", phone="5511900001111")

@@ -82,6 +82,7 @@ def test_status_of_an_unknown_message_exits_non_zero(cli, redis_db):
     assert "Error: no message unknown" in result.output
 
 
+@pytest.mark.slow
 def test_dead_letters_list_shows_the_failed_message_with_its_reason(cli, dead_letter):
     result = cli("dead-letters", "list")
     assert result.exit_code == 0, result.output
@@ -90,6 +91,7 @@ def test_dead_letters_list_shows_the_failed_message_with_its_reason(cli, dead_le
     assert listed[0]["reason"] == "SessionNotFound: Session ghost not found"
 
 
+@pytest.mark.slow
 def test_dead_letters_replay_queues_it_again_and_a_worker_sends_it(cli, dead_letter, zapw):
     zapw.add_session("ghost")
     result = cli("dead-letters", "replay", dead_letter)
@@ -109,6 +111,7 @@ def test_dead_letters_replay_of_a_message_that_is_not_dead_exits_non_zero(cli, r
     assert record_of(message_id).status == MessageStatus.QUEUED
 
 
+@pytest.mark.slow
 def test_dead_letters_purge_deletes_the_dead_letter_and_its_record(cli, dead_letter):
     result = cli("dead-letters", "purge")
     assert (result.exit_code, result.output) == (0, "purged 1\n")

@@ -16,10 +16,10 @@ from tests.zapw_stub import ZapwStub
 from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
-from zapa_bridge.ops.metrics import COUNTERS_KEY, LATENCY_KEY
 from zapa_bridge.outbound.delivery import Deliverer
-from zapa_bridge.outbound.status_store import DUE_INDEX, PENDING_INDEX, MessageStatus
+from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.services import Services
+from zapa_bridge.store import keys
 
 S = MessageStatus
 TO = "5511988887777"
@@ -80,14 +80,14 @@ def test_a_send_reads_once_and_counts_and_hands_on_in_its_sent_change(redis_db, 
     assert deliverer.deliver(message_id, kwargs).status == "sent"
     assert CountingConnection.round_trips == 3
 
-    assert redis_db.hget(COUNTERS_KEY, "sends:sent") == "2"
-    latency = redis_db.hgetall(LATENCY_KEY)
+    assert redis_db.hget(keys.METRICS_COUNTERS, "sends:sent") == "2"
+    latency = redis_db.hgetall(keys.METRICS_SEND_LATENCY)
     assert sum(int(count) for bucket, count in latency.items() if bucket != "sum") == 2
     assert float(latency["sum"]) > 0
     # The next message is published once, by the worker, and is pending, not due.
     assert queued_ids(redis_db) == [ids[1]]
-    assert redis_db.zscore(PENDING_INDEX, ids[1]) is not None
-    assert redis_db.zscore(DUE_INDEX, ids[1]) is None
+    assert redis_db.zscore(keys.PENDING, ids[1]) is not None
+    assert redis_db.zscore(keys.DUE, ids[1]) is None
     assert services().dispatcher(send_message.publish).move_due() == 0
     assert queued_ids(redis_db) == [ids[1]]
 
@@ -104,7 +104,7 @@ def test_a_handed_on_conversation_is_sent_in_order_one_publish_each(redis_db, za
         delivered.append(message_id)
     assert delivered == ids
     assert [send.body["text"] for send in zapw.sent_to("s1")] == [f"m{n}" for n in range(5)]
-    assert redis_db.zcard(PENDING_INDEX) == 0
+    assert redis_db.zcard(keys.PENDING) == 0
     assert services().store.turn_of(f"s1>{TO}") is None
 
 
@@ -113,7 +113,7 @@ def test_a_dead_letter_hands_its_conversation_on_and_is_counted(redis_db, zapw, 
     zapw.fail_next(1, 400, "Invalid phone number")
     ids = [send_message.delay(to=TO, text=f"m{n}", session="s1").id for n in range(2)]
     assert deliverer.deliver(*take_queued(redis_db)).status == "failed"
-    assert redis_db.hget(COUNTERS_KEY, "sends:failed") == "1"
+    assert redis_db.hget(keys.METRICS_COUNTERS, "sends:failed") == "1"
     assert queued_ids(redis_db) == [ids[1]]
     assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
     assert services().store.get(ids[0]).status is S.FAILED

@@ -7,9 +7,13 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from tests.helpers import wait_until
 from workers.tasks import send_message, services
 from zapa_bridge.outbound.status_store import MessageStatus
+
+pytestmark = pytest.mark.slow
 
 SENDER = "5511988887777"
 OWN_JID = "1234567890:1@s.whatsapp.net"

@@ -14,14 +14,16 @@ import redis
 from tests.helpers import recipient, wait_until
 from tests.zapw_stub import ZapwStub
 from workers.celery_app import app
-from workers.signals import heartbeat_key
 from workers.tasks import send_message, services
 from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.config import load_settings
 from zapa_bridge.devtools.embedded_redis import free_port
-from zapa_bridge.ops.health import SNAPSHOT_KEY, Health, HealthChecker
+from zapa_bridge.ops.health import Health, HealthChecker
 from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.simulator import Simulator, SimulatorConfig
+from zapa_bridge.store import keys
+
+pytestmark = pytest.mark.slow
 
 TO = "5511988887777"
 _recipients = itertools.count()
@@ -180,12 +182,12 @@ def test_workers_are_unhealthy_without_a_heartbeat_and_healthy_once_one_runs(
         UNHEALTHY, "no worker heartbeat", {"workers": []})
 
     start_worker()
-    wait_until(lambda: list(redis_db.scan_iter(heartbeat_key("*"))), what="heartbeat key")
+    wait_until(lambda: list(redis_db.scan_iter(keys.WORKERS_PATTERN)), what="heartbeat key")
     alive = checker.check_workers()
     assert (alive.status, alive.message) == (HEALTHY, "1 worker(s) alive")
     [hostname] = alive.metadata["workers"]
     assert hostname.startswith("test-worker0@")
-    assert redis_db.exists(heartbeat_key(hostname)) == 1
+    assert redis_db.exists(keys.worker(hostname)) == 1
 
 
 # -- beat ----------------------------------------------------------------------------------
@@ -252,7 +254,7 @@ def test_unreachable_redis_makes_the_snapshot_unhealthy(sim, make_checker):
 def test_overall_status_is_the_worst_components(sim, make_checker, start_worker, redis_db):
     sim.add_session("s1")
     start_worker()
-    wait_until(lambda: list(redis_db.scan_iter(heartbeat_key("*"))), what="heartbeat key")
+    wait_until(lambda: list(redis_db.scan_iter(keys.WORKERS_PATTERN)), what="heartbeat key")
 
     everything_fine = make_checker(sim.url).run()
     assert set(statuses(everything_fine).values()) == {"healthy"}
@@ -279,7 +281,7 @@ def test_snapshot_is_stored_and_latest_returns_it_with_when_it_was_taken(
     before = time.time()
     snapshot = checker.run()
     after = time.time()
-    assert redis_db.exists(SNAPSHOT_KEY) == 1
+    assert redis_db.exists(keys.HEALTH_SNAPSHOT) == 1
 
     latest = make_checker(sim.url).latest()
     assert latest is not None

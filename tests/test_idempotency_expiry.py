@@ -53,6 +53,7 @@ def test_racing_calls_with_one_key_queue_one_message_each_time(redis_db):
     assert redis_db.llen(Queue.SEND_DEFAULT) == 100
 
 
+@pytest.mark.slow
 def test_raced_idempotent_sends_reach_the_bridge_once(start_worker, zapw):
     zapw.add_session("s1")
     start_worker()
@@ -96,6 +97,7 @@ def test_bad_idempotency_key_or_expiry_names_the_field(redis_db, fields, field):
     assert list(redis_db.scan_iter("zapa*")) == []
 
 
+@pytest.mark.slow
 def test_a_reply_not_sent_before_its_expiry_expires_instead_of_arriving_late(start_worker,
                                                                               zapw):
     zapw.add_session("s1")
@@ -113,6 +115,7 @@ def test_a_reply_not_sent_before_its_expiry_expires_instead_of_arriving_late(sta
     assert [dead.id for dead in services().dead_letters.list()] == [late.id]
 
 
+@pytest.mark.slow
 def test_a_replayed_expired_reply_is_sent(start_worker, zapw):
     zapw.add_session("s1")
     late = send_message.delay(to=TO, text="send anyway", session="s1", ttl=0.1)

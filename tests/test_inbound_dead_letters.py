@@ -23,7 +23,10 @@ from zapa_bridge.config import load_settings
 from zapa_bridge.inbound.failures import decide
 from zapa_bridge.inbound.messages import InboundLog
 from zapa_bridge.outbound.retry_policy import RetryPolicy
+from zapa_bridge.store import keys
 from zapa_bridge.web import create_app
+
+pytestmark = pytest.mark.slow
 
 ADMIN = {"Authorization": f"Bearer {os.environ['ZAPA_ADMIN_TOKEN']}"}
 API = "/api/v1/integration"
@@ -178,7 +181,8 @@ def test_a_message_id_ending_in_routed_is_its_own_message(start_worker, zapw, po
     assert services().inbound_dead_letters.count() == 0
     # Each hand-on mark is its own record's field: handled again, neither goes twice.
     log = InboundLog(services().redis, retention=60)
-    assert all(log.redis.hget(log.key(f"s1:{mid}"), "routed") == "1" for mid in ("r2", "r2:routed"))
+    assert all(log.redis.hget(log.key(keys.inbound_id("s1", mid)), "routed") == "1"
+               for mid in ("r2", "r2:routed"))
 
 
 # -- operators: list, replay, purge, counts ------------------------------------------------

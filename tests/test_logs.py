@@ -18,6 +18,8 @@ from workers.tasks import send_message, services
 from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.redaction import mask_phone
 
+pytestmark = pytest.mark.slow
+
 WEBHOOK_PATH = "/api/v1/webhooks/whatsapp"
 API = "/api/v1/integration"
 WEBHOOK_TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]

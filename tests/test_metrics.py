@@ -20,6 +20,8 @@ from zapa_bridge.config import load_settings
 from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.web import create_app
 
+pytestmark = pytest.mark.slow
+
 TO = "5511988887777"
 WEBHOOK_TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]
 RECEIVED = {

@@ -9,13 +9,12 @@ from tests.helpers import recipient, wait_until
 from workers.queues import Queue
 from workers.tasks import outbox, release_held, send_message, services
 from zapa_bridge.outbound.status_store import (
-    DUE_INDEX,
-    PENDING_INDEX,
     Created,
     MessageStatus,
     StatusStore,
     Turn,
 )
+from zapa_bridge.store import keys
 
 S = MessageStatus
 TO = "5511988887777"
@@ -43,7 +42,7 @@ def test_only_the_first_message_of_a_conversation_is_ready(store):
     assert store.turn_of(LANE) == "m1"
     # Waiting messages are neither pending (in a queue) nor due.
     assert store.redis.zscore("zapa:pending", "m2") is None
-    assert store.redis.zscore(DUE_INDEX, "m2") is None
+    assert store.redis.zscore(keys.DUE, "m2") is None
     assert store.redis.ttl(store.key("m2")) == -1  # kept until its turn
     assert "waits for the earlier messages" in store.get("m2").history[0]["note"]
 
@@ -53,7 +52,7 @@ def test_a_finished_message_hands_its_turn_to_the_next_one_marked_due(store):
         create(store, m)
     assert finish(store, "m1") == "m2"
     assert store.turn_of(LANE) == "m2"
-    assert store.redis.zscore(DUE_INDEX, "m2") is not None
+    assert store.redis.zscore(keys.DUE, "m2") is not None
     assert finish(store, "m2", S.FAILED) == "m3"  # a dead letter lets the next one go too
     assert finish(store, "m3") is None
     assert store.turn_of(LANE) is None
@@ -99,6 +98,7 @@ def test_only_the_head_of_each_conversation_is_queued(redis_db):
     assert services().store.turn_of(LANE) == ids[0]
 
 
+@pytest.mark.slow
 def test_a_conversation_is_sent_in_order_through_failures_while_others_flow(start_worker,
                                                                           zapw):
     zapw.add_session("s1")
@@ -115,6 +115,7 @@ def test_a_conversation_is_sent_in_order_through_failures_while_others_flow(star
     assert services().store.turn_of(LANE) is None
 
 
+@pytest.mark.slow
 def test_a_held_head_holds_its_conversation_back_until_released(start_worker, zapw):
     zapw.add_session("s1", connected=False)
     start_worker()
@@ -139,9 +140,9 @@ def test_a_finished_message_asked_to_hand_on_takes_the_next_one_for_its_caller(s
     assert change.dispatch is None
     assert store.turn_of(LANE) == "m2"
     # Taken as the due-message mover would take it: pending (in a queue from now on).
-    assert store.redis.zscore(DUE_INDEX, "m2") is None
-    assert store.redis.zscore(PENDING_INDEX, "m2") is not None
-    assert store.redis.zscore(PENDING_INDEX, "m3") is None
+    assert store.redis.zscore(keys.DUE, "m2") is None
+    assert store.redis.zscore(keys.PENDING, "m2") is not None
+    assert store.redis.zscore(keys.PENDING, "m3") is None
 
 
 def test_a_next_message_without_a_record_is_left_to_the_due_mover(store):
@@ -151,5 +152,5 @@ def test_a_next_message_without_a_record_is_left_to_the_due_mover(store):
     store.transition("m1", S.SENDING)
     change = store.transition("m1", S.SENT, hand_on=True)
     assert (change.taken, change.dispatch) == (None, "m2")
-    assert store.redis.zscore(DUE_INDEX, "m2") is not None
-    assert store.redis.zscore(PENDING_INDEX, "m2") is None
+    assert store.redis.zscore(keys.DUE, "m2") is not None
+    assert store.redis.zscore(keys.PENDING, "m2") is None

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.helpers import recipient, wait_until
 from workers.tasks import release_held, run_reconcile, send_message, services
-from zapa_bridge.ops.metrics import COUNTERS_KEY, POSSIBLE_DUPLICATES
+from zapa_bridge.ops.metrics import POSSIBLE_DUPLICATES
 from zapa_bridge.outbound.status_store import MessageStatus
+from zapa_bridge.store import keys
+
+pytestmark = pytest.mark.slow
 
 TO = "5511988887777"
 
@@ -254,7 +259,7 @@ def test_worker_killed_mid_burst_loses_nothing(start_worker, zapw):
                       for entry in record_of(message_id).history)}
     repeated = {text for text in texts if texts.count(text) > 1}
     assert repeated <= flagged
-    counted = services().redis.hget(COUNTERS_KEY, POSSIBLE_DUPLICATES)
+    counted = services().redis.hget(keys.METRICS_COUNTERS, POSSIBLE_DUPLICATES)
     assert int(counted or 0) == len(flagged)
 
 

@@ -11,10 +11,11 @@ from workers.queues import SEND_QUEUE_BY_PRIORITY
 from workers.tasks import send_message, services
 from zapa_bridge.config import Settings, load_settings
 from zapa_bridge.errors import ConfigError
-from zapa_bridge.ops.metrics import COUNTERS_KEY, RATE_LIMITED
+from zapa_bridge.ops.metrics import RATE_LIMITED
 from zapa_bridge.outbound.rate_limit import SessionRateLimiter
 from zapa_bridge.outbound.rate_spec import RateLimit, parse_rate, parse_session_rates
-from zapa_bridge.outbound.status_store import DUE_INDEX, MessageStatus
+from zapa_bridge.outbound.status_store import MessageStatus
+from zapa_bridge.store import keys
 
 S = MessageStatus
 UNACKED = app.conf.broker_transport_options["unacked_key"]
@@ -69,6 +70,7 @@ def test_a_settled_slot_counts_from_when_the_bridge_answered(redis_db):
     assert redis_db.zscore(limiter.key("s1"), "m0") > taken
 
 
+@pytest.mark.slow
 def test_rate_limited_sends_wait_in_redis_and_never_exceed_the_window(start_worker, zapw):
     zapw.add_session("s1")
     zapw.add_session("s2")
@@ -87,7 +89,7 @@ def test_rate_limited_sends_wait_in_redis_and_never_exceed_the_window(start_work
     # Waiting sends are in Redis's due set: no worker holds them, no queue carries them.
     def waiting_only_in_redis() -> bool:
         queues = sum(redis_db_len(q) for q in SEND_QUEUE_BY_PRIORITY.values())
-        return (store.redis.zcard(DUE_INDEX) > 0 and queues == 0
+        return (store.redis.zcard(keys.DUE) > 0 and queues == 0
                 and store.redis.hlen(UNACKED) == 0)
 
     wait_until(waiting_only_in_redis, what="limited sends waiting in the due set")
@@ -98,7 +100,7 @@ def test_rate_limited_sends_wait_in_redis_and_never_exceed_the_window(start_work
     times = sorted(send.at for send in zapw.sent_to("s1"))
     assert len(times) == 9
     assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[3:], strict=False))
-    assert int(store.redis.hget(COUNTERS_KEY, RATE_LIMITED) or 0) >= 6
+    assert int(store.redis.hget(keys.METRICS_COUNTERS, RATE_LIMITED) or 0) >= 6
 
 
 def redis_db_len(queue: str) -> int:

@@ -16,9 +16,11 @@ import pytest
 from tests import processes
 from tests.helpers import wait_until
 from workers.tasks import beat_last_run, health_check, reconcile, send_message, services
-from zapa_bridge.ops.health import BRIDGE_STARTED_KEY
 from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.simulator import Simulator, SimulatorConfig
+from zapa_bridge.store import keys
+
+pytestmark = pytest.mark.slow
 
 TO = "5511988887777"
 MAINTENANCE_QUEUE = "zapa.maintenance"
@@ -103,7 +105,8 @@ def test_health_check_resyncs_at_once_after_the_bridge_restarted(
     sim.add_session("s9")
     worker = start_worker(ZAPW_URL=sim.url, ZAPA_SESSIONS="s9")
     health_check.delay()
-    wait_until(lambda: redis_db.get(BRIDGE_STARTED_KEY), what="first bridge start time recorded")
+    wait_until(lambda: redis_db.get(keys.HEALTH_BRIDGE_STARTED),
+               what="first bridge start time recorded")
     assert "event=bridge.restarted" not in worker.log()
 
     sim.restart(downtime=0, drop_sessions=True)

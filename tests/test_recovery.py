@@ -10,7 +10,7 @@ from workers.celery_app import app
 from workers.queues import SEND_QUEUE_BY_PRIORITY, Queue
 from workers.tasks import send_message, services
 from zapa_bridge.outbound.recovery import LostMessageSweeper
-from zapa_bridge.outbound.status_store import PENDING_INDEX
+from zapa_bridge.store import keys
 
 TO = "5511988887777"
 UNACKED = app.conf.broker_transport_options["unacked_key"]
@@ -55,11 +55,11 @@ def test_a_message_is_not_called_lost_before_lost_after(redis_db):
 def test_finished_and_held_messages_leave_the_pending_index(redis_db):
     message_id = send_message.delay(to=TO, text="x", session="s1").id
     store = services().store
-    assert redis_db.zscore(PENDING_INDEX, message_id) is not None
+    assert redis_db.zscore(keys.PENDING, message_id) is not None
     store.transition(message_id, "sending")
     store.transition(message_id, "held")
-    assert redis_db.zscore(PENDING_INDEX, message_id) is None
+    assert redis_db.zscore(keys.PENDING, message_id) is None
     store.transition(message_id, "queued")
     store.transition(message_id, "sending")
     store.transition(message_id, "sent")
-    assert redis_db.zscore(PENDING_INDEX, message_id) is None
+    assert redis_db.zscore(keys.PENDING, message_id) is None

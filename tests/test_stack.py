@@ -19,6 +19,8 @@ import requests
 from tests.helpers import wait_until
 from zapa_bridge.devtools.embedded_redis import answers, free_port
 
+pytestmark = pytest.mark.slow
+
 CLI = str(Path(sys.executable).parent / "zapa-bridge")
 TO = "5511988887777"
 

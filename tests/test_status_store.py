@@ -13,6 +13,7 @@ from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.outbound.status_store import (
     HISTORY_LIMIT,
     Created,
+    FailureCount,
     Increment,
     MessageStatus,
     StatusStore,
@@ -123,7 +124,7 @@ def test_dead_letter_is_kept_without_expiry_until_replayed(store):
     store.transition("m1", S.FAILED, fields={"reason": "SessionNotFound: gone"})
     assert store.redis.ttl(store.key("m1")) == -1
     assert [(r.id, r.reason) for r in dead.list()] == [("m1", "SessionNotFound: gone")]
-    store.transition("m1", S.QUEUED, failures="0")
+    store.transition("m1", S.QUEUED, failures=FailureCount.RESET)
     assert dead.count() == 0
     assert store.redis.ttl(store.key("m1")) == -1  # queued again: kept until done
     store.transition("m1", S.SENDING)

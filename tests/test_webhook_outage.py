@@ -12,6 +12,8 @@ from tests.helpers import wait_until
 from tests.processes import Web, Worker
 from zapa_bridge.devtools.embedded_redis import EmbeddedRedis
 
+pytestmark = pytest.mark.slow
+
 TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]
 
 

@@ -29,8 +29,9 @@ from zapa_bridge.config import load_settings
 from zapa_bridge.devtools.embedded_redis import free_port
 from zapa_bridge.errors import ConfigError
 from zapa_bridge.inbound.events import parse_event
-from zapa_bridge.inbound.intake import QUEUED_MARK, STATS_KEY, Intake
+from zapa_bridge.inbound.intake import QUEUED_MARK, Intake
 from zapa_bridge.inbound.spool import Spool
+from zapa_bridge.store import keys
 from zapa_bridge.web import create_app
 
 PATH = "/api/v1/webhooks/whatsapp"
@@ -90,7 +91,7 @@ def queued_events(redis_db: Any) -> list[dict[str, Any]]:
 
 
 def seen_key(event: dict[str, Any]) -> str:
-    return f"zapa:seen:{parse_event(event).dedupe_key()}"
+    return keys.seen(parse_event(event).dedupe_key())
 
 
 def intake_of(app: Flask) -> Intake:
@@ -308,7 +309,7 @@ def test_unknown_event_type_is_ignored_counted_and_not_queued(app, post_event, r
     answer = post_event(event)
     assert (answer.status_code, answer.json) == (200, {"status": "ignored"})
     assert intake_of(app).stats() == {"chats.update:ignored": 1}
-    assert redis_db.hgetall(STATS_KEY) == {"chats.update:ignored": "1"}
+    assert redis_db.hgetall(keys.WEBHOOK_STATS) == {"chats.update:ignored": "1"}
     assert redis_db.llen(EVENTS_QUEUE) == 0
 
 

@@ -33,6 +33,7 @@ class ZapwStub:
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     sends: list[Send] = field(default_factory=list)
     failures: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
+    message_ids: dict[str, deque[str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
     latency: float = 0.0
@@ -57,6 +58,12 @@ class ZapwStub:
             for _ in range(count):
                 self.failures.append((status, body or {"status": "error", "error": error}))
 
+    def give_ids(self, session_id: str, *message_ids: str) -> None:
+        """Answer the next sends on `session_id` with these message ids, in order (zapw's
+        ids are its own: two sessions may give the same one)."""
+        with self.lock:
+            self.message_ids.setdefault(session_id, deque()).extend(message_ids)
+
     def sent_to(self, session: str | None = None) -> list[Send]:
         with self.lock:
             return [send for send in self.sends if session is None or send.session == session]
@@ -66,6 +73,7 @@ class ZapwStub:
             self.sessions.clear()
             self.sends.clear()
             self.failures.clear()
+            self.message_ids.clear()
 
     def app(self) -> Flask:
         app = Flask("zapw-stub")
@@ -97,7 +105,9 @@ class ZapwStub:
                     return error(404, f"Session {session_id} not found")
                 if session["status"] != "connected":
                     return error(400, "Session not connected")
-                message_id = "3EB0" + uuid.uuid4().hex[:16].upper()
+                chosen = self.message_ids.get(session_id)
+                message_id = (chosen.popleft() if chosen
+                              else "3EB0" + uuid.uuid4().hex[:16].upper())
                 self.sends.append(Send(session_id, body, time.time(), message_id))
             return jsonify({"status": "success", "data": {
                 "messageId": message_id, "timestamp": int(time.time() * 1000),

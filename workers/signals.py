@@ -15,7 +15,7 @@ from celery.signals import before_task_publish, worker_ready, worker_shutting_do
 
 from zapa_bridge.config import get_settings
 from zapa_bridge.ops.queue_stats import ENQUEUED_AT_HEADER
-from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store import keys
 from zapa_bridge.store.connection import redis_client
 
 HEARTBEAT_EVERY = 10.0
@@ -31,10 +31,6 @@ def stamp_enqueue_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
         headers.setdefault(ENQUEUED_AT_HEADER, time.time())
 
 
-def heartbeat_key(hostname: str) -> str:
-    return f"{PREFIX}workers:{hostname}"
-
-
 @worker_ready.connect
 def start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
@@ -45,7 +41,7 @@ def start_heartbeat(sender: Any = None, **_: Any) -> None:
         while True:
             # A missed beat shows in the health check; it must not end the thread.
             with contextlib.suppress(redis.RedisError):
-                client.set(heartbeat_key(hostname), json.dumps({
+                client.set(keys.worker(hostname), json.dumps({
                     "hostname": hostname, "pid": os.getpid(), "started": started,
                     "at": time.time()}), ex=HEARTBEAT_TTL)
             if _heartbeat_stop.wait(HEARTBEAT_EVERY):
@@ -58,4 +54,4 @@ def start_heartbeat(sender: Any = None, **_: Any) -> None:
 def stop_heartbeat(sender: Any = None, **_: Any) -> None:
     _heartbeat_stop.set()
     with contextlib.suppress(redis.RedisError):
-        redis_client(get_settings().redis_url).delete(heartbeat_key(str(sender)))
+        redis_client(get_settings().redis_url).delete(keys.worker(str(sender)))

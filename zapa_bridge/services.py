@@ -17,7 +17,7 @@ from zapa_bridge.inbound.handlers import EventHandler, RouteInbound
 from zapa_bridge.inbound.intake import Intake, PrepareEvent
 from zapa_bridge.inbound.messages import InboundLog
 from zapa_bridge.inbound.spool import Spool
-from zapa_bridge.ops.metrics import COUNTERS_KEY, Metrics
+from zapa_bridge.ops.metrics import Metrics
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.delivery import Deliverer
 from zapa_bridge.outbound.dispatch import Dispatcher, Publish
@@ -27,6 +27,7 @@ from zapa_bridge.outbound.rate_limit import SessionRateLimiter
 from zapa_bridge.outbound.rate_spec import parse_rate, parse_session_rates
 from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.outbound.status_store import StatusStore
+from zapa_bridge.store import keys
 from zapa_bridge.store.connection import fast_redis_client, redis_client
 from zapa_bridge.store.prepared import PrepareSend
 
@@ -65,7 +66,7 @@ class Services:
     @cached_property
     def inbound_dead_letters(self) -> InboundDeadLetters:
         return InboundDeadLetters(self.redis, retention=self.settings.status_retention,
-                                  counters_key=COUNTERS_KEY)
+                                  counters_key=keys.METRICS_COUNTERS)
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:

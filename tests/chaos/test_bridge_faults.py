@@ -15,6 +15,8 @@ from tests.chaos.stack import ChaosStack
 from tests.helpers import wait_until
 from workers.tasks import send_message
 
+pytestmark = pytest.mark.slow
+
 OUTAGE = 20.0
 
 

@@ -18,6 +18,8 @@ from zapa_bridge.inbound.dead_letters import InboundDeadLetters
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.status_store import DEAD_STATUSES, MessageStatus
 
+pytestmark = pytest.mark.slow
+
 MESSAGES = 300
 RESTART_AFTER_SENT = 100
 DOWNTIME = 3.0

@@ -15,6 +15,8 @@ from tests.chaos.results import Verdict, report
 from tests.chaos.stack import ChaosStack
 from workers.tasks import send_message
 
+pytestmark = pytest.mark.slow
+
 ROUNDS = 100
 
 

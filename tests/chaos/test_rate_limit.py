@@ -14,6 +14,8 @@ from tests.chaos.results import Verdict, report
 from tests.chaos.stack import ChaosStack
 from workers.tasks import send_message
 
+pytestmark = pytest.mark.slow
+
 BURST, WINDOW = 5, 1.0  # ZAPA_SESSION_RATE_LIMITS=A=5/1s
 B_DONE_WITHIN = 5.0  # s; A needs at least (50 - 5) / 5 = 9 s
 

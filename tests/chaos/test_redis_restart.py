@@ -19,6 +19,8 @@ from tests.chaos.stack import ChaosStack
 from tests.helpers import wait_until
 from zapa_bridge.devtools.embedded_redis import EmbeddedRedis
 
+pytestmark = pytest.mark.slow
+
 MESSAGES = 400
 RATE = 50.0  # enqueued per second: the run spans the restart
 DOWN = 2.0  # s between Redis stopping and starting again

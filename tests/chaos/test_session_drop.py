@@ -15,6 +15,8 @@ from tests.helpers import wait_until
 from workers.tasks import send_message
 from zapa_bridge.outbound.holds import HeldMessages
 
+pytestmark = pytest.mark.slow
+
 DOWN = 10.0
 
 

@@ -16,7 +16,9 @@ from tests.chaos.stack import ChaosStack
 from tests.chaos.tcp_gate import TcpGate
 from tests.helpers import wait_until
 from zapa_bridge.inbound.messages import InboundLog
-from zapa_bridge.outbound.outbox import IDEMPOTENCY_PREFIX
+from zapa_bridge.store import keys
+
+pytestmark = pytest.mark.slow
 
 WEBHOOKS = 1000
 RATE = 80.0  # inbound messages per second: the run spans the outage
@@ -62,8 +64,8 @@ def test_1000_webhooks_with_redis_cut_off_from_the_web_tier_for_10_s_are_process
     writer.join(timeout=WEBHOOKS / RATE + 30)
 
     def reply_ids() -> list[str]:
-        keys = [f"{IDEMPOTENCY_PREFIX}reply:{inbound_id}" for inbound_id in inbound_ids]
-        return [message_id for message_id in stack.redis.mget(keys) if message_id]
+        names = [keys.idempotency(f"reply:{inbound_id}") for inbound_id in inbound_ids]
+        return [message_id for message_id in stack.redis.mget(names) if message_id]
 
     settled = stack.settle(ledger, timeout=80, ids=reply_ids)
     seconds = time.monotonic() - started

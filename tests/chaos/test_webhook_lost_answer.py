@@ -24,6 +24,8 @@ from zapa_bridge.inbound.intake import Intake
 from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.store.connection import fast_redis_client
 
+pytestmark = pytest.mark.slow
+
 
 def received(message_id: str) -> dict:
     return {"sessionId": "s1", "origin": "1234567890", "eventType": "message.received",

@@ -17,6 +17,8 @@ from tests.helpers import wait_until
 from workers.tasks import send_message
 from zapa_bridge.outbound.status_store import MessageStatus
 
+pytestmark = pytest.mark.slow
+
 MESSAGES = 1000
 KILL_AFTER_SENT = (300, 650)
 

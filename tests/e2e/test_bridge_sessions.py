@@ -16,6 +16,8 @@ from zapa_bridge.bridge.sessions import MISSING_REASON
 from zapa_bridge.config import load_settings
 from zapa_bridge.web import create_app
 
+pytestmark = pytest.mark.slow
+
 TO = "5511988887777"
 NO_SESSIONS = {"sessions": (), "connect_delay": 1.0}
 

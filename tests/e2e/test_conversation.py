@@ -10,6 +10,8 @@ from tests.e2e.stack import S, Stack, statuses
 from tests.helpers import wait_until
 from workers.tasks import services
 
+pytestmark = pytest.mark.slow
+
 SENDER = "5511988887777"
 
 

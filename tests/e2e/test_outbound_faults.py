@@ -18,6 +18,8 @@ from tests.helpers import recipient, wait_until
 from tests.processes import Worker
 from workers.tasks import send_message, services
 
+pytestmark = pytest.mark.slow
+
 _recipients = itertools.count()
 
 

@@ -20,7 +20,9 @@ from tests.e2e.conftest import FIXED_ZAPW
 from tests.e2e.stack import S, Stack
 from tests.helpers import ServedApp, wait_until
 from workers.tasks import services
-from zapa_bridge.inbound.intake import STATS_KEY
+from zapa_bridge.store import keys
+
+pytestmark = pytest.mark.slow
 
 SENDER = "5511988887777"
 
@@ -91,5 +93,5 @@ def test_inbound_webhook_delivered_twice_is_recorded_and_echoed_once(
     message_id = services().store.find_by_bridge_id("A", reply.message_id)
     e2e.wait_status(message_id, S.READ)
     assert [entry["message"]["id"] for entry in services().inbound.recent()] == [inbound_id]
-    assert services().redis.hget(STATS_KEY, "message.received:duplicate") == "1"
+    assert services().redis.hget(keys.WEBHOOK_STATS, "message.received:duplicate") == "1"
     assert len(e2e.sim.sends()) == 1

@@ -23,11 +23,10 @@ from zapa_bridge.errors import BridgeError, BridgeUnauthorized, SessionAlreadyEx
 from zapa_bridge.logs import line
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.recovery import LostMessageSweeper
-from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store import keys
 
 log = logging.getLogger("zapa.reconcile")
 
-REQUESTED_KEY = f"{PREFIX}reconcile:requested"
 # At most one asked-for reconciliation waits at a time; this bounds how long an ask is
 # remembered, in seconds, should the queued one be lost.
 REQUEST_GAP = 3.0
@@ -63,11 +62,11 @@ class ReconcileRequests:
     def claim(self) -> bool:
         """True when no reconciliation is asked for and not started yet (nor in the last
         `gap` seconds, should the asked one be lost): that caller queues one."""
-        return bool(self.redis.set(REQUESTED_KEY, 1, nx=True, px=int(self.gap * 1000)))
+        return bool(self.redis.set(keys.RECONCILE_REQUESTED, 1, nx=True, px=int(self.gap * 1000)))
 
     def started(self) -> None:
         """A reconciliation begins: what is asked from now on needs another one."""
-        self.redis.delete(REQUESTED_KEY)
+        self.redis.delete(keys.RECONCILE_REQUESTED)
 
 
 def reconcile(client: BridgeClient, registry: SessionRegistry, outbox: Outbox,

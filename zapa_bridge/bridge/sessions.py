@@ -20,47 +20,17 @@ from dataclasses import dataclass, fields
 import redis
 
 from zapa_bridge.bridge.client import SessionInfo
-from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store import keys, scripts
 
-SESSIONS_KEY = f"{PREFIX}sessions"
-PHONES_KEY = f"{PREFIX}session-phones"
 MISSING = "missing"
 MISSING_REASON = "session missing on bridge"
 # How long a session the bridge lost is remembered (seconds): sends to it are held, not
 # failed, for that long.
 MISSING_KEPT = 86400.0
 
-# KEYS[1] the sessions hash, KEYS[2] the phone -> session hash.
-# ARGV[1] session id, ARGV[2] the event's time (epoch ms), ARGV[3] the changes (JSON).
-# A state written by a snapshot has no event time (or a JSON null): any event applies.
-_APPLY_EVENT = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-local state = raw and cjson.decode(raw) or {id = ARGV[1]}
-local at = tonumber(ARGV[2])
-local last = state.event_at
-if type(last) == 'number' and last > at then return 0 end
-for k, v in pairs(cjson.decode(ARGV[3])) do state[k] = v end
-state.event_at = at
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state))
-if type(state.phone_number) == 'string' and state.phone_number ~= '' then
-  redis.call('HSET', KEYS[2], state.phone_number, ARGV[1])
-end
-return 1
-"""
+_APPLY_EVENT = scripts.read(__package__, "sessions.apply_event.lua")
 
-# KEYS[1] the sessions hash. ARGV[1] session id, ARGV[2] the time the caller learnt it is
-# missing (epoch s), ARGV[3] the state to write (JSON). Refused when the state changed
-# after ARGV[2] (the session came back meanwhile).
-_MARK_MISSING = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if raw then
-  local state = cjson.decode(raw)
-  if type(state.updated) == 'number' and state.updated > tonumber(ARGV[2]) then return 0 end
-  if state.status == 'missing' then return 1 end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
+_MARK_MISSING = scripts.read(__package__, "sessions.mark_missing.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +85,7 @@ class SessionRegistry:
             changes["phone_number"] = phone_number
         if name:
             changes["name"] = name
-        applied = self._apply(keys=[SESSIONS_KEY, PHONES_KEY],
+        applied = self._apply(keys=[keys.SESSIONS, keys.SESSION_PHONES],
                               args=[session_id, int(at), json.dumps(changes)])
         return bool(applied)
 
@@ -152,14 +122,14 @@ class SessionRegistry:
                 since)
             missing.append(states[session_id])
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(SESSIONS_KEY, PHONES_KEY)
+        pipe.delete(keys.SESSIONS, keys.SESSION_PHONES)
         if states:
-            pipe.hset(SESSIONS_KEY, mapping={sid: state.to_json()
+            pipe.hset(keys.SESSIONS, mapping={sid: state.to_json()
                                              for sid, state in states.items()})
             phones = {state.phone_number: sid for sid, state in states.items()
                       if state.phone_number}
             if phones:
-                pipe.hset(PHONES_KEY, mapping=phones)
+                pipe.hset(keys.SESSION_PHONES, mapping=phones)
         pipe.execute()
         return missing
 
@@ -172,25 +142,25 @@ class SessionRegistry:
             session_id, MISSING, before.phone_number if before else None,
             before.name if before else None, now, before.event_at if before else None,
             MISSING_REASON, now)
-        return bool(self._mark_missing(keys=[SESSIONS_KEY],
+        return bool(self._mark_missing(keys=[keys.SESSIONS],
                                        args=[session_id, repr(learnt_at), state.to_json()]))
 
     def forget(self, session_id: str) -> None:
         """Drop a session deleted on purpose: sends to it fail from now on."""
         state = self.get(session_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hdel(SESSIONS_KEY, session_id)
+        pipe.hdel(keys.SESSIONS, session_id)
         if state is not None and state.phone_number:
-            pipe.hdel(PHONES_KEY, state.phone_number)
+            pipe.hdel(keys.SESSION_PHONES, state.phone_number)
         pipe.execute()
 
     def get(self, session_id: str) -> SessionState | None:
-        raw = self.redis.hget(SESSIONS_KEY, session_id)
+        raw = self.redis.hget(keys.SESSIONS, session_id)
         return SessionState.from_json(raw) if raw else None
 
     def all(self) -> list[SessionState]:
-        return sorted((SessionState.from_json(raw) for raw in self.redis.hvals(SESSIONS_KEY)),
+        return sorted((SessionState.from_json(raw) for raw in self.redis.hvals(keys.SESSIONS)),
                       key=lambda state: state.id)
 
     def session_for_phone(self, phone_number: str) -> str | None:
-        return self.redis.hget(PHONES_KEY, phone_number)
+        return self.redis.hget(keys.SESSION_PHONES, phone_number)

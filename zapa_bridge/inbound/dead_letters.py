@@ -22,48 +22,21 @@ from typing import Any
 import redis
 
 from zapa_bridge.errors import NotADeadLetter
-from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store import keys, scripts
 from zapa_bridge.store.prepared import PreparedMessage
 
-INBOUND_DEAD_INDEX = f"{PREFIX}in-dead"
 INBOUND_DEAD_COUNTER = "inbound_dead_letters"
 ERROR_LIMIT = 500
+PURGE_BATCH = 500  # ids per purge call, each with its key in KEYS
 
 PrepareReplay = Callable[[str, Any], PreparedMessage]
 """The `handle_event` task message for an event body under the given task id."""
 
-# KEYS[1] the entry's hash, KEYS[2] the index, KEYS[3] the metrics counters hash.
-# ARGV[1] id, ARGV[2] failed at (epoch s), ARGV[3] fields (JSON list of name, value),
-# ARGV[4] the counter's field.
-_ADD = """
-redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[3])))
-redis.call('PERSIST', KEYS[1])
-redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1])
-redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
-return 1
-"""
+_ADD = scripts.read(__package__, "dead_letters.add.lua")
 
-# KEYS[1] the entry's hash, KEYS[2] the index, KEYS[3] the events queue.
-# ARGV[1] id, ARGV[2] the task message, ARGV[3] how long a replayed entry is kept (s),
-# ARGV[4] now (epoch s).
-# Queued and taken off the list in one step: a replay is never lost nor doubled.
-_REPLAY = """
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false then return 0 end
-redis.call('LPUSH', KEYS[3], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'replays', 1)
-redis.call('HSET', KEYS[1], 'replayed_at', ARGV[4])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return 1
-"""
+_REPLAY = scripts.read(__package__, "dead_letters.replay.lua")
 
-# KEYS[1] the index. ARGV[1] the hash key prefix.
-_PURGE = """
-local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-for _, id in ipairs(ids) do redis.call('DEL', ARGV[1] .. id) end
-redis.call('DEL', KEYS[1])
-return #ids
-"""
+_PURGE = scripts.read(__package__, "dead_letters.purge.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +87,7 @@ class InboundDeadLetters:
 
     @staticmethod
     def key(letter_id: str) -> str:
-        return f"{PREFIX}in-dead:{letter_id}"
+        return keys.inbound_dead(letter_id)
 
     def add(self, letter_id: str, body: Any, error: str, *, attempts: int) -> None:
         """Keep `body` (an event as it was queued) with why it failed."""
@@ -127,7 +100,7 @@ class InboundDeadLetters:
             "body": _keepable(body),
         }
         flat = [str(item) for pair in fields.items() for item in pair]
-        self._add(keys=[self.key(letter_id), INBOUND_DEAD_INDEX, self.counters_key],
+        self._add(keys=[self.key(letter_id), keys.INBOUND_DEAD, self.counters_key],
                   args=[letter_id, repr(fields["failed_at"]), json.dumps(flat),
                         INBOUND_DEAD_COUNTER])
 
@@ -137,7 +110,7 @@ class InboundDeadLetters:
 
     def list(self, limit: int = 100, offset: int = 0) -> list[InboundDeadLetter]:
         """Newest first."""
-        ids = self.redis.zrevrange(INBOUND_DEAD_INDEX, offset, offset + limit - 1)
+        ids = self.redis.zrevrange(keys.INBOUND_DEAD, offset, offset + limit - 1)
         pipe = self.redis.pipeline(transaction=False)
         for letter_id in ids:
             pipe.hgetall(self.key(letter_id))
@@ -148,17 +121,17 @@ class InboundDeadLetters:
 
     @staticmethod
     def count_in(client: redis.Redis) -> int:
-        return int(client.zcard(INBOUND_DEAD_INDEX))
+        return int(client.zcard(keys.INBOUND_DEAD))
 
     def replay(self, letter_id: str, prepare: PrepareReplay) -> InboundDeadLetter:
         """Put the event back on its queue, under its own id, with a fresh retry budget."""
         letter = self.get(letter_id)
-        if letter is None or self.redis.zscore(INBOUND_DEAD_INDEX, letter_id) is None:
+        if letter is None or self.redis.zscore(keys.INBOUND_DEAD, letter_id) is None:
             raise NotADeadLetter(f"event {letter_id} is not an inbound dead letter")
         if letter.body is None:
             raise NotADeadLetter(f"event {letter_id} has no body to replay")
         message = prepare(letter_id, letter.body)
-        replayed = self._replay(keys=[self.key(letter_id), INBOUND_DEAD_INDEX, message.queue],
+        replayed = self._replay(keys=[self.key(letter_id), keys.INBOUND_DEAD, message.queue],
                                 args=[letter_id, message.payload, self.retention,
                                       repr(time.time())])
         if not replayed:
@@ -167,7 +140,13 @@ class InboundDeadLetters:
 
     def purge(self) -> int:
         """Delete every inbound dead letter; returns how many went."""
-        return int(self._purge(keys=[INBOUND_DEAD_INDEX], args=[f"{PREFIX}in-dead:"]))
+        ids = self.redis.zrange(keys.INBOUND_DEAD, 0, -1)
+        removed = 0
+        for start in range(0, len(ids), PURGE_BATCH):
+            batch = ids[start:start + PURGE_BATCH]
+            removed += int(self._purge(keys=[keys.INBOUND_DEAD, *map(self.key, batch)],
+                                       args=batch))
+        return removed
 
 
 def _label(value: Any) -> str:

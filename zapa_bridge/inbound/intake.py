@@ -20,44 +20,17 @@ from zapa_bridge.errors import IntakeUnavailable, InvalidEvent
 from zapa_bridge.inbound.events import WebhookEvent, parse_event
 from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.logs import line
-from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store import keys, scripts
 from zapa_bridge.store.prepared import PreparedMessage
 
 log = logging.getLogger("zapa.intake")
 
-STATS_KEY = f"{PREFIX}stats:webhooks"
 QUEUED_MARK = ":queued"
 
 PrepareEvent = Callable[[WebhookEvent], PreparedMessage]
 """The `handle_event` task message for one event, ready to be pushed on its queue."""
 
-# Dedupe and queue as one atomic step. KEYS: the seen key, the queue, the stats hash.
-# ARGV: this intake's token, the dedupe TTL, the message, the event type (stats field).
-# The seen key holds the token of the intake that set it, then the token's queued mark once
-# its message is on the queue: a call repeated by the client after its answer was lost finds
-# its own mark and neither pushes again nor answers duplicate; a spooled event replayed with
-# its token does the same.
-_ACCEPT = """
-local seen = redis.call('GET', KEYS[1])
-local queued = ARGV[1] .. '""" + QUEUED_MARK + """'
-if seen == queued then
-    return 'accepted'
-end
-if seen and seen ~= ARGV[1] then
-    redis.call('HINCRBY', KEYS[3], ARGV[4] .. ':duplicate', 1)
-    return 'duplicate'
-end
--- Push before marking: a refused push (an ACL, out of memory) then leaves no key claiming
--- an event that was not queued (Redis does not roll a script back).
-redis.call('LPUSH', KEYS[2], ARGV[3])
-if seen then
-    redis.call('SET', KEYS[1], queued, 'KEEPTTL')
-else
-    redis.call('SET', KEYS[1], queued, 'EX', ARGV[2])
-end
-redis.call('HINCRBY', KEYS[3], ARGV[4] .. ':accepted', 1)
-return 'accepted'
-"""
+_ACCEPT = scripts.read(__package__, "intake.accept.lua")
 
 
 class Intake:
@@ -109,10 +82,10 @@ class Intake:
     def _queue(self, event: WebhookEvent, token: str) -> str:
         """`accepted` or `duplicate`, in one round trip (see `_ACCEPT`)."""
         message = self.prepare(event)
-        return self._accept(keys=[f"{PREFIX}seen:{event.dedupe_key()}", message.queue,
-                                  STATS_KEY],
+        return self._accept(keys=[keys.seen(event.dedupe_key()), message.queue,
+                                  keys.WEBHOOK_STATS],
                             args=[token, self.dedupe_ttl, message.payload,
-                                  event.event_type[:60]])
+                                  event.event_type[:60], QUEUED_MARK])
 
     def _spool(self, event: WebhookEvent, token: str) -> str:
         try:
@@ -126,7 +99,7 @@ class Intake:
     def _count(self, event_type: str, outcome: str) -> None:
         # Counting must never fail an intake.
         with contextlib.suppress(redis.RedisError):
-            self.redis.hincrby(STATS_KEY, f"{event_type[:60]}:{outcome}", 1)
+            self.redis.hincrby(keys.WEBHOOK_STATS, f"{event_type[:60]}:{outcome}", 1)
 
     def stats(self) -> dict[str, int]:
-        return {key: int(value) for key, value in self.redis.hgetall(STATS_KEY).items()}
+        return {key: int(value) for key, value in self.redis.hgetall(keys.WEBHOOK_STATS).items()}

@@ -15,11 +15,10 @@ from typing import Any
 import redis
 
 from zapa_bridge.inbound.events import WebhookEvent, epoch_ms
-from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store import keys, scripts
 from zapa_bridge.store.prepared import PreparedMessage
 
 UNSUPPORTED = "unsupported"
-RECENT_KEY = f"{PREFIX}in:recent"
 RECENT_LIMIT = 500
 
 
@@ -66,7 +65,7 @@ def normalize(event: WebhookEvent) -> InboundMessage:
     is_group = bool(data.get("isGroup"))
     timestamp = data.get("timestamp")
     return InboundMessage(
-        id=f"{event.session}:{message_id}",
+        id=keys.inbound_id(event.session, message_id),
         session=event.session,
         account=event.origin,
         message_id=message_id,
@@ -97,26 +96,7 @@ class InboundTask:
     message: PreparedMessage
 
 
-# Record the message once (HSETNX) and, if nobody handed it on yet, hand it on: push the
-# prepared task message and note where it went. Returns 1 when this call handed it on.
-# The hand-on mark is a field of the record itself, so no other message's key (an id
-# ending in ':routed', say) can ever stand for it.
-_RECEIVE = """
-local key = KEYS[1]
-local ttl = tonumber(ARGV[4])
-if redis.call('HSETNX', key, 'message', ARGV[1]) == 1 then
-  redis.call('HSET', key, 'received', ARGV[2], 'routed_to', '', 'type', ARGV[3])
-  redis.call('EXPIRE', key, ttl)
-  redis.call('LPUSH', KEYS[2], ARGV[5])
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
-end
-if redis.call('HSETNX', key, 'routed', 1) == 0 then return 0 end
-if ARGV[7] ~= '' then
-  redis.call('LPUSH', KEYS[3], ARGV[8])
-  redis.call('HSET', key, 'routed_to', ARGV[7])
-end
-return 1
-"""
+_RECEIVE = scripts.read(__package__, "messages.receive.lua")
 
 
 class InboundLog:
@@ -129,7 +109,7 @@ class InboundLog:
 
     @staticmethod
     def key(inbound_id: str) -> str:
-        return f"{PREFIX}in:{inbound_id}"
+        return keys.inbound(inbound_id)
 
     def receive(self, message: InboundMessage, hand_on: InboundTask | None) -> bool:
         """Keep the message (once) and, the first time only, put `hand_on` on its queue.
@@ -142,7 +122,7 @@ class InboundLog:
         queue, payload, task = ((hand_on.message.queue, hand_on.message.payload, hand_on.task)
                                 if hand_on else (key, "", ""))
         return bool(self._receive(
-            keys=[key, RECENT_KEY, queue],
+            keys=[key, keys.INBOUND_RECENT, queue],
             args=[json.dumps(message.as_dict()), repr(time.time()), message.type,
                   self.retention, message.id, RECENT_LIMIT, task, payload]))
 
@@ -154,6 +134,6 @@ class InboundLog:
                 "routed_to": raw["routed_to"] or None}
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        ids = self.redis.lrange(RECENT_KEY, 0, limit - 1)
+        ids = self.redis.lrange(keys.INBOUND_RECENT, 0, limit - 1)
         found = (self.get(inbound_id) for inbound_id in ids)
         return [entry for entry in found if entry is not None]

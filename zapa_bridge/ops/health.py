@@ -22,14 +22,11 @@ from zapa_bridge.inbound.dead_letters import InboundDeadLetters
 from zapa_bridge.ops.queue_stats import QueueStats
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
-from zapa_bridge.outbound.status_store import PREFIX
 from zapa_bridge.redaction import redact_url
+from zapa_bridge.store import keys
 
-SNAPSHOT_KEY = f"{PREFIX}health:snapshot"
-BRIDGE_STARTED_KEY = f"{PREFIX}health:bridge-started"
 # Clock and timing noise between the bridge's uptime and ours, in seconds.
 RESTART_TOLERANCE = 5.0
-WORKERS_PATTERN = f"{PREFIX}workers:*"
 
 
 class Health(enum.StrEnum):
@@ -115,11 +112,11 @@ class HealthChecker:
             "inbound_dead_letters": self.check_inbound_dead_letters(),
         }
         snapshot = HealthSnapshot(components, time.time())
-        self.redis.set(SNAPSHOT_KEY, json.dumps(snapshot.as_dict()))
+        self.redis.set(keys.HEALTH_SNAPSHOT, json.dumps(snapshot.as_dict()))
         return snapshot
 
     def latest(self) -> HealthSnapshot | None:
-        raw = self.redis.get(SNAPSHOT_KEY)
+        raw = self.redis.get(keys.HEALTH_SNAPSHOT)
         return HealthSnapshot.from_dict(json.loads(raw)) if raw else None
 
     def check_bridge(self) -> ComponentHealth:
@@ -149,7 +146,7 @@ class HealthChecker:
         has already been up longer than that, as a later start time (now - uptime)."""
         seen = {"uptime": uptime, "started": time.time() - uptime}
         try:
-            raw = self.redis.getset(BRIDGE_STARTED_KEY, json.dumps(seen))
+            raw = self.redis.getset(keys.HEALTH_BRIDGE_STARTED, json.dumps(seen))
         except redis.RedisError:
             return False
         if raw is None:
@@ -186,7 +183,7 @@ class HealthChecker:
     def check_workers(self) -> ComponentHealth:
         workers = [json.loads(raw) for raw in
                    filter(None, (self.redis.get(key) for key in
-                                 self.redis.scan_iter(WORKERS_PATTERN, count=100)))]
+                                 self.redis.scan_iter(keys.WORKERS_PATTERN, count=100)))]
         metadata = {"workers": sorted(worker["hostname"] for worker in workers)}
         if not workers:
             return ComponentHealth(Health.UNHEALTHY, "no worker heartbeat", metadata)

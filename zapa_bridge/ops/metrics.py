@@ -19,15 +19,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from zapa_bridge.inbound.dead_letters import INBOUND_DEAD_COUNTER, InboundDeadLetters
-from zapa_bridge.inbound.intake import STATS_KEY as WEBHOOK_STATS_KEY
 from zapa_bridge.ops.queue_stats import QueueStats
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
-from zapa_bridge.outbound.status_store import DUE_INDEX, PREFIX, Increment
+from zapa_bridge.outbound.status_store import Increment
+from zapa_bridge.store import keys
 
-COUNTERS_KEY = f"{PREFIX}metrics:counters"
-LATENCY_KEY = f"{PREFIX}metrics:send-latency"
-SNAPSHOT_KEY = f"{PREFIX}health:snapshot"
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 SEND_OUTCOMES = "sends"
@@ -49,25 +46,26 @@ class Metrics:
 
     @staticmethod
     def sends(outcome: str) -> tuple[Increment, ...]:
-        return (Increment(COUNTERS_KEY, f"{SEND_OUTCOMES}:{outcome}", 1),)
+        return (Increment(keys.METRICS_COUNTERS, f"{SEND_OUTCOMES}:{outcome}", 1),)
 
     @staticmethod
     def send_latency(seconds: float) -> tuple[Increment, ...]:
         bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
-        return (Increment(LATENCY_KEY, bucket, 1), Increment(LATENCY_KEY, "sum", seconds))
+        return (Increment(keys.METRICS_SEND_LATENCY, bucket, 1),
+                Increment(keys.METRICS_SEND_LATENCY, "sum", seconds))
 
     @staticmethod
     def retries() -> tuple[Increment, ...]:
-        return (Increment(COUNTERS_KEY, RETRIES, 1),)
+        return (Increment(keys.METRICS_COUNTERS, RETRIES, 1),)
 
     def count_send(self, outcome: str) -> None:
         self._add(self.sends(outcome))
 
     def count_possible_duplicate(self) -> None:
-        self._add((Increment(COUNTERS_KEY, POSSIBLE_DUPLICATES, 1),))
+        self._add((Increment(keys.METRICS_COUNTERS, POSSIBLE_DUPLICATES, 1),))
 
     def count_rate_limited(self) -> None:
-        self._add((Increment(COUNTERS_KEY, RATE_LIMITED, 1),))
+        self._add((Increment(keys.METRICS_COUNTERS, RATE_LIMITED, 1),))
 
     def _add(self, counts: tuple[Increment, ...]) -> None:
         with contextlib.suppress(redis.RedisError):
@@ -88,7 +86,7 @@ class RedisCollector(Collector):
         self.queues = list(queues)
 
     def collect(self) -> Iterator[Metric]:
-        counters = self.redis.hgetall(COUNTERS_KEY)
+        counters = self.redis.hgetall(keys.METRICS_COUNTERS)
         sends = CounterMetricFamily("zapa_sends", "Outbound delivery attempts by outcome",
                                     labels=["outcome"])
         for field, value in sorted(counters.items()):
@@ -108,7 +106,7 @@ class RedisCollector(Collector):
 
         webhooks = CounterMetricFamily("zapa_webhooks", "Webhook events by type and outcome",
                                        labels=["event_type", "outcome"])
-        for field, value in sorted(self.redis.hgetall(WEBHOOK_STATS_KEY).items()):
+        for field, value in sorted(self.redis.hgetall(keys.WEBHOOK_STATS).items()):
             event_type, _, outcome = field.rpartition(":")
             webhooks.add_metric([event_type, outcome], float(value))
         yield webhooks
@@ -132,7 +130,7 @@ class RedisCollector(Collector):
         yield held
         yield GaugeMetricFamily("zapa_deferred_messages",
                                 "Messages waiting in Redis for a rate-limit slot or their turn",
-                                value=float(self.redis.zcard(DUE_INDEX)))
+                                value=float(self.redis.zcard(keys.DUE)))
         yield GaugeMetricFamily("zapa_dead_letters", "Dead letters awaiting an operator",
                                 value=DeadLetters.count_in(self.redis))
         yield GaugeMetricFamily("zapa_inbound_dead_letters",
@@ -146,7 +144,7 @@ class RedisCollector(Collector):
                                 value=self._bridge_up())
 
     def _latency(self) -> Metric:
-        raw = self.redis.hgetall(LATENCY_KEY)
+        raw = self.redis.hgetall(keys.METRICS_SEND_LATENCY)
         buckets, running = [], 0.0
         for bound in (*map(str, LATENCY_BUCKETS), "+Inf"):
             running += float(raw.get(bound, 0))
@@ -156,7 +154,7 @@ class RedisCollector(Collector):
                                      sum_value=float(raw.get("sum", 0.0)))
 
     def _bridge_up(self) -> float:
-        raw = self.redis.get(SNAPSHOT_KEY)
+        raw = self.redis.get(keys.HEALTH_SNAPSHOT)
         if not raw:
             return 0.0
         bridge = json.loads(raw).get("components", {}).get("bridge", {})

@@ -9,23 +9,12 @@ from __future__ import annotations
 
 import redis
 
-from zapa_bridge.outbound.status_store import DEAD_STATUSES, PREFIX, MessageRecord, StatusStore
+from zapa_bridge.outbound.status_store import DEAD_STATUSES, MessageRecord, StatusStore
+from zapa_bridge.store import keys, scripts
 
-DEAD_INDEX = f"{PREFIX}dead"
+PURGE_BATCH = 500  # ids per purge call, each with its key in KEYS
 
-_PURGE = """
-local removed = 0
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local key = ARGV[1] .. 'msg:' .. id
-  local status = redis.call('HGET', key, 'status')
-  if status == 'failed' or status == 'expired' or not status then
-    redis.call('DEL', key)
-    redis.call('ZREM', KEYS[1], id)
-    removed = removed + 1
-  end
-end
-return removed
-"""
+_PURGE = scripts.read(__package__, "dead_letters.purge.lua")
 
 
 class DeadLetters:
@@ -40,13 +29,19 @@ class DeadLetters:
 
     @staticmethod
     def count_in(client: redis.Redis) -> int:
-        return int(client.zcard(DEAD_INDEX))
+        return int(client.zcard(keys.DEAD))
 
     def list(self, limit: int = 100, offset: int = 0) -> list[MessageRecord]:
         """Newest first, with the reason, attempts and the full message."""
-        ids = self.store.redis.zrevrange(DEAD_INDEX, offset, offset + limit - 1)
+        ids = self.store.redis.zrevrange(keys.DEAD, offset, offset + limit - 1)
         return [record for record in self.store.get_many(ids) if record.status in DEAD_STATUSES]
 
     def purge(self) -> int:
         """Delete every dead letter and its record; returns how many went."""
-        return int(self._purge(keys=[DEAD_INDEX], args=[PREFIX]))
+        ids = self.store.redis.zrange(keys.DEAD, 0, -1)
+        removed = 0
+        for start in range(0, len(ids), PURGE_BATCH):
+            batch = ids[start:start + PURGE_BATCH]
+            removed += int(self._purge(keys=[keys.DEAD, *map(keys.message, batch)],
+                                       args=batch))
+        return removed

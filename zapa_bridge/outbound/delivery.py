@@ -13,14 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from zapa_bridge.bridge.client import BridgeClient
-from zapa_bridge.bridge.sessions import (
-    MISSING_REASON,
-    PHONES_KEY,
-    SESSIONS_KEY,
-    SessionRegistry,
-    SessionState,
-)
+from zapa_bridge.bridge.client import BridgeClient, SendReceipt
+from zapa_bridge.bridge.sessions import MISSING_REASON, SessionRegistry, SessionState
 from zapa_bridge.errors import (
     BridgeError,
     BridgeUnauthorized,
@@ -37,7 +31,7 @@ from zapa_bridge.outbound.rate_limit import SessionRateLimiter
 from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.outbound.status_store import (
     FINAL_STATUSES,
-    LANE_HEADS,
+    FailureCount,
     Increment,
     MessageRecord,
     MessageStatus,
@@ -45,6 +39,7 @@ from zapa_bridge.outbound.status_store import (
     Transition,
 )
 from zapa_bridge.redaction import mask_phone
+from zapa_bridge.store import keys
 
 log = logging.getLogger("zapa.delivery")
 # Spread of the wake-up times of sends waiting for the same rate-limit slot, in seconds.
@@ -54,15 +49,18 @@ S = MessageStatus
 
 Counts = tuple[Increment, ...]
 
+# KEYS[1] the record, KEYS[2] sessions, KEYS[3] phone -> session, KEYS[4] lane heads.
+# ARGV[1] session ('' none), ARGV[2] the sender's number ('' none), ARGV[3] '1' to take
+# both from the record's own message.
 # What an attempt needs to know, in one call: the record, the head of its conversation's
-# lane, and the state of its session, named by the message (ARGV[2], or the record's own
-# message when ARGV[4] is '1') or found by its number.
+# lane, and the state of its session, named by the message (ARGV[1], or the record's own
+# message when ARGV[3] is '1') or found by its number.
 _READ = """
 local record = redis.call('HGETALL', KEYS[1])
 local lane = redis.call('HGET', KEYS[1], 'lane')
-local turn = lane and lane ~= '' and redis.call('HGET', ARGV[1], lane) or ''
-local session, phone = ARGV[2], ARGV[3]
-if ARGV[4] == '1' then
+local turn = lane and lane ~= '' and redis.call('HGET', KEYS[4], lane) or ''
+local session, phone = ARGV[1], ARGV[2]
+if ARGV[3] == '1' then
   local ok, fields = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'message') or '')
   if ok and type(fields) == 'table' then
     session = type(fields.session) == 'string' and fields.session or ''
@@ -96,6 +94,45 @@ class Outcome:
 
     def summary(self) -> dict[str, Any]:
         return {"status": self.status, "attempts": self.attempts}
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What `Deliverer._load` found: the record, what `_READ` read with it, and the message
+    it carries (None when that is not a valid message: `invalid` says why)."""
+
+    message_id: str
+    record: MessageRecord
+    seen: _Seen
+    message: OutboundMessage | None
+    invalid: InvalidMessage | None
+    checked: float  # when the session's state was read
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One attempt's context, from the checks to the send: the message, the session it goes
+    through, that session's state as read at `checked` (a session that connected after it
+    has already released its held messages), and when it was claimed."""
+
+    message_id: str
+    record: MessageRecord
+    message: OutboundMessage
+    session: str
+    state: SessionState | None
+    checked: float
+    too_late: bool  # past its expires_at: dropped once claimed
+    claimed: float = 0.0
+
+    @property
+    def number(self) -> int:
+        """This attempt's number, which the claim counts."""
+        return self.record.attempts + 1
+
+    @property
+    def slot(self) -> str:
+        """Its rate-limit slot: one per attempt, so a retry takes a new one."""
+        return f"{self.message_id}:{self.number}"
 
 
 class Deliverer:
@@ -132,7 +169,25 @@ class Deliverer:
 
     def deliver(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome:
         """`task_kwargs` is empty for the messages we queue (the record holds the message);
-        a message published by name carries its fields."""
+        a message published by name carries its fields. Each step either ends the attempt
+        with an outcome or passes it on to the next."""
+        loaded = self._load(message_id, task_kwargs)
+        if isinstance(loaded, Outcome):
+            return loaded
+        attempt = self._precheck(loaded)
+        if isinstance(attempt, Outcome):
+            return attempt
+        waiting = self._acquire(attempt)
+        if waiting is not None:
+            return waiting
+        unclaimed = self._claim(attempt)
+        if unclaimed is not None:
+            return unclaimed
+        return self._attempt(attempt)
+
+    def _load(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome | _Loaded:
+        """Read the record, its lane's turn and its session in one call; a message published
+        by name has no record yet, and gets one from the fields it carries."""
         message, invalid = self._message(task_kwargs) if task_kwargs else (None, None)
         checked = time.time()
         seen = self._read(message_id, message)
@@ -151,53 +206,80 @@ class Deliverer:
         assert record is not None
         if not task_kwargs:
             message, invalid = self._message(record.message)
+        return _Loaded(message_id, record, seen, message, invalid, checked)
+
+    def _precheck(self, loaded: _Loaded) -> Outcome | _Attempt:
+        """Settle without a send what needs none: a message already done, not yet its turn,
+        invalid, too late, with no session to go through, or whose session is offline."""
+        message_id, record, message = loaded.message_id, loaded.record, loaded.message
         if record.status in FINAL_STATUSES:
             log.info(line("message.skipped", message_id=message_id, status=record.status))
             return Outcome(str(record.status), record.attempts)
-        if record.lane and seen.turn != message_id:
+        if record.lane and loaded.seen.turn != message_id:
             # A stray copy (a recovery sweep's, say) of a message still waiting behind an
             # earlier one of its conversation: its turn will dispatch it.
             log.info(line("message.not_its_turn", message_id=message_id))
             return Outcome(str(record.status), record.attempts)
-
         if message is None:
-            return self._dead(message_id, f"invalid message: {invalid}", record.attempts,
-                              record.session)
+            return self._dead(message_id, f"invalid message: {loaded.invalid}",
+                              record.attempts, record.session)
         too_late = message.expires_at is not None and time.time() > message.expires_at
         if too_late and record.status is not S.SENDING:
             return self._expire(message_id, record.attempts, record.session,
                                 allowed_from={S.QUEUED, S.HELD})
-        session, state = seen.session, seen.state
+        attempt = self._resolve_session(loaded, message, too_late=too_late)
+        if isinstance(attempt, Outcome):
+            return attempt
+        # A record left `sending` by a crash goes through the claim, which honours the
+        # lease of a worker that may still be sending it.
+        state = attempt.state
+        if state is not None and not state.connected and record.status is not S.SENDING:
+            return self._hold_offline(message_id, attempt.session, state, record.attempts,
+                                      since=attempt.checked)
+        return attempt
+
+    def _resolve_session(self, loaded: _Loaded, message: OutboundMessage, *,
+                         too_late: bool) -> Outcome | _Attempt:
+        """The session the message goes through: the one read with the record, else the
+        bridge's session with its number (asking the bridge when the registry knows none)."""
+        record = loaded.record
+        session, state, checked = loaded.seen.session, loaded.seen.state, loaded.checked
         if session is None:
             # No session named and the registry knows no session with that number.
             try:
                 session = self._session_for(message)
             except SessionResolutionError as exc:
-                return self._dead(message_id, str(exc), record.attempts, record.session)
+                return self._dead(loaded.message_id, str(exc), record.attempts,
+                                  record.session)
             except BridgeError as exc:
-                return self._retry_or_dead(message_id, record.failures, record.attempts, exc)
+                return self._retry_or_dead(loaded.message_id, record.failures,
+                                           record.attempts, exc)
             checked = time.time()
             state = self.sessions.get(session)
+        return _Attempt(loaded.message_id, record, message, session, state, checked=checked,
+                        too_late=too_late)
 
-        # A record left `sending` by a crash goes through the claim below, which honours
-        # the lease of a worker that may still be sending it.
-        if state is not None and not state.connected and record.status is not S.SENDING:
-            return self._hold_offline(message_id, session, state, record.attempts,
-                                      since=checked)
-
-        slot = f"{message_id}:{record.attempts + 1}"
-        wait = self.limiter.acquire(session, slot)
+    def _acquire(self, attempt: _Attempt) -> Outcome | None:
+        """Take a slot of the session's rate limit; without one, put the message off to
+        when a slot frees (None: the attempt goes on)."""
+        wait = self.limiter.acquire(attempt.session, attempt.slot)
         if wait > 0:
             # Waits in Redis, not in this worker, and costs no attempt. The jitter keeps the
             # session's waiting messages from always waking in the same order (none starves).
-            self.dispatcher.defer(message_id, time.time() + wait + random.uniform(0, JITTER))
+            self.dispatcher.defer(attempt.message_id,
+                                  time.time() + wait + random.uniform(0, JITTER))
             self.metrics.count_rate_limited()
-            log.info(line("message.rate_limited", message_id=message_id, session=session,
-                          wait=f"{wait:.2f}"))
-            return Outcome(str(record.status), record.attempts)
+            log.info(line("message.rate_limited", message_id=attempt.message_id,
+                          session=attempt.session, wait=f"{wait:.2f}"))
+            return Outcome(str(attempt.record.status), attempt.record.attempts)
+        return None
 
+    def _claim(self, attempt: _Attempt) -> Outcome | None:
+        """Mark the message `sending` under a lease, so no other worker sends it meanwhile
+        (None: this worker holds it and sends it). The slot goes back if it is not ours."""
+        message_id, record, session = attempt.message_id, attempt.record, attempt.session
         now = time.time()
-        note = f"attempt {record.attempts + 1}"
+        note = f"attempt {attempt.number}"
         if record.status is S.SENDING:
             note += ", after an interrupted one (possible duplicate)"
         claim = self.store.transition(
@@ -205,7 +287,7 @@ class Deliverer:
             lease_until=now + self.lease_seconds, fields={"session": session}, note=note,
         )
         if not claim.applied:
-            self.limiter.give_back(session, slot)
+            self.limiter.give_back(session, attempt.slot)
         if claim.busy:
             # Another worker holds this message (a duplicate delivery); look again later.
             # The wait stays within the backoff cap, which the settings keep below the
@@ -214,44 +296,55 @@ class Deliverer:
             return Outcome(str(MessageStatus.SENDING), record.attempts, retry_in=wait)
         if not claim.applied:
             return Outcome(str(claim.previous), record.attempts)
-        attempts = record.attempts + 1
-        if too_late:  # a crash left it `sending`; now that we hold it, let it go
-            self.limiter.give_back(session, slot)
-            return self._expire(message_id, attempts, session, allowed_from={S.SENDING})
+        attempt.claimed = now
+        if attempt.too_late:  # a crash left it `sending`; now that we hold it, let it go
+            self.limiter.give_back(session, attempt.slot)
+            return self._expire(message_id, attempt.number, session, allowed_from={S.SENDING})
         if claim.previous is S.SENDING:
             # The last attempt died mid-send: zapw may have taken it, and it goes again.
             self.metrics.count_possible_duplicate()
             log.warning(line("message.possible_duplicate", message_id=message_id,
                              session=session))
+        return None
 
+    def _attempt(self, attempt: _Attempt) -> Outcome:
+        """Send through the bridge and hand its answer to the handler of that outcome. The
+        slot is settled whatever the answer: the call was made."""
+        message_id, session, attempts = attempt.message_id, attempt.session, attempt.number
         started = time.monotonic()
         failed: BridgeError | None = None
         try:
-            receipt = self.client.send(session, message)
+            receipt = self.client.send(session, attempt.message)
         except BridgeError as exc:
             failed = exc
         finally:
-            self.limiter.settle(session, slot)
+            self.limiter.settle(session, attempt.slot)
         # The latency (and the outcome) are counted by the status change that follows.
         latency = self.metrics.send_latency(time.monotonic() - started)
         if isinstance(failed, SessionNotConnected):
-            return self._hold_refused(message_id, session, attempts, since=now, counts=latency)
-        if isinstance(failed, SessionNotFound) and self._bridge_lost(session, state):
-            return self._hold_missing(message_id, session, attempts, since=now, counts=latency)
+            return self._hold_refused(message_id, session, attempts, since=attempt.claimed,
+                                      counts=latency)
+        if isinstance(failed, SessionNotFound) and self._bridge_lost(session, attempt.state):
+            return self._hold_missing(message_id, session, attempts, since=attempt.claimed,
+                                      counts=latency)
         if failed is not None:
-            return self._retry_or_dead(message_id, record.failures, attempts, failed,
+            return self._retry_or_dead(message_id, attempt.record.failures, attempts, failed,
                                        counts=latency)
+        return self._sent(attempt, receipt, counts=latency)
 
+    def _sent(self, attempt: _Attempt, receipt: SendReceipt, *, counts: Counts) -> Outcome:
+        """Record the bridge's id for the send (its status events name it), and hand the
+        conversation on to its next message."""
         self._next_in_line(self.store.transition(
-            message_id, MessageStatus.SENT, note="accepted by bridge",
+            attempt.message_id, MessageStatus.SENT, note="accepted by bridge",
             fields={"bridge_message_id": receipt.message_id, "reason": "",
                     "bridge_timestamp": receipt.timestamp},
-            counts=(*latency, *self.metrics.sends("sent")), hand_on=True,
+            counts=(*counts, *self.metrics.sends("sent")), hand_on=True,
         ))
-        log.info(line("message.sent", message_id=message_id, session=session,
-                      to=mask_phone(message.to), attempt=attempts,
+        log.info(line("message.sent", message_id=attempt.message_id, session=attempt.session,
+                      to=mask_phone(attempt.message.to), attempt=attempt.number,
                       bridge_message_id=receipt.message_id))
-        return Outcome(str(MessageStatus.SENT), attempts)
+        return Outcome(str(MessageStatus.SENT), attempt.number)
 
     def _message(self, fields: dict[str, Any]) -> tuple[OutboundMessage | None,
                                                         InvalidMessage | None]:
@@ -267,8 +360,9 @@ class Deliverer:
         if message is not None:
             session, phone = message.session or "", message.from_number or ""
         raw, turn, session, state = self._read_script(
-            keys=[self.store.key(message_id), SESSIONS_KEY, PHONES_KEY],
-            args=[LANE_HEADS, session, "" if session else phone,
+            keys=[self.store.key(message_id), keys.SESSIONS, keys.SESSION_PHONES,
+                  keys.LANE_HEADS],
+            args=[session, "" if session else phone,
                   "1" if message is None else "0"])
         data = dict(zip(raw[::2], raw[1::2], strict=True))
         return _Seen(MessageRecord.from_hash(data) if data else None, turn or None,
@@ -346,6 +440,8 @@ class Deliverer:
 
     def _retry_or_dead(self, message_id: str, failures: int, attempts: int,
                        error: BridgeError, *, counts: Counts = ()) -> Outcome:
+        """Queue a failed send again after the policy's backoff; an error no retry can
+        help, or one failure too many, makes it a dead letter so its conversation goes on."""
         reason = f"{type(error).__name__}: {error.message}"
         failures += 1
         if not error.retryable:
@@ -359,8 +455,8 @@ class Deliverer:
             # zapw may have taken it (no answer in time): the retry may send it twice.
             note += "; outcome unknown (possible duplicate)"
             self.metrics.count_possible_duplicate()
-        self.store.transition(message_id, MessageStatus.QUEUED, failures="+1", note=note,
-                              fields={"reason": reason},
+        self.store.transition(message_id, MessageStatus.QUEUED, failures=FailureCount.COUNT,
+                              note=note, fields={"reason": reason},
                               counts=(*counts, *self.metrics.retries()))
         log.warning(line("message.retry", message_id=message_id, session=error.session_id,
                          attempt=attempts, error=type(error).__name__, retry_in=f"{delay:.2f}"))
@@ -388,6 +484,7 @@ class Deliverer:
 
     def _dead(self, message_id: str, reason: str, attempts: int,
               session: str | None = None, *, counts: Counts = ()) -> Outcome:
+        """Give up on the message: it waits for an operator, and its conversation goes on."""
         self._next_in_line(self.store.transition(
             message_id, MessageStatus.FAILED, note="dead letter", fields={"reason": reason},
             counts=(*counts, *self.metrics.sends("failed")), hand_on=True))

@@ -24,13 +24,9 @@ import redis
 from zapa_bridge.errors import InvalidMessage, QueueUnavailable
 from zapa_bridge.logs import line
 from zapa_bridge.outbound.messages import OutboundMessage, build_message
-from zapa_bridge.outbound.status_store import (
-    DUE_INDEX,
-    PENDING_INDEX,
-    MessageStatus,
-    StatusStore,
-    Transition,
-)
+from zapa_bridge.outbound.status_store import MessageStatus, StatusStore, Transition
+from zapa_bridge.store import scripts
+from zapa_bridge.store.keys import DUE, PENDING
 
 log = logging.getLogger("zapa.dispatch")
 
@@ -39,28 +35,9 @@ Publish = Callable[[str, OutboundMessage], None]
 
 BATCH = 200
 
-# Take up to ARGV[2] messages due by ARGV[1] (or just ARGV[3] when given), and mark them
-# pending as of ARGV[1]: from now on they are in a queue or about to be.
-_TAKE = """
-local due, pending, now = KEYS[1], KEYS[2], tonumber(ARGV[1])
-local ids
-if ARGV[3] ~= '' then
-  if redis.call('ZREM', due, ARGV[3]) == 0 then return {} end
-  ids = {ARGV[3]}
-else
-  ids = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-  if #ids == 0 then return ids end
-  redis.call('ZREM', due, unpack(ids))
-end
-for _, id in ipairs(ids) do redis.call('ZADD', pending, now, id) end
-return ids
-"""
+_TAKE = scripts.read(__package__, "dispatch.take.lua")
 
-# Move a message from pending to due at ARGV[2].
-_DEFER = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[1])
-"""
+_DEFER = scripts.read(__package__, "dispatch.defer.lua")
 
 
 class Dispatcher:
@@ -75,11 +52,11 @@ class Dispatcher:
 
     def defer(self, message_id: str, until: float) -> None:
         """Take the message out of the queues' view until `until` (epoch seconds)."""
-        self._defer(keys=[DUE_INDEX, PENDING_INDEX], args=[message_id, repr(until)])
+        self._defer(keys=[DUE, PENDING], args=[message_id, repr(until)])
 
     def dispatch_now(self, message_id: str) -> bool:
         """Publish a message that is due, unless another worker took it first."""
-        taken = self._take(keys=[DUE_INDEX, PENDING_INDEX],
+        taken = self._take(keys=[DUE, PENDING],
                            args=[repr(time.time()), 1, message_id])
         return bool(taken) and self._publish(message_id)
 
@@ -94,7 +71,7 @@ class Dispatcher:
         """Publish the messages whose moment has come; returns how many."""
         moved = 0
         while True:
-            ids = self._take(keys=[DUE_INDEX, PENDING_INDEX],
+            ids = self._take(keys=[DUE, PENDING],
                              args=[repr(now or time.time()), BATCH, ""])
             for message_id in ids:
                 moved += self._publish(message_id)
@@ -103,13 +80,13 @@ class Dispatcher:
 
     def waiting(self) -> int:
         """How many messages wait for their moment."""
-        return int(self.redis.zcard(DUE_INDEX))
+        return int(self.redis.zcard(DUE))
 
     def _publish(self, message_id: str) -> bool:
         record = self.store.get(message_id)
         if record is None or record.status not in (MessageStatus.QUEUED, MessageStatus.SENDING):
             # Finished meanwhile (or its record is gone): nothing to queue.
-            self.redis.zrem(PENDING_INDEX, message_id)
+            self.redis.zrem(PENDING, message_id)
             return False
         return self._publish_message(message_id, record.message)
 

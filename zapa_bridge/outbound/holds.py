@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import redis
 
-from zapa_bridge.outbound.status_store import PREFIX
-
-HELD_SESSIONS = f"{PREFIX}held-sessions"
-
-
-def held_key(session: str) -> str:
-    return f"{PREFIX}held:{session}"
+from zapa_bridge.store import keys
 
 
 class HeldMessages:
@@ -25,18 +19,18 @@ class HeldMessages:
 
     def sessions(self) -> list[str]:
         """Sessions that have at least one held message."""
-        return sorted(self.redis.smembers(HELD_SESSIONS))
+        return sorted(self.redis.smembers(keys.HELD_SESSIONS))
 
     def ids(self, session: str, limit: int = 1000) -> list[str]:
         """Held message ids of a session, oldest first."""
-        return list(self.redis.zrange(held_key(session), 0, limit - 1))
+        return list(self.redis.zrange(keys.held(session), 0, limit - 1))
 
     def held_before(self, session: str, cutoff: float, limit: int = 1000) -> list[str]:
         """Held message ids of a session that were held at or before `cutoff` (epoch s)."""
-        return list(self.redis.zrangebyscore(held_key(session), "-inf", cutoff, 0, limit))
+        return list(self.redis.zrangebyscore(keys.held(session), "-inf", cutoff, 0, limit))
 
     def count(self, session: str) -> int:
-        return int(self.redis.zcard(held_key(session)))
+        return int(self.redis.zcard(keys.held(session)))
 
     def counts(self) -> dict[str, int]:
         """Held messages per session."""

@@ -22,8 +22,8 @@ from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.outbound.messages import OutboundMessage, build_message
 from zapa_bridge.outbound.status_store import (
     DEAD_STATUSES,
-    PREFIX,
     Created,
+    FailureCount,
     MessageRecord,
     MessageStatus,
     StatusStore,
@@ -31,8 +31,6 @@ from zapa_bridge.outbound.status_store import (
 from zapa_bridge.store.prepared import PrepareSend
 
 log = logging.getLogger("zapa.outbox")
-
-IDEMPOTENCY_PREFIX = f"{PREFIX}idempotency:"
 
 
 class Outbox:
@@ -53,13 +51,12 @@ class Outbox:
         exists for a worker to hand its conversation on to.
         """
         message_id = message_id or str(uuid.uuid4())
-        idempotency = f"{IDEMPOTENCY_PREFIX}{message.idempotency_key}"
         try:
             push = self.prepare(message_id, message)
             created, owner = self.store.create_unique(
                 message_id, message.to_task_kwargs(), session=message.session,
                 lane=message.conversation,
-                idempotency_key=idempotency if message.idempotency_key else "", push=push)
+                idempotency_key=message.idempotency_key or "", push=push)
         except redis.RedisError as exc:
             raise QueueUnavailable(f"status store unreachable: {type(exc).__name__}") from None
         if created is Created.EXISTS:
@@ -124,7 +121,7 @@ class Outbox:
                                    if key != "expires_at"})
         # The record keeps what is published, so a later hold and release sends the same.
         outcome = self.store.transition(
-            message_id, MessageStatus.QUEUED, note="replayed", failures="0",
+            message_id, MessageStatus.QUEUED, note="replayed", failures=FailureCount.RESET,
             fields={"reason": "", "message": json.dumps(message.to_task_kwargs(),
                                                         separators=(",", ":"))},
             allowed_from=DEAD_STATUSES)

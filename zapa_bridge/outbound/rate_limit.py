@@ -16,27 +16,11 @@ from collections.abc import Mapping
 import redis
 
 from zapa_bridge.outbound.rate_spec import RateLimit, rate_for
-from zapa_bridge.outbound.status_store import PREFIX
+from zapa_bridge.store import keys, scripts
 
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
-  return '0'
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return tostring(math.max(0.001, tonumber(oldest[2]) + window - now))
-"""
+_ACQUIRE = scripts.read(__package__, "rate_limit.acquire.lua")
 
-# The slot now counts from when the bridge answered (if it is still in the log).
-_SETTLE = """
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], 'XX', tonumber(t[1]) + tonumber(t[2]) / 1e6, ARGV[1])
-"""
+_SETTLE = scripts.read(__package__, "rate_limit.settle.lua")
 
 
 class SessionRateLimiter:
@@ -52,7 +36,7 @@ class SessionRateLimiter:
 
     @staticmethod
     def key(session: str) -> str:
-        return f"{PREFIX}rate:{session}"
+        return keys.rate(session)
 
     def limit_of(self, session: str) -> RateLimit | None:
         return rate_for(session, self.default, self.overrides)

@@ -22,7 +22,8 @@ from zapa_bridge.logs import line
 from zapa_bridge.ops.queue_stats import ENQUEUED_AT_HEADER
 from zapa_bridge.outbound.dispatch import Publish
 from zapa_bridge.outbound.messages import build_message
-from zapa_bridge.outbound.status_store import PENDING_INDEX, MessageStatus, StatusStore
+from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
+from zapa_bridge.store.keys import PENDING
 
 log = logging.getLogger("zapa.recovery")
 
@@ -43,7 +44,7 @@ class LostMessageSweeper:
 
     def sweep(self, now: float | None = None) -> list[str]:
         now = now or time.time()
-        candidates = self.redis.zrangebyscore(PENDING_INDEX, "-inf", now - self.lost_after,
+        candidates = self.redis.zrangebyscore(PENDING, "-inf", now - self.lost_after,
                                               start=0, num=SWEEP_LIMIT, withscores=True)
         if not candidates:
             return []
@@ -57,7 +58,7 @@ class LostMessageSweeper:
             record = self.store.get(message_id)
             if record is None or record.status not in (MessageStatus.QUEUED,
                                                        MessageStatus.SENDING):
-                self.redis.zrem(PENDING_INDEX, message_id)
+                self.redis.zrem(PENDING, message_id)
                 continue
             waiting_since = oldest.get(self.queue_by_priority.get(record.priority, ""))
             if waiting_since is not None and pending_since >= waiting_since - ORDER_MARGIN:
@@ -67,7 +68,7 @@ class LostMessageSweeper:
             except InvalidMessage:
                 continue  # the worker dead-letters it if it ever comes round
             self.publish(message_id, message)
-            self.redis.zadd(PENDING_INDEX, {message_id: now})
+            self.redis.zadd(PENDING, {message_id: now})
             log.warning(line("message.recovered", message_id=message_id,
                              session=record.session, status=record.status))
             recovered.append(message_id)

@@ -18,18 +18,10 @@ from typing import Any, NamedTuple
 
 import redis
 
+from zapa_bridge.store import keys, scripts
 from zapa_bridge.store.prepared import PreparedMessage
 
-PREFIX = "zapa:"
 HISTORY_LIMIT = 20
-# Messages that should be in a queue or with a worker (queued, sending), by when they were
-# last put there: what the recovery sweep checks against the queues.
-PENDING_INDEX = f"{PREFIX}pending"
-# Messages waiting for a moment (a rate limit slot, or their turn that just came), scored
-# by when they are due; the due-message mover publishes them (zapa_bridge.outbound.dispatch).
-DUE_INDEX = f"{PREFIX}due"
-# Field `lane` of this hash names the message of a conversation lane that may be sent now.
-LANE_HEADS = f"{PREFIX}lane-heads"
 RECENT_LIMIT = 200
 
 
@@ -48,6 +40,15 @@ S = MessageStatus
 DEAD_STATUSES = frozenset({S.FAILED, S.EXPIRED})
 FINAL_STATUSES = frozenset({S.SENT, S.DELIVERED, S.READ, S.FAILED, S.EXPIRED})
 
+
+class FailureCount(enum.StrEnum):
+    """What a change of status does to the record's count of failed attempts; the values
+    are what `_TRANSITION` reads (ARGV[8])."""
+
+    KEEP = ""
+    COUNT = "+1"
+    RESET = "0"
+
 # Which statuses each status may be entered from. SENDING -> SENDING is a re-delivery after a
 # crash and is only granted once the previous claim's lease has run out.
 ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
@@ -62,155 +63,12 @@ ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.EXPIRED: frozenset({S.QUEUED, S.HELD, S.SENDING}),
 }
 
-# Conversation lanes (per-conversation order). The field `<lane>` of the `lane-heads` hash
-# names the one message of the conversation that may be in a queue or with a worker, and a
-# sorted set per lane holds the ids of the messages waiting behind it, scored by a sequence
-# number taken when they joined. A message joins as head when the lane is empty, else at
-# the back of the waiting set (so a conversation of one message costs one hash field and no
-# key of its own); when the head finishes (sent or dead) the first waiting one becomes head
-# and is marked due at once. Only the head is ever dispatched, so no message overtakes an
-# earlier one, whatever happens to the head (retries, holds, crashes).
-_LANE_JOIN = """
-local function lane_join(prefix, key, id, lane)
-  redis.call('HSET', key, 'lane', lane)
-  if redis.call('HSETNX', prefix .. 'lane-heads', lane, id) == 1 then return true end
-  local seq = redis.call('INCR', prefix .. 'lane-seq')
-  redis.call('HSET', key, 'seq', seq)
-  redis.call('ZADD', prefix .. 'lane:' .. lane, seq, id)
-  return false
-end
-"""
-
-_CREATE = _LANE_JOIN + """
-local prefix, id, lane, once = ARGV[3], ARGV[5], ARGV[7], ARGV[8]
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  -- This very call again (redis-py repeats a call whose answer it lost): say what it did.
-  if redis.call('HGET', KEYS[1], 'created') ~= ARGV[4] then return {0} end
-  if lane ~= '' and redis.call('HGET', prefix .. 'lane-heads', lane) ~= id then return {2} end
-  return {1}
-end
-if once ~= '' then
-  -- An idempotency key: the first message owns it. A key whose message has no record was
-  -- left by a call that failed to queue, and is taken over.
-  local owner = redis.call('GET', once)
-  if owner and redis.call('EXISTS', prefix .. 'msg:' .. owner) == 1 then return {3, owner} end
-  redis.call('SET', once, id, 'EX', tonumber(ARGV[2]))
-end
-redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[1])))
-redis.call('LPUSH', prefix .. 'msg-recent', id)
-redis.call('LTRIM', prefix .. 'msg-recent', 0, tonumber(ARGV[6]) - 1)
-if lane ~= '' and not lane_join(prefix, KEYS[1], id, lane) then
-  redis.call('HSET', KEYS[1], 'history', cjson.encode({{tonumber(ARGV[4]), 'queued',
-    'queued; waits for the earlier messages to the same recipient'}}))
-  return {2}
-end
-redis.call('ZADD', prefix .. 'pending', tonumber(ARGV[4]), id)
-if ARGV[9] ~= '' then redis.call('LPUSH', KEYS[2], ARGV[9]) end
-return {1}
-"""
-
-# Hands a finished head's lane to its next message, or ends the lane. The next message is
-# marked due now; with `take`, a queued one is marked pending instead (as the due-message
-# mover's take would) and its message returned too, for the caller to publish at once.
-_LANE_LEAVE = """
-local function lane_leave(prefix, id, lane, now, take)
-  local members = prefix .. 'lane:' .. lane
-  local heads = prefix .. 'lane-heads'
-  redis.call('ZREM', members, id)
-  if redis.call('HGET', heads, lane) ~= id then return '' end
-  local nxt = redis.call('ZRANGE', members, 0, 0)[1]
-  if not nxt then redis.call('HDEL', heads, lane); return '' end
-  redis.call('ZREM', members, nxt)
-  redis.call('HSET', heads, lane, nxt)
-  if take then
-    local record = redis.call('HMGET', prefix .. 'msg:' .. nxt, 'status', 'message')
-    if (record[1] == 'queued' or record[1] == 'sending') and record[2] then
-      redis.call('ZREM', prefix .. 'due', nxt)
-      redis.call('ZADD', prefix .. 'pending', now, nxt)
-      return nxt, record[2]
-    end
-  end
-  redis.call('ZADD', prefix .. 'due', now, nxt)
-  return nxt
-end
-"""
-
-_TRANSITION = _LANE_JOIN + _LANE_LEAVE + """
-local key, new = KEYS[1], ARGV[1]
-local now, ttl, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[10]
--- Counters of what the caller did (metrics), whether or not the change applies.
-for i = 14, #ARGV, 4 do
-  if ARGV[i] ~= 'HINCRBY' and ARGV[i] ~= 'HINCRBYFLOAT' then
-    return redis.error_reply('not a counter: ' .. ARGV[i])
-  end
-end
-for i = 14, #ARGV, 4 do redis.call(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) end
-local cur = redis.call('HGET', key, 'status')
-if not cur then return {0, ''} end
-local allowed = false
-for s in string.gmatch(ARGV[2], '[^,]+') do if s == cur then allowed = true end end
-if not allowed then return {0, cur} end
-if ARGV[12] ~= '' and redis.call('HGET', key, 'updated') ~= ARGV[12] then return {0, cur} end
-if cur == 'sending' and new == 'sending' then
-  local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0')
-  if lease > now then return {-1, tostring(lease)} end
-end
-local final = {sent=true, delivered=true, read=true, failed=true, expired=true}
-local fields = cjson.decode(ARGV[6])
-local flat = {'status', new, 'updated', ARGV[3]}
-for k, v in pairs(fields) do table.insert(flat, k); table.insert(flat, v) end
-redis.call('HSET', key, unpack(flat))
-if ARGV[7] == '1' then redis.call('HINCRBY', key, 'attempts', 1) end
-if ARGV[8] == '+1' then redis.call('HINCRBY', key, 'failures', 1)
-elseif ARGV[8] == '0' then redis.call('HSET', key, 'failures', 0) end
-if ARGV[9] == '' then redis.call('HDEL', key, 'lease_until')
-else redis.call('HSET', key, 'lease_until', ARGV[9]) end
-local history = cjson.decode(redis.call('HGET', key, 'history') or '[]')
-table.insert(history, {now, new, ARGV[5]})
-while #history > tonumber(ARGV[11]) do table.remove(history, 1) end
-redis.call('HSET', key, 'history', cjson.encode(history))
-local id = redis.call('HGET', key, 'id')
-local session = redis.call('HGET', key, 'session') or ''
-if cur == 'held' and new ~= 'held' then
-  local held = prefix .. 'held:' .. session
-  redis.call('ZREM', held, id)
-  if redis.call('ZCARD', held) == 0 then redis.call('SREM', prefix .. 'held-sessions', session) end
-end
-if new == 'held' then
-  redis.call('ZADD', prefix .. 'held:' .. session, 'NX', now, id)
-  redis.call('SADD', prefix .. 'held-sessions', session)
-end
-local dead = (new == 'failed' or new == 'expired')
-if (cur == 'failed' or cur == 'expired') and not dead then
-  redis.call('ZREM', prefix .. 'dead', id)
-end
-local lane = redis.call('HGET', key, 'lane') or ''
-local dispatch, waiting, taken = '', false, false
-if lane ~= '' and final[new] and not final[cur] then
-  dispatch, taken = lane_leave(prefix, id, lane, now, ARGV[13] == '1')
-elseif lane ~= '' and final[cur] and not final[new] then
-  -- A dead letter replayed: back of its lane.
-  if lane_join(prefix, key, id, lane) then dispatch = id else waiting = true end
-end
-if dead then redis.call('ZADD', prefix .. 'dead', now, id) end
--- Only a record that is done expires: queued messages carry their id alone (the message
--- is here), and dead letters wait for an operator.
-if final[new] and not dead then
-  redis.call('EXPIRE', key, ttl)
-else
-  redis.call('PERSIST', key)
-end
-if (new == 'queued' or new == 'sending') and not waiting then
-  redis.call('ZADD', prefix .. 'pending', now, id)
-else
-  redis.call('ZREM', prefix .. 'pending', id)
-end
-local bridge_id = fields['bridge_message_id']
-if bridge_id and bridge_id ~= '' then
-  redis.call('SET', prefix .. 'bridge:' .. session .. ':' .. bridge_id, id, 'EX', ttl)
-end
-return {1, cur, dispatch, waiting and 1 or 0, taken or ''}
-"""
+# Each script is the functions it calls, then its body (the file that opens with its legend).
+_LANE_JOIN = scripts.read(__package__, "status_store.lane_join.lua")
+_LANE_LEAVE = scripts.read(__package__, "status_store.lane_leave.lua")
+_CREATE = keys.LUA_KEY_PART + _LANE_JOIN + scripts.read(__package__, "status_store.create.lua")
+_TRANSITION = (keys.LUA_KEY_PART + _LANE_JOIN + _LANE_LEAVE
+               + scripts.read(__package__, "status_store.transition.lua"))
 
 
 class Created(enum.Enum):
@@ -330,7 +188,7 @@ class StatusStore:
 
     @staticmethod
     def key(message_id: str) -> str:
-        return f"{PREFIX}msg:{message_id}"
+        return keys.message(message_id)
 
     def create(
         self,
@@ -356,9 +214,9 @@ class StatusStore:
         note: str = "queued",
         push: PreparedMessage | None = None,
     ) -> tuple[Created, str]:
-        """`create`, and own the Redis key `idempotency_key` (for the retention) in the same
-        step; (DUPLICATE, the owner's id) if another message with a record owns it. When the
-        record is READY, `push` goes on its queue in that step too."""
+        """`create`, and own the idempotency key `idempotency_key` (for the retention) in the
+        same step; (DUPLICATE, the owner's id) if another message with a record owns it.
+        When the record is READY, `push` goes on its queue in that step too."""
         now = time.time()
         fields = {
             "id": message_id, "status": S.QUEUED, "session": session or "",
@@ -370,15 +228,19 @@ class StatusStore:
         }
         flat = [str(item) for pair in fields.items() for item in pair]
         key = self.key(message_id)
-        created, *owner = self._create(keys=[key, push.queue if push else key],
-                                       args=[json.dumps(flat), self.retention, PREFIX,
-                                             repr(now), message_id, RECENT_LIMIT, lane or "",
-                                             idempotency_key, push.payload if push else ""])
+        created, *owner = self._create(
+            keys=[key, push.queue if push else key,
+                  keys.idempotency(idempotency_key) if idempotency_key else key,
+                  keys.lane(lane) if lane else key,
+                  keys.LANE_HEADS, keys.LANE_SEQ, keys.MESSAGES_RECENT, keys.PENDING],
+            args=[json.dumps(flat), self.retention, keys.MESSAGE_PREFIX, repr(now), message_id,
+                  RECENT_LIMIT, lane or "", "1" if idempotency_key else "",
+                  push.payload if push else ""])
         return Created(int(created)), owner[0] if owner else message_id
 
     def recent(self, limit: int = 50) -> list[MessageRecord]:
         """The latest messages queued, newest first (those whose record still exists)."""
-        ids = self.redis.lrange(f"{PREFIX}msg-recent", 0, min(limit, RECENT_LIMIT) - 1)
+        ids = self.redis.lrange(keys.MESSAGES_RECENT, 0, min(limit, RECENT_LIMIT) - 1)
         return self.get_many(ids)
 
     def get(self, message_id: str) -> MessageRecord | None:
@@ -399,7 +261,7 @@ class StatusStore:
         note: str = "",
         fields: dict[str, Any] | None = None,
         count_attempt: bool = False,
-        failures: str = "",
+        failures: FailureCount = FailureCount.KEEP,
         lease_until: float | None = None,
         allowed_from: Iterable[MessageStatus] | None = None,
         unchanged_since: float | None = None,
@@ -408,7 +270,7 @@ class StatusStore:
     ) -> Transition:
         """Move a record to `status` if its current status allows it.
 
-        `failures` is "+1" to count a failed attempt, "0" to reset the count, "" to keep it.
+        `failures`: COUNT a failed attempt, RESET the count, or KEEP it.
         `unchanged_since` (a record's `updated`) refuses the change if anyone changed the
         record after it was read. `counts` are added whether or not the change applies.
         `hand_on`: a message whose turn comes with this change is taken for the caller to
@@ -417,16 +279,19 @@ class StatusStore:
         allowed = ALLOWED_FROM[status] if allowed_from is None else frozenset(allowed_from)
         values = {key: "" if value is None else str(value)
                   for key, value in (fields or {}).items()}
-        counters = [arg for key, name, by in counts
+        counts = tuple(counts)
+        counters = [arg for _, name, by in counts
                     for arg in ("HINCRBYFLOAT" if isinstance(by, float) else "HINCRBY",
-                                key, name, repr(by))]
+                                name, repr(by))]
         outcome, previous, *lane_change = self._transition(
-            keys=[self.key(message_id)],
+            keys=[self.key(message_id), keys.PENDING, keys.DUE, keys.DEAD, keys.HELD_SESSIONS,
+                  keys.LANE_HEADS, keys.LANE_SEQ, *(count.key for count in counts)],
             args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
                   json.dumps(values), "1" if count_attempt else "0", failures,
-                  "" if lease_until is None else repr(lease_until), PREFIX, HISTORY_LIMIT,
-                  "" if unchanged_since is None else repr(unchanged_since),
-                  "1" if hand_on else "0", *counters],
+                  "" if lease_until is None else repr(lease_until), keys.MESSAGE_PREFIX,
+                  HISTORY_LIMIT, "" if unchanged_since is None else repr(unchanged_since),
+                  "1" if hand_on else "0", keys.HELD_PREFIX, keys.LANE_PREFIX,
+                  keys.BRIDGE_PREFIX, *counters],
         )
         if outcome == -1:
             return Transition(applied=False, previous=S.SENDING, lease_until=float(previous))
@@ -439,8 +304,8 @@ class StatusStore:
 
     def turn_of(self, lane: str) -> str | None:
         """The message of `lane` that may be sent now (its head)."""
-        return self.redis.hget(LANE_HEADS, lane)
+        return self.redis.hget(keys.LANE_HEADS, lane)
 
     def find_by_bridge_id(self, session: str, bridge_message_id: str) -> str | None:
         """Our message id for the id zapw gave a send on `session`."""
-        return self.redis.get(f"{PREFIX}bridge:{session}:{bridge_message_id}")
+        return self.redis.get(keys.bridge(session, bridge_message_id))

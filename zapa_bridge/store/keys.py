@@ -1,0 +1,125 @@
+"""Every Redis key of ours, named in one place.
+
+A key is `zapa:` and then parts joined by ':'. Parts that come from data (message ids,
+session ids, lanes, zapw's message ids, idempotency keys, inbound ids) are escaped first,
+'%' as '%25' and ':' as '%3A', so no part holds a ':' and two different tuples never give
+the same key. An ordinary part (no ':' nor '%') is left as it is: those keys are the ones
+the bridge always wrote.
+
+Lua scripts take their keys in KEYS, built here. The few that must name a key of something
+they find themselves (the next message of a lane, a record's own session) build it with
+`LUA_KEY_PART`, the same escaping in Lua, from one of the prefixes below.
+"""
+
+from __future__ import annotations
+
+from zapa_bridge.store import scripts
+
+PREFIX = "zapa:"
+
+# Outbound messages.
+PENDING = f"{PREFIX}pending"  # zset: in a queue or with a worker, by when put there
+DUE = f"{PREFIX}due"  # zset: waiting for a moment, by when due
+LANE_HEADS = f"{PREFIX}lane-heads"  # hash: lane -> the message that may be sent now
+LANE_SEQ = f"{PREFIX}lane-seq"  # counter: order of joining a lane
+MESSAGES_RECENT = f"{PREFIX}msg-recent"  # list: latest message ids
+DEAD = f"{PREFIX}dead"  # zset: dead letters, by when they died
+HELD_SESSIONS = f"{PREFIX}held-sessions"  # set: sessions with held messages
+MESSAGE_PREFIX = f"{PREFIX}msg:"
+HELD_PREFIX = f"{PREFIX}held:"
+LANE_PREFIX = f"{PREFIX}lane:"
+BRIDGE_PREFIX = f"{PREFIX}bridge:"
+
+# Inbound events and messages.
+SEEN_PREFIX = f"{PREFIX}seen:"
+WEBHOOK_STATS = f"{PREFIX}stats:webhooks"  # hash: "<event type>:<outcome>" -> count
+INBOUND_RECENT = f"{PREFIX}in:recent"  # list: latest inbound ids
+INBOUND_DEAD = f"{PREFIX}in-dead"  # zset: inbound dead letters, by when they failed
+
+# The bridge's sessions.
+SESSIONS = f"{PREFIX}sessions"  # hash: session id -> state (JSON)
+SESSION_PHONES = f"{PREFIX}session-phones"  # hash: phone number -> session id
+RECONCILE_REQUESTED = f"{PREFIX}reconcile:requested"
+
+# Operations.
+METRICS_COUNTERS = f"{PREFIX}metrics:counters"
+METRICS_SEND_LATENCY = f"{PREFIX}metrics:send-latency"
+HEALTH_SNAPSHOT = f"{PREFIX}health:snapshot"
+HEALTH_BRIDGE_STARTED = f"{PREFIX}health:bridge-started"
+WORKERS_PATTERN = f"{PREFIX}workers:*"
+
+# Kept by kombu (unacked messages) and redbeat (the schedule), under our prefix.
+UNACKED = f"{PREFIX}unacked"
+UNACKED_INDEX = f"{PREFIX}unacked_index"
+UNACKED_MUTEX = f"{PREFIX}unacked_mutex"
+BEAT_PREFIX = f"{PREFIX}beat:"
+BEAT_LOCK = f"{PREFIX}beat:lock"
+
+# `key_part(s)`: the same escaping as `part`, for the scripts that build a key themselves.
+LUA_KEY_PART = scripts.read(__package__, "key_part.lua")
+
+
+def part(value: str) -> str:
+    """One part of a key: '%' and ':' escaped, anything else as it is."""
+    return value.replace("%", "%25").replace(":", "%3A")
+
+
+def join(*parts: str) -> str:
+    """Parts escaped and joined: different tuples, different strings."""
+    return ":".join(part(value) for value in parts)
+
+
+def message(message_id: str) -> str:
+    """Hash: an outbound message's status record."""
+    return MESSAGE_PREFIX + part(message_id)
+
+
+def lane(lane_id: str) -> str:
+    """Zset: the messages waiting behind a lane's head, by when they joined."""
+    return LANE_PREFIX + part(lane_id)
+
+
+def held(session: str) -> str:
+    """Zset: a session's held messages, by when they were held."""
+    return HELD_PREFIX + part(session)
+
+
+def bridge(session: str, bridge_message_id: str) -> str:
+    """String: our message id for the id zapw gave a send on `session`."""
+    return BRIDGE_PREFIX + join(session, bridge_message_id)
+
+
+def idempotency(idempotency_key: str) -> str:
+    """String: the message that owns an idempotency key."""
+    return f"{PREFIX}idempotency:" + part(idempotency_key)
+
+
+def rate(session: str) -> str:
+    """Zset: a session's recent sends (its sliding rate log)."""
+    return f"{PREFIX}rate:" + part(session)
+
+
+def seen(dedupe_key: str) -> str:
+    """String: a webhook event already taken in."""
+    return SEEN_PREFIX + part(dedupe_key)
+
+
+def inbound_id(session: str, message_id: str) -> str:
+    """The id of an inbound message: its session and zapw's id, each escaped."""
+    return join(session, message_id)
+
+
+def inbound(inbound_id: str) -> str:
+    """Hash: an inbound message as received. `inbound_id` is one made by `inbound_id()`,
+    whose ':' is the one between its two escaped parts."""
+    return f"{PREFIX}in:{inbound_id}"
+
+
+def inbound_dead(letter_id: str) -> str:
+    """Hash: one inbound dead letter."""
+    return f"{PREFIX}in-dead:" + part(letter_id)
+
+
+def worker(hostname: str) -> str:
+    """String: a worker's heartbeat."""
+    return f"{PREFIX}workers:" + part(hostname)
