@@ -14,6 +14,7 @@ from tests.helpers import task_kwargs
 from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.errors import InvalidMessage, QueueUnavailable
+from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.messages import build_message
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
@@ -133,7 +134,7 @@ def test_reusing_a_message_id_is_refused(redis_db):
 def test_unreachable_redis_raises_queue_unavailable():
     dead = StatusStore(redis_client("redis://127.0.0.1:1/0"), retention=60)
     published: list[str] = []
-    outbox = Outbox(dead, lambda message_id, message: published.append(message_id),
+    outbox = Outbox(dead, Dispatcher(dead, lambda message_id, *_: published.append(message_id)),
                     send_message.prepare_send)
     with pytest.raises(QueueUnavailable):
         outbox.enqueue(build_message(to="5511988887777", text="hi", session="s1"))

@@ -203,10 +203,8 @@ def test_redelivered_message_already_sent_is_not_sent_again(start_worker, zapw):
     start_worker()
     result = send_message.delay(to=TO, text="once", session="s1")
     wait_status(result.id, MessageStatus.SENT)
-    message = services().store.get(result.id).message
-    from zapa_bridge.outbound.messages import build_message
-
-    send_message.publish(result.id, build_message(**message))
+    record = services().store.get(result.id)
+    assert services().dispatcher(send_message.publish).requeue(record.id, record.message)
     marker = send_message.delay(to=TO, text="after", session="s1")
     wait_status(marker.id, MessageStatus.SENT)
     assert [send.body["text"] for send in zapw.sent_to("s1")] == ["once", "after"]

@@ -18,7 +18,7 @@ UNACKED = app.conf.broker_transport_options["unacked_key"]
 
 def sweeper(lost_after: float = 0.0) -> LostMessageSweeper:
     return LostMessageSweeper(
-        services().store, send_message.publish, unacked_key=UNACKED,
+        services().store, services().dispatcher(send_message.publish), unacked_key=UNACKED,
         queue_by_priority={str(p): str(q) for p, q in SEND_QUEUE_BY_PRIORITY.items()},
         lost_after=lost_after)
 
@@ -63,3 +63,18 @@ def test_finished_and_held_messages_leave_the_pending_index(redis_db):
     store.transition(message_id, "sending")
     store.transition(message_id, "sent")
     assert redis_db.zscore(keys.PENDING, message_id) is None
+
+
+def test_a_lost_message_that_cannot_be_queued_becomes_a_dead_letter(redis_db):
+    """It leaves the pending index with its reason rather than being swept forever."""
+    lost = send_message.delay(to=TO, text="lost", session="s1").id
+    redis_db.rpop(Queue.SEND_DEFAULT)
+    store = services().store
+    fields = dict(store.get(lost).message, priority="urgent")
+    redis_db.hset(store.key(lost), "message", json.dumps(fields))
+    assert sweeper().sweep() == []
+    record = store.get(lost)
+    assert (record.status, record.reason) == (
+        "failed", "invalid message: priority: must be one of high, default, low")
+    assert redis_db.zscore(keys.PENDING, lost) is None
+    assert ids_in(redis_db, Queue.SEND_DEFAULT) == []

@@ -37,7 +37,7 @@ from zapa_bridge.logs import line
 from zapa_bridge.ops.health import HealthChecker
 from zapa_bridge.outbound.delivery import Deliverer
 from zapa_bridge.outbound.dispatch import Dispatcher
-from zapa_bridge.outbound.messages import OutboundMessage, build_message
+from zapa_bridge.outbound.messages import OutboundMessage, Priority, build_message
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.recovery import LostMessageSweeper
 from zapa_bridge.redaction import mask_phone
@@ -134,15 +134,19 @@ class SendMessageTask(Task):
         queue, built by hand (workers.wire). It carries the id alone: the message is in its
         status record, which the worker reads anyway, so the text is stored once and never
         reaches the broker or Celery's logs."""
+        return self.prepare_id(message_id, message.priority, message.to)
+
+    def prepare_id(self, message_id: str, priority: Priority, to: str) -> PreparedMessage:
+        """The task message of `message_id` on the queue of `priority`."""
         # Short: Celery keeps it in every queued message, and it may reach logs (masked).
-        shown = repr({"to": mask_phone(message.to), "priority": str(message.priority)})
-        return prepare(self.name, SEND_QUEUE_BY_PRIORITY[message.priority], {},
+        shown = repr({"to": mask_phone(to), "priority": str(priority)})
+        return prepare(self.name, SEND_QUEUE_BY_PRIORITY[priority], {},
                        task_id=message_id, kwargsrepr=shown)
 
-    def publish(self, message_id: str, message: OutboundMessage) -> None:
-        """Put one validated message on its priority queue under `message_id`, with one
+    def publish(self, message_id: str, priority: Priority, to: str) -> None:
+        """Put the task message of `message_id` on the queue of `priority`, with one
         LPUSH."""
-        prepared = self.prepare_send(message_id, message)
+        prepared = self.prepare_id(message_id, priority, to)
         try:
             services().redis.lpush(prepared.queue, prepared.payload)
         except redis.RedisError as exc:
@@ -228,7 +232,7 @@ def run_reconcile(core: Services | None = None) -> ReconcileReport:
     with contextlib.suppress(redis.RedisError):
         core.reconcile_requests.started()
     sweeper = LostMessageSweeper(
-        core.store, send_message.publish,
+        core.store, core.dispatcher(send_message.publish),
         unacked_key=app.conf.broker_transport_options["unacked_key"],
         queue_by_priority={str(p): str(q) for p, q in SEND_QUEUE_BY_PRIORITY.items()},
         lost_after=core.settings.lost_after)

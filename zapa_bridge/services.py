@@ -106,7 +106,7 @@ class Services:
         return Spool(self.settings.spool_path)
 
     def outbox(self, publish: Publish, prepare: PrepareSend) -> Outbox:
-        return Outbox(self.store, publish, prepare)
+        return Outbox(self.store, self.dispatcher(publish), prepare)
 
     def intake(self, prepare: PrepareEvent) -> Intake:
         return Intake(fast_redis_client(self.settings.redis_url), prepare, self.spool,

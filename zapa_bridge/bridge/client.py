@@ -8,7 +8,7 @@ so no other module ever sees a `requests` exception.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 from urllib.parse import quote
 
 import requests
@@ -219,9 +219,14 @@ def _unwrap(response: requests.Response, *, session_id: str | None, envelope: bo
     raise _error_for(status, body, session_id)
 
 
+class _ErrorFields(TypedDict):
+    status_code: int
+    session_id: str | None
+
+
 def _error_for(status: int, body: Any, session_id: str | None) -> BridgeError:
     text = _error_text(body)
-    kwargs = {"status_code": status, "session_id": session_id}
+    kwargs: _ErrorFields = {"status_code": status, "session_id": session_id}
     if status == 401:
         return BridgeUnauthorized(f"bridge refused the API key: {text}", **kwargs)
     if status == 400 and text.strip().lower() == NOT_CONNECTED_TEXT:
@@ -259,7 +264,7 @@ def _error_text(body: Any) -> str:
                 detail = body.get("message") if key == "error" else None
                 if isinstance(detail, str) and detail and detail != body[key]:
                     return f"{body[key]}: {detail}"
-                return body[key]
+                return cast(str, body[key])
     return "no JSON error body"
 
 

@@ -16,22 +16,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
 
-from zapa_bridge.errors import InvalidMessage, QueueUnavailable
+from zapa_bridge.errors import QueueUnavailable
 from zapa_bridge.logs import line
-from zapa_bridge.outbound.messages import OutboundMessage, build_message
+from zapa_bridge.outbound.messages import Priority
 from zapa_bridge.outbound.status_store import MessageStatus, StatusStore, Transition
 from zapa_bridge.store import scripts
 from zapa_bridge.store.keys import DUE, PENDING
 
 log = logging.getLogger("zapa.dispatch")
 
-Publish = Callable[[str, OutboundMessage], None]
-"""Puts one message on its priority queue under the given id; raises `QueueUnavailable`."""
+Publish = Callable[[str, Priority, str], None]
+"""Puts the send task of message `id` on the queue of `priority` (`to` is shown masked in
+its kwargsrepr); raises `QueueUnavailable`. The task carries the id alone."""
 
 BATCH = 200
 
@@ -41,7 +42,8 @@ _DEFER = scripts.read(__package__, "dispatch.defer.lua")
 
 
 class Dispatcher:
-    """Defers messages to a later moment and publishes them when it comes."""
+    """Defers messages to a later moment and publishes them when it comes; the one place a
+    recorded message is put back on its queue (`requeue`)."""
 
     def __init__(self, store: StatusStore, publish: Publish) -> None:
         self.store = store
@@ -90,21 +92,29 @@ class Dispatcher:
             return False
         return self._publish_message(message_id, record.message)
 
-    def _publish_message(self, message_id: str, fields: dict[str, Any]) -> bool:
-        """Publish a message taken for publishing (pending), as its record keeps it."""
+    def requeue(self, message_id: str, stored: Mapping[str, Any]) -> bool:
+        """Put a recorded message (`stored`: the fields its record keeps) back on its
+        priority queue under its id. One that cannot be queued becomes a dead letter, which
+        takes it out of `zapa:pending` and lets its conversation go on; a broker failure
+        raises `QueueUnavailable`."""
         try:
-            message = build_message(**fields)
-        except InvalidMessage as exc:
+            priority = Priority(stored.get("priority", Priority.DEFAULT))
+        except ValueError:
+            names = ", ".join(member.value for member in Priority)
             self.hand_on(self.store.transition(
                 message_id, MessageStatus.FAILED, note="dead letter", hand_on=True,
-                fields={"reason": f"invalid message: {exc}"}))
+                fields={"reason": f"invalid message: priority: must be one of {names}"}))
             return False
+        self.publish(message_id, priority, str(stored.get("to", "")))
+        return True
+
+    def _publish_message(self, message_id: str, stored: Mapping[str, Any]) -> bool:
+        """Publish a message taken for publishing (pending), as its record keeps it."""
         try:
-            self.publish(message_id, message)
+            return self.requeue(message_id, stored)
         except QueueUnavailable:
             # Put it back to be taken again; if Redis is gone too, the sweep recovers it.
             with contextlib.suppress(redis.RedisError):
                 self.defer(message_id, time.time() + 1.0)
             log.warning(line("message.dispatch_failed", message_id=message_id))
             return False
-        return True

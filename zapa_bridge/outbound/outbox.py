@@ -1,8 +1,8 @@
 """The outbox: puts messages on the queue with their status record, and takes them back
 off hold or out of the dead letters.
 
-It does not know Celery: publishing is a function handed in by the worker package, which
-sends the message as the `send_message` task under the message id.
+It does not know Celery: enqueue pushes what a function handed in by the worker package
+prepares, and releases and replays go back on the queue through the dispatcher's `requeue`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import redis
 
 from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
 from zapa_bridge.logs import line
-from zapa_bridge.outbound.dispatch import Publish
+from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.holds import HeldMessages
-from zapa_bridge.outbound.messages import OutboundMessage, build_message
+from zapa_bridge.outbound.messages import OutboundMessage
 from zapa_bridge.outbound.status_store import (
     DEAD_STATUSES,
     Created,
@@ -34,11 +34,12 @@ log = logging.getLogger("zapa.outbox")
 
 
 class Outbox:
-    def __init__(self, store: StatusStore, publish: Publish, prepare: PrepareSend) -> None:
+    def __init__(self, store: StatusStore, dispatcher: Dispatcher,
+                 prepare: PrepareSend) -> None:
         """`enqueue` queues what `prepare` builds in the Redis call that writes the record;
-        the rest (releases, replays) goes through `publish`."""
+        the rest (releases, replays) goes through `dispatcher.requeue`."""
         self.store = store
-        self.publish = publish
+        self.dispatcher = dispatcher
         self.prepare = prepare
         self.held = HeldMessages(store.redis)
 
@@ -81,10 +82,8 @@ class Outbox:
         for record in self.store.get_many(self.held.ids(session)):
             if record.status is not MessageStatus.HELD:
                 continue
-            message = self._rebuild(record)
-            if message is None:
+            if not self.dispatcher.requeue(record.id, record.message):
                 continue
-            self.publish(record.id, message)
             # Only if nobody touched it since: a worker may already have taken the published
             # copy and held it again, and then it must stay held (and indexed).
             self.store.transition(record.id, MessageStatus.QUEUED, note="released",
@@ -117,13 +116,11 @@ class Outbox:
         if record is None or record.status not in DEAD_STATUSES:
             raise NotADeadLetter(f"message {message_id} is not a dead letter")
         # An operator's replay is a decision to send now: a stale-reply expiry no longer holds.
-        message = build_message(**{key: value for key, value in record.message.items()
-                                   if key != "expires_at"})
+        stored = {key: value for key, value in record.message.items() if key != "expires_at"}
         # The record keeps what is published, so a later hold and release sends the same.
         outcome = self.store.transition(
             message_id, MessageStatus.QUEUED, note="replayed", failures=FailureCount.RESET,
-            fields={"reason": "", "message": json.dumps(message.to_task_kwargs(),
-                                                        separators=(",", ":"))},
+            fields={"reason": "", "message": json.dumps(stored, separators=(",", ":"))},
             allowed_from=DEAD_STATUSES)
         if not outcome.applied:
             raise NotADeadLetter(f"message {message_id} is not a dead letter")
@@ -133,25 +130,18 @@ class Outbox:
                           waiting="earlier message"))
             return self._reread(message_id)
         try:
-            self.publish(message_id, message)
+            queued = self.dispatcher.requeue(message_id, stored)
         except QueueUnavailable:
             with contextlib.suppress(redis.RedisError):
                 self.store.transition(message_id, record.status, note="replay failed",
                                       fields={"reason": record.reason},
                                       allowed_from={MessageStatus.QUEUED})
             raise
-        log.info(line("dead_letter.replayed", message_id=message_id))
+        if queued:
+            log.info(line("dead_letter.replayed", message_id=message_id))
         return self._reread(message_id)
 
     def _reread(self, message_id: str) -> MessageRecord:
         record = self.store.get(message_id)
         assert record is not None
         return record
-
-    def _rebuild(self, record: MessageRecord) -> OutboundMessage | None:
-        try:
-            return build_message(**record.message)
-        except InvalidMessage as exc:
-            self.store.transition(record.id, MessageStatus.FAILED, note="invalid on release",
-                                  fields={"reason": f"invalid message: {exc}"})
-            return None

@@ -5,7 +5,8 @@ killed between the two loses it, and its record stays `queued` with no copy anyw
 sweep looks at messages pending longer than `lost_after` that are neither with a worker
 (kombu's unacked hash) nor possibly still waiting in their queue (queues are FIFO: a message
 older than the oldest one still waiting has left the queue), and publishes them again under
-their id. A copy that was not really lost is harmless: the record lets only one send through.
+their id (`Dispatcher.requeue`). A copy that was not really lost is harmless: the record
+lets only one send through.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ from collections.abc import Mapping
 
 import redis
 
-from zapa_bridge.errors import InvalidMessage
 from zapa_bridge.logs import line
 from zapa_bridge.ops.queue_stats import ENQUEUED_AT_HEADER
-from zapa_bridge.outbound.dispatch import Publish
-from zapa_bridge.outbound.messages import build_message
+from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
 from zapa_bridge.store.keys import PENDING
 
@@ -33,11 +32,11 @@ SWEEP_LIMIT = 1000
 
 
 class LostMessageSweeper:
-    def __init__(self, store: StatusStore, publish: Publish, *, unacked_key: str,
+    def __init__(self, store: StatusStore, dispatcher: Dispatcher, *, unacked_key: str,
                  queue_by_priority: Mapping[str, str], lost_after: float) -> None:
         self.store = store
         self.redis: redis.Redis = store.redis
-        self.publish = publish
+        self.dispatcher = dispatcher
         self.unacked_key = unacked_key
         self.queue_by_priority = dict(queue_by_priority)
         self.lost_after = lost_after
@@ -63,11 +62,8 @@ class LostMessageSweeper:
             waiting_since = oldest.get(self.queue_by_priority.get(record.priority, ""))
             if waiting_since is not None and pending_since >= waiting_since - ORDER_MARGIN:
                 continue  # it may still be in its queue, behind the oldest one there
-            try:
-                message = build_message(**record.message)
-            except InvalidMessage:
-                continue  # the worker dead-letters it if it ever comes round
-            self.publish(message_id, message)
+            if not self.dispatcher.requeue(message_id, record.message):
+                continue  # a dead letter now, out of `zapa:pending`
             self.redis.zadd(PENDING, {message_id: now})
             log.warning(line("message.recovered", message_id=message_id,
                              session=record.session, status=record.status))
