@@ -5,9 +5,9 @@ what it is)."""
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from workers.queues import BUILTIN_INBOUND_TASKS, CONSUME_ORDER
 from zapa_bridge.config import get_settings
 from zapa_bridge.errors import ConfigError
+from zapa_bridge.queues import BUILTIN_INBOUND_TASKS, CONSUME_ORDER
 from zapa_bridge.store import keys
 
 _settings = get_settings()
@@ -43,7 +43,7 @@ if _settings.inbound_queue in CONSUME_ORDER:
     # Our workers would take Zapa's inbound task, not know it, and drop it.
     raise ConfigError({"ZAPA_INBOUND_QUEUE": f"{_settings.inbound_queue} is one of "
                                              "zapa-bridge's own queues"})
-_consumed = list(CONSUME_ORDER)
+_consumed: list[str] = list(CONSUME_ORDER)
 if _settings.inbound_task in BUILTIN_INBOUND_TASKS:
     _consumed.append(_settings.inbound_queue)
 task_queues = [KombuQueue(name, Exchange(name, type="direct"), routing_key=name)

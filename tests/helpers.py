@@ -58,7 +58,7 @@ def recipient(n: int) -> str:
 
 def task_kwargs(message: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of a queued Celery message (as stored in Redis, parsed): plain
-    JSON as workers.wire writes it, or base64 as kombu does."""
+    JSON as our Publisher writes it, or base64 as kombu does."""
     body = message["body"]
     if message["properties"].get("body_encoding") == "base64":
         body = base64.b64decode(body)

@@ -32,7 +32,7 @@ from zapa_bridge.inbound.events import parse_event
 from zapa_bridge.inbound.messages import InboundTask, normalize
 from zapa_bridge.outbound.status_store import MessageRecord, MessageStatus
 from zapa_bridge.simulator.png import qr_data_url
-from zapa_bridge.store.prepared import PreparedMessage
+from zapa_bridge.store.publisher import PreparedMessage
 from zapa_bridge.web import create_app
 
 TOKEN = os.environ["ZAPA_ADMIN_TOKEN"]

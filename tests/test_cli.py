@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from tests.helpers import wait_until
-from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.cli import main
 from zapa_bridge.devtools.embedded_redis import free_port
 from zapa_bridge.outbound.status_store import MessageStatus
+from zapa_bridge.queues import Queue
 from zapa_bridge.simulator import Simulator, SimulatorConfig
 
 TO = "5511988887777"

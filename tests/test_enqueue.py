@@ -11,14 +11,15 @@ import json
 import pytest
 
 from tests.helpers import task_kwargs
-from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.errors import InvalidMessage, QueueUnavailable
 from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.messages import build_message
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
+from zapa_bridge.queues import Queue
 from zapa_bridge.store.connection import redis_client
+from zapa_bridge.store.publisher import Publisher
 
 SEND_QUEUES = (Queue.SEND_HIGH, Queue.SEND_DEFAULT, Queue.SEND_LOW)
 
@@ -131,14 +132,14 @@ def test_reusing_a_message_id_is_refused(redis_db):
     assert queued_ids(redis_db, Queue.SEND_DEFAULT) == ["fixed-id"]
 
 
-def test_unreachable_redis_raises_queue_unavailable():
-    dead = StatusStore(redis_client("redis://127.0.0.1:1/0"), retention=60)
-    published: list[str] = []
-    outbox = Outbox(dead, Dispatcher(dead, lambda message_id, *_: published.append(message_id)),
-                    send_message.prepare_send)
+def test_unreachable_redis_raises_queue_unavailable(redis_db):
+    client = redis_client("redis://127.0.0.1:1/0")
+    dead = StatusStore(client, retention=60)
+    publisher = Publisher(client, services().broker.task_format())
+    outbox = Outbox(dead, Dispatcher(dead, publisher), publisher)
     with pytest.raises(QueueUnavailable):
         outbox.enqueue(build_message(to="5511988887777", text="hi", session="s1"))
-    assert published == []
+    assert redis_db.llen(Queue.SEND_DEFAULT) == 0
 
 
 @pytest.mark.parametrize("option", ["countdown", "eta", "queue"])

@@ -13,6 +13,7 @@ import redis
 
 from tests.helpers import recipient, wait_until
 from tests.zapw_stub import ZapwStub
+from workers.broker import KombuRedisLayout
 from workers.celery_app import app
 from workers.tasks import send_message, services
 from zapa_bridge.bridge.client import BridgeClient
@@ -50,7 +51,8 @@ def make_checker(redis_db: redis.Redis) -> Iterator[MakeChecker]:
         bridge = BridgeClient(bridge_url, timeout=2, connect_timeout=1)
         clients.append(bridge)
         return HealthChecker(load_settings(ZAPW_URL=bridge_url, **settings),
-                             client or redis_db, bridge, QUEUES, beat_last_run=beat_last_run)
+                             client or redis_db, bridge, KombuRedisLayout(app), QUEUES,
+                             beat_last_run=beat_last_run)
 
     yield make
     for bridge in clients:

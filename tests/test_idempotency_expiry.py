@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.helpers import recipient, wait_until
-from workers.queues import Queue
 from workers.tasks import send_message, services
 from zapa_bridge.errors import InvalidMessage
 from zapa_bridge.outbound.status_store import MessageStatus
+from zapa_bridge.queues import Queue
 from zapa_bridge.web import create_app
 
 TO = "5511988887777"
@@ -124,7 +124,7 @@ def test_a_replayed_expired_reply_is_sent(start_worker, zapw):
     start_worker()
     wait_until(lambda: services().store.get(late.id).status == MessageStatus.EXPIRED,
                what="expired")
-    services().outbox(send_message.publish, send_message.prepare_send).replay(late.id)
+    services().outbox.replay(late.id)
     wait_until(lambda: services().store.get(late.id).status == MessageStatus.SENT,
                what="sent after the replay")
     assert [send.body["text"] for send in zapw.sent_to("s1")] == ["send anyway"]

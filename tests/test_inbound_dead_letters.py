@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import wait_until
 from tests.test_events import event, received, text
-from workers.tasks import prepare_replay, services
+from workers.tasks import services
 from zapa_bridge.bridge.client import SessionInfo
 from zapa_bridge.bridge.sessions import SessionRegistry
 from zapa_bridge.cli import main
@@ -41,7 +41,7 @@ def runs_of(worker, task_id: str) -> int:
 
 def queue_event(body: Any, task_id: str) -> None:
     """Put a `handle_event` message on the events queue as the intake would have."""
-    message = prepare_replay(task_id, body)
+    message = services().publisher.prepare_event(body, task_id=task_id, kwargsrepr="")
     services().redis.lpush(message.queue, message.payload)
 
 

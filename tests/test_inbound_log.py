@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.helpers import task_kwargs
-from workers.tasks import route_inbound, services
+from workers.tasks import services
 from zapa_bridge.inbound.events import parse_event
 from zapa_bridge.inbound.messages import InboundLog, normalize
 
@@ -20,11 +20,11 @@ def log_of() -> InboundLog:
 
 def test_first_receive_records_and_queues_the_task_a_second_does_nothing(redis_db):
     message = normalize(parse_event(EVENT))
-    hand_on = route_inbound(message)
+    hand_on = services().inbound_router.route(message)
     assert hand_on is not None and hand_on.task == "zapa.echo"
 
     assert log_of().receive(message, hand_on) is True
-    assert log_of().receive(message, route_inbound(message)) is False
+    assert log_of().receive(message, services().inbound_router.route(message)) is False
 
     queued = redis_db.lrange(hand_on.message.queue, 0, -1)
     assert len(queued) == 1
@@ -40,5 +40,5 @@ def test_a_message_with_nowhere_to_go_is_recorded_and_not_handed_on_later(redis_
     assert log_of().receive(message, None) is True
     entry = log_of().get(message.id)
     assert entry is not None and entry["routed_to"] is None
-    assert log_of().receive(message, route_inbound(message)) is False
+    assert log_of().receive(message, services().inbound_router.route(message)) is False
     assert redis_db.llen("zapa.inbound") == 0

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import recipient, wait_until
-from workers.queues import Queue
-from workers.tasks import outbox, release_held, send_message, services
+from workers.tasks import release_held, send_message, services
 from zapa_bridge.outbound.status_store import (
     Created,
     MessageStatus,
     StatusStore,
     Turn,
 )
+from zapa_bridge.queues import Queue
 from zapa_bridge.store import keys
 
 S = MessageStatus
@@ -73,7 +73,7 @@ def test_a_replayed_dead_letter_goes_to_the_back_of_its_conversation(redis_db):
     store.transition(first, S.SENDING)
     store.transition(first, S.FAILED, fields={"reason": "test"})
     assert store.turn_of(LANE) == second
-    replayed = outbox().replay(first)
+    replayed = services().outbox.replay(first)
     assert replayed.status is S.QUEUED
     assert redis_db.zscore("zapa:pending", first) is None  # waits behind `second`
     store.transition(second, S.SENDING)
@@ -86,7 +86,7 @@ def test_a_replayed_dead_letter_with_its_conversation_idle_is_queued_at_once(red
     store = services().store
     store.transition(message_id, S.SENDING)
     store.transition(message_id, S.FAILED, fields={"reason": "test"})
-    outbox().replay(message_id)
+    services().outbox.replay(message_id)
     assert redis_db.llen(Queue.SEND_DEFAULT) == 1
     assert store.turn_of(LANE) == message_id
 

@@ -151,7 +151,7 @@ def test_held_message_past_its_validity_becomes_an_expired_dead_letter(start_wor
     start_worker()
     result = send_message.delay(to=TO, text="late", session="s1")
     wait_status(result.id, MessageStatus.HELD)
-    outbox = services().outbox(send_message.publish, send_message.prepare_send)
+    outbox = services().outbox
     assert outbox.expire_held(validity=3600) == 0
     assert outbox.expire_held(validity=0) == 1
     record = record_of(result.id)
@@ -180,7 +180,7 @@ def test_replayed_dead_letter_is_sent_under_its_original_id(start_worker, zapw):
     result = send_message.delay(to=TO, text="again", session="s1")
     wait_status(result.id, MessageStatus.FAILED)
     zapw.add_session("s1")
-    replayed = services().outbox(send_message.publish, send_message.prepare_send).replay(result.id)
+    replayed = services().outbox.replay(result.id)
     assert (replayed.id, replayed.status) == (result.id, MessageStatus.QUEUED)
     record = wait_status(result.id, MessageStatus.SENT)
     assert record.attempts == 2
@@ -204,7 +204,7 @@ def test_redelivered_message_already_sent_is_not_sent_again(start_worker, zapw):
     result = send_message.delay(to=TO, text="once", session="s1")
     wait_status(result.id, MessageStatus.SENT)
     record = services().store.get(result.id)
-    assert services().dispatcher(send_message.publish).requeue(record.id, record.message)
+    assert services().dispatcher.requeue(record.id, record.message)
     marker = send_message.delay(to=TO, text="after", session="s1")
     wait_status(marker.id, MessageStatus.SENT)
     assert [send.body["text"] for send in zapw.sent_to("s1")] == ["once", "after"]

@@ -7,7 +7,6 @@ import pytest
 
 from tests.helpers import recipient, wait_until
 from workers.celery_app import app
-from workers.queues import SEND_QUEUE_BY_PRIORITY
 from workers.tasks import send_message, services
 from zapa_bridge.config import Settings, load_settings
 from zapa_bridge.errors import ConfigError
@@ -15,6 +14,7 @@ from zapa_bridge.ops.metrics import RATE_LIMITED
 from zapa_bridge.outbound.rate_limit import SessionRateLimiter
 from zapa_bridge.outbound.rate_spec import RateLimit, parse_rate, parse_session_rates
 from zapa_bridge.outbound.status_store import MessageStatus
+from zapa_bridge.queues import SEND_QUEUE_BY_PRIORITY
 from zapa_bridge.store import keys
 
 S = MessageStatus

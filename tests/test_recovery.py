@@ -7,9 +7,9 @@ import json
 
 from tests.helpers import recipient
 from workers.celery_app import app
-from workers.queues import SEND_QUEUE_BY_PRIORITY, Queue
 from workers.tasks import send_message, services
 from zapa_bridge.outbound.recovery import LostMessageSweeper
+from zapa_bridge.queues import SEND_QUEUE_BY_PRIORITY, Queue
 from zapa_bridge.store import keys
 
 TO = "5511988887777"
@@ -18,7 +18,7 @@ UNACKED = app.conf.broker_transport_options["unacked_key"]
 
 def sweeper(lost_after: float = 0.0) -> LostMessageSweeper:
     return LostMessageSweeper(
-        services().store, services().dispatcher(send_message.publish), unacked_key=UNACKED,
+        services().store, services().dispatcher, services().broker,
         queue_by_priority={str(p): str(q) for p, q in SEND_QUEUE_BY_PRIORITY.items()},
         lost_after=lost_after)
 

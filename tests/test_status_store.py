@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 
 import pytest
+import redis
 
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.outbound.status_store import (
+    ALLOWED_FROM,
+    DEAD_STATUSES,
     HISTORY_LIMIT,
     Created,
     FailureCount,
@@ -18,7 +22,8 @@ from zapa_bridge.outbound.status_store import (
     MessageStatus,
     StatusStore,
 )
-from zapa_bridge.store.prepared import PreparedMessage
+from zapa_bridge.store import keys
+from zapa_bridge.store.publisher import PreparedMessage
 
 S = MessageStatus
 MESSAGE = {"to": "5511988887777", "type": "text", "text": "hi", "session": "s1",
@@ -130,6 +135,114 @@ def test_dead_letter_is_kept_without_expiry_until_replayed(store):
     store.transition("m1", S.SENDING)
     store.transition("m1", S.SENT)
     assert 3590 <= store.redis.ttl(store.key("m1")) <= 3600
+
+
+# -- every change of status, allowed or refused -----------------------------------------------
+
+# How a record reaches each status from `create`, through real transitions only (no status
+# is written into Redis by hand).
+ROUTE = {
+    S.QUEUED: (),
+    S.SENDING: (S.SENDING,),
+    S.HELD: (S.HELD,),
+    S.SENT: (S.SENDING, S.SENT),
+    S.DELIVERED: (S.SENDING, S.SENT, S.DELIVERED),
+    S.READ: (S.SENDING, S.SENT, S.DELIVERED, S.READ),
+    S.FAILED: (S.FAILED,),
+    S.EXPIRED: (S.EXPIRED,),
+}
+PAIRS = [(before, after) for before in S for after in S]
+
+
+def put_in(store, status, *, lease_until):
+    """A message of a lane (so lanes are walked too) in `status`; a claim's lease ends at
+    `lease_until`."""
+    store.create("m1", MESSAGE, session="s1", lane="s1>a")
+    for step in ROUTE[status]:
+        lease = lease_until if step is S.SENDING else None
+        assert store.transition("m1", step, lease_until=lease).applied, step
+    assert store.get("m1").status is status
+
+
+def assert_indexes_follow(store, status):
+    """The held set, the dead letters and the pending messages agree with the status."""
+    redis_db = store.redis
+    assert (redis_db.zscore(keys.held("s1"), "m1") is not None) == (status is S.HELD)
+    assert (redis_db.zscore(keys.DEAD, "m1") is not None) == (status in DEAD_STATUSES)
+    assert ((redis_db.zscore(keys.PENDING, "m1") is not None)
+            == (status in {S.QUEUED, S.SENDING}))
+
+
+def test_the_table_walks_every_pair_of_statuses():
+    assert len(PAIRS) == len(S) ** 2 == 64
+    assert set(ROUTE) == set(S)
+
+
+@pytest.mark.parametrize("given_record", [False, True], ids=["read-by-store", "record-given"])
+@pytest.mark.parametrize(("before", "after"), PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
+def test_a_change_applies_exactly_when_allowed_from_grants_it(store, before, after,
+                                                              given_record):
+    """From a claim whose lease still runs, SENDING -> SENDING is refused (busy)."""
+    put_in(store, before, lease_until=time.time() + 60)
+    record = store.get("m1") if given_record else None
+    outcome = store.transition("m1", after, record=record)
+    expected = before in ALLOWED_FROM[after] and not before is after is S.SENDING
+    assert (expected, before) == (outcome.applied, outcome.previous)
+    assert outcome.busy == (before is after is S.SENDING)
+    now = after if expected else before
+    assert now == store.get("m1").status
+    assert_indexes_follow(store, now)
+
+
+@pytest.mark.parametrize("given_record", [False, True], ids=["read-by-store", "record-given"])
+def test_sending_again_is_granted_once_the_claims_lease_ran_out(store, given_record):
+    put_in(store, S.SENDING, lease_until=time.time() - 1)
+    record = store.get("m1") if given_record else None
+    outcome = store.transition("m1", S.SENDING, lease_until=time.time() + 60, record=record)
+    assert (outcome.applied, outcome.previous, outcome.busy) == (True, S.SENDING, False)
+    assert store.get("m1").attempts == 0 and len(store.get("m1").history) == 3
+
+
+# -- the keys of a change -------------------------------------------------------------------
+
+def test_a_given_record_names_the_keys_and_the_fields_session_wins(store):
+    """A message with no session gets one at its claim; its held set and zapw's id are that
+    session's, whether the record is given as read before the claim or read by the store."""
+    held = HeldMessages(store.redis)
+    store.create("m1", {**MESSAGE, "session": None}, session=None)
+    before_claim = store.get("m1")
+    assert store.transition("m1", S.SENDING, fields={"session": "s9"},
+                            record=before_claim).applied
+    # Stale (no session): the script refuses its keys, and the store reads the record again.
+    assert store.transition("m1", S.HELD, record=before_claim).applied
+    assert (held.ids("s9"), held.sessions()) == (["m1"], ["s9"])
+    assert store.transition("m1", S.SENDING).applied
+    assert store.transition("m1", S.SENT, fields={"bridge_message_id": "B9"},
+                            record=replace(before_claim, session="s9")).applied
+    assert (held.sessions(), store.find_by_bridge_id("s9", "B9")) == ([], "m1")
+
+
+def test_keys_of_a_session_or_lane_the_record_has_not_are_refused_before_any_write(
+        store, monkeypatch):
+    store.create("m1", MESSAGE, session="s1", lane="s1>a")
+    stale = replace(store.get("m1"), session="s2", lane="s2>a")
+    # As if another change moved the record again between the store's read and the script.
+    monkeypatch.setattr(store, "_placement", lambda message_id: ("s2", "s2>a"))
+    counts = [Increment("zapa:test-counts", "n", 1)]
+    with pytest.raises(redis.ResponseError, match="STALEKEYS"):
+        store.transition("m1", S.HELD, record=stale, counts=counts)
+    assert (store.get("m1").status, store.redis.exists("zapa:test-counts")) == (S.QUEUED, 0)
+    assert store.redis.keys("zapa:held:*") == []
+
+
+def test_a_change_takes_neither_a_lane_by_fields_nor_another_messages_record(store):
+    store.create("m1", MESSAGE, session="s1")
+    store.create("m2", MESSAGE, session="s1")
+    with pytest.raises(ValueError, match="lane"):
+        store.transition("m1", S.SENDING, fields={"lane": "s1>b"})
+    with pytest.raises(ValueError, match="m2"):
+        store.transition("m1", S.SENDING, record=store.get("m2"))
+    assert store.get("m1").status is S.QUEUED
 
 
 def test_retry_delay_grows_exponentially_within_the_cap():

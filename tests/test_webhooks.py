@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook
 from werkzeug.serving import make_server
 
 from tests.helpers import task_kwargs
-from workers.tasks import prepare_event
+from workers.tasks import services
 from zapa_bridge.config import load_settings
 from zapa_bridge.devtools.embedded_redis import free_port
 from zapa_bridge.errors import ConfigError
@@ -372,7 +372,7 @@ def test_event_is_spooled_when_redis_is_down_and_queued_once_drained(tmp_path, r
     assert intake_of(app).spool.count() == 1
     assert redis_db.llen(EVENTS_QUEUE) == 0
 
-    intake = Intake(redis_db, prepare_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = Intake(redis_db, services().publisher, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.drain_spool() == 1
     assert intake.spool.count() == 0
     assert queued_events(redis_db) == [RECEIVED]
@@ -382,7 +382,7 @@ def test_event_spooled_twice_is_queued_once_when_drained(tmp_path, redis_db):
     client = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)}).test_client()
     assert [post(client, RECEIVED).json for _ in range(2)] == [{"status": "spooled"}] * 2
 
-    intake = Intake(redis_db, prepare_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = Intake(redis_db, services().publisher, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.spool.count() == 2
     assert intake.drain_spool() == 2
     assert intake.spool.count() == 0
@@ -395,7 +395,7 @@ def test_spooled_event_already_queued_before_the_outage_is_not_queued_again(
     client = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)}).test_client()
     assert post(client, RECEIVED).json == {"status": "spooled"}
 
-    intake = Intake(redis_db, prepare_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = Intake(redis_db, services().publisher, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.drain_spool() == 1
     assert queued_events(redis_db) == [RECEIVED]
 
@@ -415,7 +415,7 @@ def test_spooled_event_whose_own_dedupe_write_landed_is_queued_at_drain(tmp_path
     spool = Spool(tmp_path / "spool.db")
     spool.put(RECEIVED, deduplicated=False, token="token-1")
     spool.put(RECEIVED, deduplicated=False, token="token-2")  # zapw's redelivery, also spooled
-    assert Intake(redis_db, prepare_event, spool, dedupe_ttl=60).drain_spool() == 2
+    assert Intake(redis_db, services().publisher, spool, dedupe_ttl=60).drain_spool() == 2
     assert queued_events(redis_db) == [RECEIVED]
     assert 0 < redis_db.ttl(seen_key(RECEIVED)) <= 30  # the key keeps its time to live
 
@@ -424,7 +424,7 @@ def test_spooled_event_its_own_script_call_already_queued_is_drained_not_queued_
         tmp_path, redis_db):
     """The script ran but its answer never came back (the client's retry too): the intake
     spooled the event with its token, and the drain finds that token's queued mark."""
-    intake = Intake(redis_db, prepare_event, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = Intake(redis_db, services().publisher, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.accept(parse_event(RECEIVED)) == "accepted"
     token = redis_db.get(seen_key(RECEIVED)).removesuffix(QUEUED_MARK)
     intake.spool.put(RECEIVED, deduplicated=False, token=token)
@@ -439,7 +439,7 @@ def test_a_row_an_older_version_spooled_after_deduplicating_is_queued(tmp_path, 
     redis_db.set(seen_key(RECEIVED), "an-older-intakes-token", ex=60)
     spool = Spool(tmp_path / "spool.db")
     spool.put(RECEIVED, deduplicated=True)
-    assert Intake(redis_db, prepare_event, spool, dedupe_ttl=60).drain_spool() == 1
+    assert Intake(redis_db, services().publisher, spool, dedupe_ttl=60).drain_spool() == 1
     assert queued_events(redis_db) == [RECEIVED]
 
 
@@ -462,7 +462,7 @@ def test_a_spool_written_before_events_carried_tokens_is_upgraded_and_drained(
         db.execute("INSERT INTO events (spooled_at, deduplicated, event) VALUES (0, 0, ?)",
                    (json.dumps(RECEIVED),))
         db.commit()
-    assert Intake(redis_db, prepare_event, Spool(path), dedupe_ttl=60).drain_spool() == 1
+    assert Intake(redis_db, services().publisher, Spool(path), dedupe_ttl=60).drain_spool() == 1
     assert queued_events(redis_db) == [RECEIVED]
 
 

@@ -15,6 +15,7 @@ import redis
 from celery.signals import worker_ready, worker_shutting_down
 from kombu.exceptions import OperationalError
 
+from workers.runtime import services
 from zapa_bridge.config import get_settings
 from zapa_bridge.errors import QueueUnavailable
 from zapa_bridge.logs import line
@@ -26,15 +27,13 @@ _stop = threading.Event()
 
 @worker_ready.connect
 def start_due_mover(sender: Any = None, **_: Any) -> None:
-    from workers.tasks import dispatcher
-
     interval = get_settings().due_poll_interval
 
     def run() -> None:
         failing = False
         while not _stop.wait(interval):
             try:
-                dispatcher().move_due()
+                services().dispatcher.move_due()
             except (redis.RedisError, OperationalError, QueueUnavailable) as exc:
                 # Redis is away: the messages stay due and go once it is back.
                 if not failing:

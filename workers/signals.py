@@ -14,9 +14,9 @@ import redis
 from celery.signals import before_task_publish, worker_ready, worker_shutting_down
 
 from zapa_bridge.config import get_settings
-from zapa_bridge.ops.queue_stats import ENQUEUED_AT_HEADER
 from zapa_bridge.store import keys
 from zapa_bridge.store.connection import redis_client
+from zapa_bridge.store.publisher import ENQUEUED_AT_HEADER
 
 HEARTBEAT_EVERY = 10.0
 HEARTBEAT_TTL = 30

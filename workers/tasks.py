@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from functools import cache
 from typing import Any, NoReturn
 
 import redis
@@ -20,29 +19,20 @@ from redbeat.schedulers import RedBeatSchedulerEntry
 
 import workers.due_mover  # noqa: F401  (starts the due-message mover in each worker)
 from workers.celery_app import app
-from workers.queues import SEND_QUEUE_BY_PRIORITY, Queue
-from workers.wire import prepare
+from workers.runtime import services
 from zapa_bridge.bridge.reconcile import ReconcileReport
 from zapa_bridge.bridge.reconcile import reconcile as reconcile_bridge
 from zapa_bridge.config import get_settings
-from zapa_bridge.errors import InvalidMessage, QueueUnavailable
+from zapa_bridge.errors import InvalidMessage
 from zapa_bridge.inbound.echo import echo_reply
-from zapa_bridge.inbound.events import WebhookEvent, parse_event
+from zapa_bridge.inbound.events import parse_event
 from zapa_bridge.inbound.failures import can_pass
 from zapa_bridge.inbound.failures import decide as decide_failure
-from zapa_bridge.inbound.handlers import EventHandler
-from zapa_bridge.inbound.intake import Intake
-from zapa_bridge.inbound.messages import InboundMessage, InboundTask
 from zapa_bridge.logs import line
 from zapa_bridge.ops.health import HealthChecker
-from zapa_bridge.outbound.delivery import Deliverer
-from zapa_bridge.outbound.dispatch import Dispatcher
-from zapa_bridge.outbound.messages import OutboundMessage, Priority, build_message
-from zapa_bridge.outbound.outbox import Outbox
-from zapa_bridge.outbound.recovery import LostMessageSweeper
-from zapa_bridge.redaction import mask_phone
+from zapa_bridge.outbound.messages import build_message
 from zapa_bridge.services import Services
-from zapa_bridge.store.prepared import PreparedMessage
+from zapa_bridge.store.publisher import TaskName
 
 log = logging.getLogger("zapa.tasks")
 
@@ -51,60 +41,7 @@ HEALTH_ENTRY = "health-check"
 # A status webhook can arrive before the worker recorded `sent`: look again this often.
 UNKNOWN_MESSAGE_RETRIES = 5
 UNKNOWN_MESSAGE_DELAY = 1.0
-ACCEPTED_OPTIONS = frozenset()
-
-
-@cache
-def services() -> Services:
-    """This process's core objects (built lazily, so after a worker forks)."""
-    return Services(get_settings())
-
-
-@cache
-def outbox() -> Outbox:
-    return services().outbox(send_message.publish, send_message.prepare_send)
-
-
-@cache
-def deliverer() -> Deliverer:
-    return services().deliverer(send_message.publish, request_reconcile)
-
-
-@cache
-def dispatcher() -> Dispatcher:
-    return services().dispatcher(send_message.publish)
-
-
-def intake() -> Intake:
-    return services().intake(prepare_event)
-
-
-def event_handler() -> EventHandler:
-    return services().event_handler(send_message.publish, send_message.prepare_send,
-                                    route_inbound)
-
-
-def prepare_event(event: WebhookEvent) -> PreparedMessage:
-    """The `handle_event` message for one webhook event; the intake pushes it in the same
-    Redis call that deduplicates the event."""
-    return prepare("zapa.handle_event", Queue.EVENTS, {"event": event.envelope},
-                   kwargsrepr=repr({"event": event.event_type, "session": event.session}))
-
-
-def route_inbound(message: InboundMessage) -> InboundTask | None:
-    """The task that hands an inbound message to the AI processing: ZAPA_INBOUND_TASK, by
-    name, on ZAPA_INBOUND_QUEUE; None when none is configured. The event handler queues it
-    in the same Redis call that records the message."""
-    settings = get_settings()
-    if not settings.inbound_task:
-        log.warning(line("inbound.not_routed", message_id=message.message_id,
-                         session=message.session, reason="ZAPA_INBOUND_TASK is not set"))
-        return None
-    prepared = prepare(
-        settings.inbound_task, settings.inbound_queue, {"message": message.as_dict()},
-        kwargsrepr=repr({"message": message.id, "from": mask_phone(message.sender)}),
-        ignore_result=False)
-    return InboundTask(settings.inbound_task, prepared)
+ACCEPTED_OPTIONS: frozenset[str] = frozenset()
 
 
 class SendMessageTask(Task):
@@ -126,31 +63,8 @@ class SendMessageTask(Task):
         message = build_message(default_session=settings.default_session,
                                 max_body_bytes=settings.zapw_max_body_bytes,
                                 **_fields(args, kwargs))
-        message_id = outbox().enqueue(message, task_id)
+        message_id = services().outbox.enqueue(message, task_id)
         return self.AsyncResult(message_id)
-
-    def prepare_send(self, message_id: str, message: OutboundMessage) -> PreparedMessage:
-        """The task message for one validated message under `message_id`, on its priority
-        queue, built by hand (workers.wire). It carries the id alone: the message is in its
-        status record, which the worker reads anyway, so the text is stored once and never
-        reaches the broker or Celery's logs."""
-        return self.prepare_id(message_id, message.priority, message.to)
-
-    def prepare_id(self, message_id: str, priority: Priority, to: str) -> PreparedMessage:
-        """The task message of `message_id` on the queue of `priority`."""
-        # Short: Celery keeps it in every queued message, and it may reach logs (masked).
-        shown = repr({"to": mask_phone(to), "priority": str(priority)})
-        return prepare(self.name, SEND_QUEUE_BY_PRIORITY[priority], {},
-                       task_id=message_id, kwargsrepr=shown)
-
-    def publish(self, message_id: str, priority: Priority, to: str) -> None:
-        """Put the task message of `message_id` on the queue of `priority`, with one
-        LPUSH."""
-        prepared = self.prepare_id(message_id, priority, to)
-        try:
-            services().redis.lpush(prepared.queue, prepared.payload)
-        except redis.RedisError as exc:
-            raise QueueUnavailable(f"broker unreachable: {type(exc).__name__}") from None
 
 
 def _fields(args: Any, kwargs: Any) -> dict[str, Any]:
@@ -165,7 +79,7 @@ def _fields(args: Any, kwargs: Any) -> dict[str, Any]:
     return fields
 
 
-@app.task(bind=True, base=SendMessageTask, name="zapa.send_message", acks_late=True,
+@app.task(bind=True, base=SendMessageTask, name=TaskName.SEND_MESSAGE, acks_late=True,
           reject_on_worker_lost=True, max_retries=None, ignore_result=True)
 def send_message(self: SendMessageTask, to: str | None = None, text: str | None = None,
                  **fields: Any) -> dict[str, Any]:
@@ -173,7 +87,7 @@ def send_message(self: SendMessageTask, to: str | None = None, text: str | None 
     task_kwargs = {key: value for key, value in {"to": to, "text": text, **fields}.items()
                    if value is not None}
     try:
-        outcome = deliverer().deliver(self.request.id, task_kwargs)
+        outcome = services().deliverer.deliver(self.request.id, task_kwargs)
     except redis.RedisError as exc:
         return send_failed(self, exc)
     if outcome.retry_in is None:
@@ -195,7 +109,7 @@ def send_failed(task: Task, error: redis.RedisError) -> dict[str, Any]:
                          retry_in=f"{delay:.2f}"))
         retry_later(task, delay)
     try:
-        outcome = deliverer().fail(task.request.id,
+        outcome = core.deliverer.fail(task.request.id,
                                    f"state unusable: {type(error).__name__}: {error}")
     except redis.RedisError:
         log.error(line("message.unrecorded", **shown, retry_in=f"{core.retry_policy.cap:g}"))
@@ -217,10 +131,10 @@ def retry_later(task: Task, countdown: float) -> NoReturn:
 @app.task(name="zapa.release_held", ignore_result=True)
 def release_held(session: str) -> int:
     """Re-queue the messages held for a session that is connected again."""
-    return outbox().release_held(session)
+    return services().outbox.release_held(session)
 
 
-@app.task(name="zapa.reconcile", ignore_result=True)
+@app.task(name=TaskName.RECONCILE, ignore_result=True)
 def reconcile() -> dict[str, object]:
     """Periodic: sync sessions from the bridge, release and expire held messages, create
     the sessions of ZAPA_SESSIONS that the bridge lacks, re-queue lost messages."""
@@ -231,23 +145,18 @@ def run_reconcile(core: Services | None = None) -> ReconcileReport:
     core = core or services()
     with contextlib.suppress(redis.RedisError):
         core.reconcile_requests.started()
-    sweeper = LostMessageSweeper(
-        core.store, core.dispatcher(send_message.publish),
-        unacked_key=app.conf.broker_transport_options["unacked_key"],
-        queue_by_priority={str(p): str(q) for p, q in SEND_QUEUE_BY_PRIORITY.items()},
-        lost_after=core.settings.lost_after)
     # Due messages are moved by every worker several times a second; this is the fallback.
-    core.dispatcher(send_message.publish).move_due()
-    return reconcile_bridge(core.bridge, core.sessions, core.outbox(send_message.publish,
-                                                                 send_message.prepare_send),
+    core.dispatcher.move_due()
+    return reconcile_bridge(core.bridge, core.sessions, core.outbox,
                             hold_validity=core.settings.hold_validity,
-                            managed_sessions=core.settings.managed_sessions, sweeper=sweeper)
+                            managed_sessions=core.settings.managed_sessions,
+                            sweeper=core.lost_message_sweeper)
 
 
 def health_checker(core: Services | None = None) -> HealthChecker:
     core = core or services()
     queues = [queue.name for queue in app.conf.task_queues]
-    return HealthChecker(core.settings, core.redis, core.bridge, queues,
+    return HealthChecker(core.settings, core.redis, core.bridge, core.broker, queues,
                          beat_last_run=beat_last_run)
 
 
@@ -271,13 +180,13 @@ def health_check() -> str:
     return str(snapshot.overall)
 
 
-@app.task(bind=True, name="zapa.handle_event", acks_late=True, reject_on_worker_lost=True,
+@app.task(bind=True, name=TaskName.HANDLE_EVENT, acks_late=True, reject_on_worker_lost=True,
           max_retries=None, ignore_result=True)
 def handle_event(self: Task, event: Any) -> str:
     """Act on one zapw webhook event (see zapa_bridge.inbound.handlers); one that cannot be
     applied ends as an inbound dead letter (see zapa_bridge.inbound.failures)."""
     try:
-        handled = event_handler().handle(parse_event(event))
+        handled = services().event_handler.handle(parse_event(event))
     except Exception as exc:  # every failure ends retried or dead-lettered, never looping
         return event_failed(self, event, exc)
     if handled.retry and self.request.retries < UNKNOWN_MESSAGE_RETRIES:
@@ -308,25 +217,6 @@ def event_failed(task: Task, event: Any, error: Exception) -> str:
         retry_later(task, core.retry_policy.cap)
     log.error(line("event.dead_letter", **shown))
     return "dead letter"
-
-
-def prepare_replay(letter_id: str, event: Any) -> PreparedMessage:
-    """The `handle_event` message that replays an inbound dead letter under its own id."""
-    return prepare("zapa.handle_event", Queue.EVENTS, {"event": event}, task_id=letter_id,
-                   kwargsrepr=repr({"replay": letter_id}))
-
-
-def request_reconcile() -> None:
-    """Ask for a reconciliation now rather than at beat's next tick (a session went missing
-    on the bridge); several asks within a few seconds queue one."""
-    core = services()
-    try:
-        if core.reconcile_requests.claim():
-            message = prepare("zapa.reconcile", Queue.MAINTENANCE, {})
-            core.redis.lpush(message.queue, message.payload)
-            log.info(line("reconcile.requested", reason="session missing on bridge"))
-    except redis.RedisError as exc:
-        log.warning(line("reconcile.not_requested", reason=type(exc).__name__))
 
 
 @app.task(name="zapa.echo", ignore_result=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,9 @@ from zapa_bridge.devtools.embedded_redis import answers
 from zapa_bridge.devtools.local_stack import LocalStack, zapw_environment
 from zapa_bridge.errors import ConfigError, ZapaError
 from zapa_bridge.redaction import redact_url
+
+if TYPE_CHECKING:
+    from zapa_bridge.services import Services
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +31,15 @@ def _settings() -> Settings:
         return load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _services() -> Services:
+    """The core objects of this process, as the workers build them (with the settings
+    checked first, so a configuration error reads as one)."""
+    _settings()
+    from workers.runtime import services
+
+    return services()
 
 
 def _echo_json(data: Any) -> None:
@@ -86,9 +98,7 @@ def send(to: str, text: str | None, kind: str, session: str | None, from_number:
 @click.argument("message_id")
 def status(message_id: str) -> None:
     """Print a message's status record and history."""
-    from zapa_bridge.services import Services
-
-    record = Services(_settings()).store.get(message_id)
+    record = _services().store.get(message_id)
     if record is None:
         raise click.ClickException(f"no message {message_id}")
     _echo_json(record.as_dict())
@@ -102,19 +112,14 @@ def dead_letters() -> None:
 @dead_letters.command(name="list")
 @click.option("--limit", default=50, show_default=True)
 def dead_letters_list(limit: int) -> None:
-    from zapa_bridge.services import Services
-
-    _echo_json([record.as_dict() for record in Services(_settings()).dead_letters.list(limit)])
+    _echo_json([record.as_dict() for record in _services().dead_letters.list(limit)])
 
 
 @dead_letters.command(name="replay")
 @click.argument("message_id")
 def dead_letters_replay(message_id: str) -> None:
-    from workers.tasks import outbox
-
-    _settings()
     try:
-        record = outbox().replay(message_id)
+        record = _services().outbox.replay(message_id)
     except ZapaError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{record.id} {record.status}")
@@ -122,9 +127,7 @@ def dead_letters_replay(message_id: str) -> None:
 
 @dead_letters.command(name="purge")
 def dead_letters_purge() -> None:
-    from zapa_bridge.services import Services
-
-    click.echo(f"purged {Services(_settings()).dead_letters.purge()}")
+    click.echo(f"purged {_services().dead_letters.purge()}")
 
 
 @main.group(name="inbound-dead-letters")
@@ -137,20 +140,15 @@ def inbound_dead_letters() -> None:
 @click.option("--body/--no-body", default=False, show_default=True,
               help="Include each event's body (it holds message text and numbers).")
 def inbound_dead_letters_list(limit: int, body: bool) -> None:
-    from zapa_bridge.services import Services
-
-    letters = Services(_settings()).inbound_dead_letters.list(limit)
+    letters = _services().inbound_dead_letters.list(limit)
     _echo_json([letter.as_dict(with_body=body) for letter in letters])
 
 
 @inbound_dead_letters.command(name="replay")
 @click.argument("letter_id")
 def inbound_dead_letters_replay(letter_id: str) -> None:
-    from workers.tasks import prepare_replay, services
-
-    _settings()
     try:
-        letter = services().inbound_dead_letters.replay(letter_id, prepare_replay)
+        letter = _services().inbound_dead_letters.replay(letter_id)
     except ZapaError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{letter.id} queued again (replay {letter.replays})")
@@ -158,9 +156,7 @@ def inbound_dead_letters_replay(letter_id: str) -> None:
 
 @inbound_dead_letters.command(name="purge")
 def inbound_dead_letters_purge() -> None:
-    from zapa_bridge.services import Services
-
-    click.echo(f"purged {Services(_settings()).inbound_dead_letters.purge()}")
+    click.echo(f"purged {_services().inbound_dead_letters.purge()}")
 
 
 @main.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,7 +27,7 @@ class Settings(BaseSettings):
         "production", alias="ZAPA_ENV"
     )
     redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
-    zapw_url: AnyHttpUrl = Field("http://127.0.0.1:3000", alias="ZAPW_URL")
+    zapw_url: AnyHttpUrl = Field(AnyHttpUrl("http://127.0.0.1:3000"), alias="ZAPW_URL")
     zapw_api_key: SecretStr | None = Field(None, alias="ZAPW_API_KEY")
     zapw_timeout: float = Field(15.0, gt=0, alias="ZAPW_TIMEOUT")
     zapw_connect_timeout: float = Field(3.05, gt=0, alias="ZAPW_CONNECT_TIMEOUT")
@@ -168,8 +168,9 @@ def _describe(error: ValidationError) -> dict[str, str]:
     return problems
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the settings from the environment (plus overrides by alias or field name)."""
+    # Any, as in BaseSettings.__init__: the values are raw input that pydantic validates.
     try:
         return Settings(**overrides)
     except ValidationError as error:

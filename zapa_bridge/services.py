@@ -1,35 +1,45 @@
-"""The core objects, built once per process from the settings."""
+"""The core objects, built once per process from the settings and the broker's layout.
+
+Each is made here, once, and handed what it needs: the publisher that puts task messages on
+the broker's queues, the dispatcher that every republish goes through, and so on. Nothing
+is passed around as a callable; the Celery edge supplies the broker's layout
+(workers/broker.py) and nothing else.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
 import redis
 
 from zapa_bridge.bridge.client import BridgeClient
-from zapa_bridge.bridge.reconcile import ReconcileRequests
+from zapa_bridge.bridge.reconcile_requests import ReconcileRequests
 from zapa_bridge.bridge.sessions import SessionRegistry
 from zapa_bridge.config import Settings
 from zapa_bridge.inbound.dead_letters import InboundDeadLetters
-from zapa_bridge.inbound.handlers import EventHandler, RouteInbound
-from zapa_bridge.inbound.intake import Intake, PrepareEvent
+from zapa_bridge.inbound.handlers import EventHandler
+from zapa_bridge.inbound.intake import Intake
 from zapa_bridge.inbound.messages import InboundLog
+from zapa_bridge.inbound.routing import InboundRouter
 from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.ops.metrics import Metrics
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.delivery import Deliverer
-from zapa_bridge.outbound.dispatch import Dispatcher, Publish
+from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.rate_limit import SessionRateLimiter
 from zapa_bridge.outbound.rate_spec import parse_rate, parse_session_rates
+from zapa_bridge.outbound.recovery import LostMessageSweeper
 from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.outbound.status_store import StatusStore
+from zapa_bridge.queues import SEND_QUEUE_BY_PRIORITY
 from zapa_bridge.store import keys
+from zapa_bridge.store.broker import BrokerLayout, QueueStat
 from zapa_bridge.store.connection import fast_redis_client, redis_client
-from zapa_bridge.store.prepared import PrepareSend
+from zapa_bridge.store.publisher import Publisher
 
 # Extra time a send claim lasts beyond the bridge call's own timeouts.
 LEASE_MARGIN = 5.0
@@ -38,10 +48,15 @@ LEASE_MARGIN = 5.0
 @dataclass
 class Services:
     settings: Settings
+    broker: BrokerLayout
 
     @cached_property
     def redis(self) -> redis.Redis:
         return redis_client(self.settings.redis_url)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        return Publisher(self.redis, self.broker.task_format())
 
     @cached_property
     def store(self) -> StatusStore:
@@ -65,7 +80,8 @@ class Services:
 
     @cached_property
     def inbound_dead_letters(self) -> InboundDeadLetters:
-        return InboundDeadLetters(self.redis, retention=self.settings.status_retention,
+        return InboundDeadLetters(self.redis, self.publisher,
+                                  retention=self.settings.status_retention,
                                   counters_key=keys.METRICS_COUNTERS)
 
     @cached_property
@@ -74,19 +90,19 @@ class Services:
 
     @cached_property
     def reconcile_requests(self) -> ReconcileRequests:
-        return ReconcileRequests(self.redis)
+        return ReconcileRequests(self.redis, self.publisher)
 
-    def deliverer(self, publish: Publish,
-                  request_reconcile: Callable[[], None] = lambda: None) -> Deliverer:
-        """`request_reconcile` asks for a reconciliation at once (a session went missing)."""
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.store, self.publisher)
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
         lease = self.settings.zapw_connect_timeout + self.settings.zapw_timeout + LEASE_MARGIN
         return Deliverer(self.store, self.bridge, self.sessions, self.retry_policy,
-                         self.metrics, self.dispatcher(publish), self.rate_limiter,
+                         self.metrics, self.dispatcher, self.rate_limiter,
                          lease_seconds=lease, managed_sessions=self.settings.managed_sessions,
-                         request_reconcile=request_reconcile)
-
-    def dispatcher(self, publish: Publish) -> Dispatcher:
-        return Dispatcher(self.store, publish)
+                         reconcile_requests=self.reconcile_requests)
 
     @cached_property
     def rate_limiter(self) -> SessionRateLimiter:
@@ -105,14 +121,32 @@ class Services:
     def spool(self) -> Spool:
         return Spool(self.settings.spool_path)
 
-    def outbox(self, publish: Publish, prepare: PrepareSend) -> Outbox:
-        return Outbox(self.store, self.dispatcher(publish), prepare)
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self.store, self.dispatcher, self.publisher)
 
-    def intake(self, prepare: PrepareEvent) -> Intake:
-        return Intake(fast_redis_client(self.settings.redis_url), prepare, self.spool,
+    @cached_property
+    def intake(self) -> Intake:
+        return Intake(fast_redis_client(self.settings.redis_url), self.publisher, self.spool,
                       dedupe_ttl=self.settings.dedupe_ttl)
 
-    def event_handler(self, publish: Publish, prepare: PrepareSend,
-                      route: RouteInbound) -> EventHandler:
-        return EventHandler(self.store, self.sessions, self.inbound, self.outbox(publish, prepare),
-                            route)
+    @cached_property
+    def inbound_router(self) -> InboundRouter:
+        return InboundRouter(self.publisher, task=self.settings.inbound_task,
+                             queue=self.settings.inbound_queue)
+
+    @cached_property
+    def event_handler(self) -> EventHandler:
+        return EventHandler(self.store, self.sessions, self.inbound, self.outbox,
+                            self.inbound_router)
+
+    @cached_property
+    def lost_message_sweeper(self) -> LostMessageSweeper:
+        return LostMessageSweeper(
+            self.store, self.dispatcher, self.broker,
+            queue_by_priority={str(p): str(q) for p, q in SEND_QUEUE_BY_PRIORITY.items()},
+            lost_after=self.settings.lost_after)
+
+    def queue_stats(self, queues: Iterable[str]) -> dict[str, QueueStat]:
+        """Depth and oldest age of each of `queues`."""
+        return self.broker.queue_stats(self.redis, queues)

@@ -22,7 +22,6 @@ import redis
 from tests.chaos.ledger import Ledger
 from tests.helpers import wait_until
 from tests.processes import Beat, Web, Worker
-from workers.queues import CONSUME_ORDER
 from zapa_bridge.bridge.sessions import SessionRegistry
 from zapa_bridge.devtools.embedded_redis import free_port
 from zapa_bridge.outbound.status_store import (
@@ -31,6 +30,7 @@ from zapa_bridge.outbound.status_store import (
     MessageStatus,
     StatusStore,
 )
+from zapa_bridge.queues import CONSUME_ORDER
 from zapa_bridge.simulator import Simulator, SimulatorConfig
 from zapa_bridge.store.connection import redis_client
 

@@ -17,11 +17,11 @@ import redis
 
 from tests.chaos.tcp_gate import TcpGate
 from tests.helpers import task_kwargs
-from workers.queues import Queue
-from workers.tasks import prepare_event
+from workers.tasks import services
 from zapa_bridge.inbound.events import parse_event
 from zapa_bridge.inbound.intake import Intake
 from zapa_bridge.inbound.spool import Spool
+from zapa_bridge.queues import Queue
 from zapa_bridge.store.connection import fast_redis_client
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def test_a_webhook_whose_intake_answer_was_lost_is_queued_once(
     # The web tier's intake as the web process builds it (its Redis client retries once),
     # reaching Redis through the gate, after a first webhook (so Redis knows the script and
     # the lost answer is the script's own, not a NOSCRIPT).
-    intake = Intake(fast_redis_client(gate.url()), prepare_event,
+    intake = Intake(fast_redis_client(gate.url()), services().publisher,
                     Spool(tmp_path / "spool.sqlite3"), dedupe_ttl=3600)
     assert intake.accept(parse_event(received("BEFORE"))) == "accepted"
     gate.lose_answers(b"zapa:seen:", answers_lost)

@@ -15,22 +15,14 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-import redis
-
 from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.bridge.sessions import SessionRegistry
 from zapa_bridge.errors import BridgeError, BridgeUnauthorized, SessionAlreadyExists
 from zapa_bridge.logs import line
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.recovery import LostMessageSweeper
-from zapa_bridge.store import keys
 
 log = logging.getLogger("zapa.reconcile")
-
-# At most one asked-for reconciliation waits at a time; this bounds how long an ask is
-# remembered, in seconds, should the queued one be lost.
-REQUEST_GAP = 3.0
-
 
 @dataclass(slots=True)
 class ReconcileReport:
@@ -50,23 +42,6 @@ class ReconcileReport:
                 "sessions": self.sessions, "connected": self.connected,
                 "released": self.released, "created": self.created, "missing": self.missing,
                 "recovered": self.recovered, "expired": self.expired, "error": self.error}
-
-
-class ReconcileRequests:
-    """Debounces the asks for an immediate reconciliation, across every worker."""
-
-    def __init__(self, client: redis.Redis, *, gap: float = REQUEST_GAP) -> None:
-        self.redis = client
-        self.gap = gap
-
-    def claim(self) -> bool:
-        """True when no reconciliation is asked for and not started yet (nor in the last
-        `gap` seconds, should the asked one be lost): that caller queues one."""
-        return bool(self.redis.set(keys.RECONCILE_REQUESTED, 1, nx=True, px=int(self.gap * 1000)))
-
-    def started(self) -> None:
-        """A reconciliation begins: what is asked from now on needs another one."""
-        self.redis.delete(keys.RECONCILE_REQUESTED)
 
 
 def reconcile(client: BridgeClient, registry: SessionRegistry, outbox: Outbox,

@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass, fields
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from zapa_bridge.bridge.client import SessionInfo
 from zapa_bridge.store import keys, scripts
+from zapa_bridge.store.replies import optional_text, texts
 
 MISSING = "missing"
 MISSING_REASON = "session missing on bridge"
@@ -103,8 +105,9 @@ class SessionRegistry:
         for info in sessions:
             before = previous.get(info.id)
             states[info.id] = SessionState(
-                info.id, info.status, info.phone_number or (before and before.phone_number),
-                info.name or (before and before.name), now,
+                info.id, info.status,
+                info.phone_number or (before.phone_number if before else None),
+                info.name or (before.name if before else None), now,
                 before.event_at if before else None,
                 before.reason if before and not info.connected and not before.missing
                 else None,
@@ -126,8 +129,10 @@ class SessionRegistry:
         if states:
             pipe.hset(keys.SESSIONS, mapping={sid: state.to_json()
                                              for sid, state in states.items()})
-            phones = {state.phone_number: sid for sid, state in states.items()
-                      if state.phone_number}
+            # Annotated: redis-py's `mapping` has an invariant key type, so a dict[str, str]
+            # does not fit it.
+            phones: dict[FieldT, EncodableT] = {
+                state.phone_number: sid for sid, state in states.items() if state.phone_number}
             if phones:
                 pipe.hset(keys.SESSION_PHONES, mapping=phones)
         pipe.execute()
@@ -155,12 +160,12 @@ class SessionRegistry:
         pipe.execute()
 
     def get(self, session_id: str) -> SessionState | None:
-        raw = self.redis.hget(keys.SESSIONS, session_id)
+        raw = optional_text(self.redis.hget(keys.SESSIONS, session_id))
         return SessionState.from_json(raw) if raw else None
 
     def all(self) -> list[SessionState]:
-        return sorted((SessionState.from_json(raw) for raw in self.redis.hvals(keys.SESSIONS)),
-                      key=lambda state: state.id)
+        raws = texts(self.redis.hvals(keys.SESSIONS))
+        return sorted((SessionState.from_json(raw) for raw in raws), key=lambda state: state.id)
 
     def session_for_phone(self, phone_number: str) -> str | None:
-        return self.redis.hget(keys.SESSION_PHONES, phone_number)
+        return optional_text(self.redis.hget(keys.SESSION_PHONES, phone_number))

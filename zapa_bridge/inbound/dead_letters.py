@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +22,12 @@ import redis
 
 from zapa_bridge.errors import NotADeadLetter
 from zapa_bridge.store import keys, scripts
-from zapa_bridge.store.prepared import PreparedMessage
+from zapa_bridge.store.publisher import Publisher
+from zapa_bridge.store.replies import text_hash, texts
 
 INBOUND_DEAD_COUNTER = "inbound_dead_letters"
 ERROR_LIMIT = 500
 PURGE_BATCH = 500  # ids per purge call, each with its key in KEYS
-
-PrepareReplay = Callable[[str, Any], PreparedMessage]
-"""The `handle_event` task message for an event body under the given task id."""
 
 _ADD = scripts.read(__package__, "dead_letters.add.lua")
 
@@ -76,9 +73,11 @@ class InboundDeadLetter:
 class InboundDeadLetters:
     """Keep, list, replay and purge events that could not be applied."""
 
-    def __init__(self, client: redis.Redis, *, retention: int, counters_key: str) -> None:
+    def __init__(self, client: redis.Redis, publisher: Publisher, *, retention: int,
+                 counters_key: str) -> None:
         """`counters_key`: the metrics' counters hash, which counts every event kept."""
         self.redis = client
+        self.publisher = publisher
         self.retention = retention
         self.counters_key = counters_key
         self._add = client.register_script(_ADD)
@@ -105,12 +104,12 @@ class InboundDeadLetters:
                         INBOUND_DEAD_COUNTER])
 
     def get(self, letter_id: str) -> InboundDeadLetter | None:
-        data = self.redis.hgetall(self.key(letter_id))
+        data = text_hash(self.redis.hgetall(self.key(letter_id)))
         return InboundDeadLetter.from_hash(data) if "id" in data else None
 
     def list(self, limit: int = 100, offset: int = 0) -> list[InboundDeadLetter]:
         """Newest first."""
-        ids = self.redis.zrevrange(keys.INBOUND_DEAD, offset, offset + limit - 1)
+        ids = texts(self.redis.zrevrange(keys.INBOUND_DEAD, offset, offset + limit - 1))
         pipe = self.redis.pipeline(transaction=False)
         for letter_id in ids:
             pipe.hgetall(self.key(letter_id))
@@ -123,14 +122,15 @@ class InboundDeadLetters:
     def count_in(client: redis.Redis) -> int:
         return int(client.zcard(keys.INBOUND_DEAD))
 
-    def replay(self, letter_id: str, prepare: PrepareReplay) -> InboundDeadLetter:
+    def replay(self, letter_id: str) -> InboundDeadLetter:
         """Put the event back on its queue, under its own id, with a fresh retry budget."""
         letter = self.get(letter_id)
         if letter is None or self.redis.zscore(keys.INBOUND_DEAD, letter_id) is None:
             raise NotADeadLetter(f"event {letter_id} is not an inbound dead letter")
         if letter.body is None:
             raise NotADeadLetter(f"event {letter_id} has no body to replay")
-        message = prepare(letter_id, letter.body)
+        message = self.publisher.prepare_event(letter.body, task_id=letter_id,
+                                               kwargsrepr=repr({"replay": letter_id}))
         replayed = self._replay(keys=[self.key(letter_id), keys.INBOUND_DEAD, message.queue],
                                 args=[letter_id, message.payload, self.retention,
                                       repr(time.time())])
@@ -140,7 +140,7 @@ class InboundDeadLetters:
 
     def purge(self) -> int:
         """Delete every inbound dead letter; returns how many went."""
-        ids = self.redis.zrange(keys.INBOUND_DEAD, 0, -1)
+        ids = texts(self.redis.zrange(keys.INBOUND_DEAD, 0, -1))
         removed = 0
         for start in range(0, len(ids), PURGE_BATCH):
             batch = ids[start:start + PURGE_BATCH]

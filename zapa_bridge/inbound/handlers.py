@@ -1,6 +1,6 @@
 """What each zapw event does. Called by the `handle_event` task, one event at a time.
 
-- `message.received`: normalised, recorded and handed to the AI processing (`route`) in
+- `message.received`: normalised, recorded and handed to the AI processing (`router`) in
   one step.
 - `message.sent/delivered/read/failed`: moves the outbound message zapw's id names, only
   forward.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,16 +22,14 @@ from zapa_bridge.inbound.events import (
     STATUS_EVENTS,
     WebhookEvent,
 )
-from zapa_bridge.inbound.messages import InboundLog, InboundMessage, InboundTask, normalize
+from zapa_bridge.inbound.messages import InboundLog, normalize
+from zapa_bridge.inbound.routing import InboundRouter
 from zapa_bridge.logs import line
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
 from zapa_bridge.redaction import mask_phone
 
 log = logging.getLogger("zapa.events")
-
-RouteInbound = Callable[[InboundMessage], InboundTask | None]
-"""The task that hands an inbound message to the AI processing (None: there is none)."""
 
 S = MessageStatus
 STATUS_BY_EVENT = {"message.sent": S.SENT, "message.delivered": S.DELIVERED,
@@ -57,12 +54,12 @@ class Handled:
 
 class EventHandler:
     def __init__(self, store: StatusStore, sessions: SessionRegistry, inbound: InboundLog,
-                 outbox: Outbox, route: RouteInbound) -> None:
+                 outbox: Outbox, router: InboundRouter) -> None:
         self.store = store
         self.sessions = sessions
         self.inbound = inbound
         self.outbox = outbox
-        self.route = route
+        self.router = router
 
     def handle(self, event: WebhookEvent) -> Handled:
         if event.event_type == MESSAGE_RECEIVED:
@@ -75,7 +72,7 @@ class EventHandler:
 
     def _received(self, event: WebhookEvent) -> Handled:
         message = normalize(event)
-        hand_on = self.route(message)
+        hand_on = self.router.route(message)
         # Recorded and handed on in one step, and once only, even when this event is
         # handled again after a failure.
         if not self.inbound.receive(message, hand_on):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -21,23 +20,21 @@ from zapa_bridge.inbound.events import WebhookEvent, parse_event
 from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.logs import line
 from zapa_bridge.store import keys, scripts
-from zapa_bridge.store.prepared import PreparedMessage
+from zapa_bridge.store.publisher import PreparedMessage, Publisher
+from zapa_bridge.store.replies import text, text_hash
 
 log = logging.getLogger("zapa.intake")
 
 QUEUED_MARK = ":queued"
 
-PrepareEvent = Callable[[WebhookEvent], PreparedMessage]
-"""The `handle_event` task message for one event, ready to be pushed on its queue."""
-
 _ACCEPT = scripts.read(__package__, "intake.accept.lua")
 
 
 class Intake:
-    def __init__(self, client: redis.Redis, prepare: PrepareEvent, spool: Spool, *,
+    def __init__(self, client: redis.Redis, publisher: Publisher, spool: Spool, *,
                  dedupe_ttl: int) -> None:
         self.redis = client
-        self.prepare = prepare
+        self.publisher = publisher
         self.spool = spool
         self.dedupe_ttl = dedupe_ttl
         self._accept = client.register_script(_ACCEPT)
@@ -74,18 +71,23 @@ class Intake:
         if deduplicated and not token:
             # Spooled by a version that deduplicated first and kept no token: it was the
             # first sighting, so it is queued as it is.
-            message = self.prepare(event)
+            message = self._prepare(event)
             self.redis.lpush(message.queue, message.payload)
             return
         self._queue(event, token or uuid.uuid4().hex)
 
     def _queue(self, event: WebhookEvent, token: str) -> str:
         """`accepted` or `duplicate`, in one round trip (see `_ACCEPT`)."""
-        message = self.prepare(event)
-        return self._accept(keys=[keys.seen(event.dedupe_key()), message.queue,
-                                  keys.WEBHOOK_STATS],
-                            args=[token, self.dedupe_ttl, message.payload,
-                                  event.event_type[:60], QUEUED_MARK])
+        message = self._prepare(event)
+        return text(self._accept(keys=[keys.seen(event.dedupe_key()), message.queue,
+                                       keys.WEBHOOK_STATS],
+                                 args=[token, self.dedupe_ttl, message.payload,
+                                       event.event_type[:60], QUEUED_MARK]))
+
+    def _prepare(self, event: WebhookEvent) -> PreparedMessage:
+        """The `handle_event` message of `event`, pushed in the call that deduplicates it."""
+        return self.publisher.prepare_event(
+            event.envelope, kwargsrepr=repr({"event": event.event_type, "session": event.session}))
 
     def _spool(self, event: WebhookEvent, token: str) -> str:
         try:
@@ -102,4 +104,5 @@ class Intake:
             self.redis.hincrby(keys.WEBHOOK_STATS, f"{event_type[:60]}:{outcome}", 1)
 
     def stats(self) -> dict[str, int]:
-        return {key: int(value) for key, value in self.redis.hgetall(keys.WEBHOOK_STATS).items()}
+        counts = text_hash(self.redis.hgetall(keys.WEBHOOK_STATS))
+        return {key: int(value) for key, value in counts.items()}

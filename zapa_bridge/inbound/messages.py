@@ -16,7 +16,8 @@ import redis
 
 from zapa_bridge.inbound.events import WebhookEvent, epoch_ms
 from zapa_bridge.store import keys, scripts
-from zapa_bridge.store.prepared import PreparedMessage
+from zapa_bridge.store.publisher import PreparedMessage
+from zapa_bridge.store.replies import text_hash, texts
 
 UNSUPPORTED = "unsupported"
 RECENT_LIMIT = 500
@@ -127,13 +128,13 @@ class InboundLog:
                   self.retention, message.id, RECENT_LIMIT, task, payload]))
 
     def get(self, inbound_id: str) -> dict[str, Any] | None:
-        raw = self.redis.hgetall(self.key(inbound_id))
+        raw = text_hash(self.redis.hgetall(self.key(inbound_id)))
         if "received" not in raw:  # absent, or being written right now
             return None
         return {"message": json.loads(raw["message"]), "received": float(raw["received"]),
                 "routed_to": raw["routed_to"] or None}
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        ids = self.redis.lrange(keys.INBOUND_RECENT, 0, limit - 1)
+        ids = texts(self.redis.lrange(keys.INBOUND_RECENT, 0, limit - 1))
         found = (self.get(inbound_id) for inbound_id in ids)
         return [entry for entry in found if entry is not None]

@@ -19,11 +19,12 @@ from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.config import Settings
 from zapa_bridge.errors import BridgeError
 from zapa_bridge.inbound.dead_letters import InboundDeadLetters
-from zapa_bridge.ops.queue_stats import QueueStats
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.redaction import redact_url
 from zapa_bridge.store import keys
+from zapa_bridge.store.broker import BrokerLayout
+from zapa_bridge.store.replies import optional_text
 
 # Clock and timing noise between the bridge's uptime and ours, in seconds.
 RESTART_TOLERANCE = 5.0
@@ -87,11 +88,13 @@ class HealthChecker:
     """Runs every check against the real components and keeps the latest snapshot."""
 
     def __init__(self, settings: Settings, client: redis.Redis, bridge: BridgeClient,
-                 queues: list[str], *, beat_last_run: Callable[[], float | None]) -> None:
+                 broker: BrokerLayout, queues: list[str], *,
+                 beat_last_run: Callable[[], float | None]) -> None:
         self.settings = settings
         self.redis = client
         self.bridge = bridge
-        self.queue_stats = QueueStats(client, queues)
+        self.broker = broker
+        self.queues = list(queues)
         self.beat_last_run = beat_last_run
         self.bridge_restarted = False
 
@@ -151,7 +154,7 @@ class HealthChecker:
             return False
         if raw is None:
             return False
-        previous = json.loads(raw)
+        previous: dict[str, float] = json.loads(raw)
         return (uptime < previous["uptime"]
                 or seen["started"] > previous["started"] + RESTART_TOLERANCE)
 
@@ -167,7 +170,7 @@ class HealthChecker:
 
     def check_queues(self) -> ComponentHealth:
         s = self.settings
-        stats = self.queue_stats.all()
+        stats = self.broker.queue_stats(self.redis, self.queues)
         worst, reasons = Health.HEALTHY, []
         for name, queue in stats.items():
             grade = max(_grade(queue.depth, s.queue_depth_warn, s.queue_depth_critical),
@@ -182,7 +185,7 @@ class HealthChecker:
 
     def check_workers(self) -> ComponentHealth:
         workers = [json.loads(raw) for raw in
-                   filter(None, (self.redis.get(key) for key in
+                   filter(None, (optional_text(self.redis.get(key)) for key in
                                  self.redis.scan_iter(keys.WORKERS_PATTERN, count=100)))]
         metadata = {"workers": sorted(worker["hostname"] for worker in workers)}
         if not workers:

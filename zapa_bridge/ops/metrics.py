@@ -19,11 +19,12 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from zapa_bridge.inbound.dead_letters import INBOUND_DEAD_COUNTER, InboundDeadLetters
-from zapa_bridge.ops.queue_stats import QueueStats
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.outbound.status_store import Increment
 from zapa_bridge.store import keys
+from zapa_bridge.store.broker import BrokerLayout
+from zapa_bridge.store.replies import text_hash
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -81,12 +82,13 @@ class Metrics:
 class RedisCollector(Collector):
     """Reading side, for a prometheus_client registry."""
 
-    def __init__(self, client: redis.Redis, queues: Iterable[str]) -> None:
+    def __init__(self, client: redis.Redis, broker: BrokerLayout, queues: Iterable[str]) -> None:
         self.redis = client
+        self.broker = broker
         self.queues = list(queues)
 
     def collect(self) -> Iterator[Metric]:
-        counters = self.redis.hgetall(keys.METRICS_COUNTERS)
+        counters = text_hash(self.redis.hgetall(keys.METRICS_COUNTERS))
         sends = CounterMetricFamily("zapa_sends", "Outbound delivery attempts by outcome",
                                     labels=["outcome"])
         for field, value in sorted(counters.items()):
@@ -106,7 +108,7 @@ class RedisCollector(Collector):
 
         webhooks = CounterMetricFamily("zapa_webhooks", "Webhook events by type and outcome",
                                        labels=["event_type", "outcome"])
-        for field, value in sorted(self.redis.hgetall(keys.WEBHOOK_STATS).items()):
+        for field, value in sorted(text_hash(self.redis.hgetall(keys.WEBHOOK_STATS)).items()):
             event_type, _, outcome = field.rpartition(":")
             webhooks.add_metric([event_type, outcome], float(value))
         yield webhooks
@@ -117,7 +119,7 @@ class RedisCollector(Collector):
                                   labels=["queue"])
         age = GaugeMetricFamily("zapa_queue_oldest_age_seconds",
                                 "Age of the oldest waiting message per queue", labels=["queue"])
-        for name, stat in QueueStats(self.redis, self.queues).all().items():
+        for name, stat in self.broker.queue_stats(self.redis, self.queues).items():
             depth.add_metric([name], stat.depth)
             age.add_metric([name], stat.oldest_age or 0.0)
         yield depth

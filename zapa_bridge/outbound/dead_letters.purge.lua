@@ -5,7 +5,7 @@ local removed = 0
 for i, id in ipairs(ARGV) do
   local key = KEYS[i + 1]
   local status = redis.call('HGET', key, 'status')
-  if status == 'failed' or status == 'expired' or not status then
+  if not status or DEAD[status] then
     redis.call('DEL', key)
     redis.call('ZREM', KEYS[1], id)
     removed = removed + 1

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import redis
 
-from zapa_bridge.outbound.status_store import DEAD_STATUSES, MessageRecord, StatusStore
+from zapa_bridge.outbound.status_store import (
+    DEAD_STATUSES,
+    LUA_STATUSES,
+    MessageRecord,
+    StatusStore,
+)
 from zapa_bridge.store import keys, scripts
+from zapa_bridge.store.replies import texts
 
 PURGE_BATCH = 500  # ids per purge call, each with its key in KEYS
 
-_PURGE = scripts.read(__package__, "dead_letters.purge.lua")
+_PURGE = LUA_STATUSES + scripts.read(__package__, "dead_letters.purge.lua")
 
 
 class DeadLetters:
@@ -33,12 +39,12 @@ class DeadLetters:
 
     def list(self, limit: int = 100, offset: int = 0) -> list[MessageRecord]:
         """Newest first, with the reason, attempts and the full message."""
-        ids = self.store.redis.zrevrange(keys.DEAD, offset, offset + limit - 1)
+        ids = texts(self.store.redis.zrevrange(keys.DEAD, offset, offset + limit - 1))
         return [record for record in self.store.get_many(ids) if record.status in DEAD_STATUSES]
 
     def purge(self) -> int:
         """Delete every dead letter and its record; returns how many went."""
-        ids = self.store.redis.zrange(keys.DEAD, 0, -1)
+        ids = texts(self.store.redis.zrange(keys.DEAD, 0, -1))
         removed = 0
         for start in range(0, len(ids), PURGE_BATCH):
             batch = ids[start:start + PURGE_BATCH]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from zapa_bridge.bridge.client import BridgeClient, SendReceipt
+from zapa_bridge.bridge.reconcile_requests import ReconcileRequests
 from zapa_bridge.bridge.sessions import MISSING_REASON, SessionRegistry, SessionState
 from zapa_bridge.errors import (
     BridgeError,
@@ -39,7 +40,7 @@ from zapa_bridge.outbound.status_store import (
     Transition,
 )
 from zapa_bridge.redaction import mask_phone
-from zapa_bridge.store import keys
+from zapa_bridge.store import keys, scripts
 
 log = logging.getLogger("zapa.delivery")
 # Spread of the wake-up times of sends waiting for the same rate-limit slot, in seconds.
@@ -49,28 +50,8 @@ S = MessageStatus
 
 Counts = tuple[Increment, ...]
 
-# KEYS[1] the record, KEYS[2] sessions, KEYS[3] phone -> session, KEYS[4] lane heads.
-# ARGV[1] session ('' none), ARGV[2] the sender's number ('' none), ARGV[3] '1' to take
-# both from the record's own message.
-# What an attempt needs to know, in one call: the record, the head of its conversation's
-# lane, and the state of its session, named by the message (ARGV[1], or the record's own
-# message when ARGV[3] is '1') or found by its number.
-_READ = """
-local record = redis.call('HGETALL', KEYS[1])
-local lane = redis.call('HGET', KEYS[1], 'lane')
-local turn = lane and lane ~= '' and redis.call('HGET', KEYS[4], lane) or ''
-local session, phone = ARGV[1], ARGV[2]
-if ARGV[3] == '1' then
-  local ok, fields = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'message') or '')
-  if ok and type(fields) == 'table' then
-    session = type(fields.session) == 'string' and fields.session or ''
-    phone = type(fields.from_number) == 'string' and fields.from_number or ''
-  end
-end
-if session == '' and phone ~= '' then session = redis.call('HGET', KEYS[3], phone) or '' end
-local state = session ~= '' and redis.call('HGET', KEYS[2], session) or ''
-return {record, turn, session, state}
-"""
+# The record, the head of its lane and the state of its session, in one call.
+_READ = scripts.read(__package__, "delivery.read.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +130,12 @@ class Deliverer:
         limiter: SessionRateLimiter,
         *,
         lease_seconds: float,
+        reconcile_requests: ReconcileRequests,
         managed_sessions: Iterable[str] = (),
-        request_reconcile: Callable[[], None] = lambda: None,
     ) -> None:
         """`managed_sessions` (ZAPA_SESSIONS) and the sessions the registry knows are
         sessions the bridge must have: a 404 for one means the bridge lost it (a restart),
-        so the message is held and `request_reconcile` asked to create it again."""
+        so the message is held and a reconciliation asked for to create it again."""
         self.store = store
         self.client = client
         self.sessions = sessions
@@ -164,7 +145,7 @@ class Deliverer:
         self.limiter = limiter
         self.lease_seconds = lease_seconds
         self.managed_sessions = frozenset(managed_sessions)
-        self.request_reconcile = request_reconcile
+        self.reconcile_requests = reconcile_requests
         self._read_script = store.redis.register_script(_READ)
 
     def deliver(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome:
@@ -285,6 +266,7 @@ class Deliverer:
         claim = self.store.transition(
             message_id, MessageStatus.SENDING, count_attempt=True,
             lease_until=now + self.lease_seconds, fields={"session": session}, note=note,
+            record=record,
         )
         if not claim.applied:
             self.limiter.give_back(session, attempt.slot)
@@ -340,6 +322,7 @@ class Deliverer:
             fields={"bridge_message_id": receipt.message_id, "reason": "",
                     "bridge_timestamp": receipt.timestamp},
             counts=(*counts, *self.metrics.sends("sent")), hand_on=True,
+            record=replace(attempt.record, session=attempt.session),  # as the claim left it
         ))
         log.info(line("message.sent", message_id=attempt.message_id, session=attempt.session,
                       to=mask_phone(attempt.message.to), attempt=attempt.number,
@@ -390,7 +373,7 @@ class Deliverer:
         if not held.applied:
             return Outcome(str(held.previous), attempts)
         if state.missing:
-            self.request_reconcile()
+            self.reconcile_requests.ask()
         return self._held_unless_back(message_id, session, attempts, since,
                                       "missing" if state.missing else "session offline")
 
@@ -407,7 +390,7 @@ class Deliverer:
         self.store.transition(message_id, MessageStatus.HELD, note="session missing on bridge",
                               fields={"reason": MISSING_REASON}, counts=counts)
         self.sessions.mark_missing(session, learnt_at=since)
-        self.request_reconcile()
+        self.reconcile_requests.ask()
         return self._held_unless_back(message_id, session, attempts, since, "missing")
 
     def _held_unless_back(self, message_id: str, session: str, attempts: int, since: float,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -27,12 +27,9 @@ from zapa_bridge.outbound.messages import Priority
 from zapa_bridge.outbound.status_store import MessageStatus, StatusStore, Transition
 from zapa_bridge.store import scripts
 from zapa_bridge.store.keys import DUE, PENDING
+from zapa_bridge.store.publisher import Publisher
 
 log = logging.getLogger("zapa.dispatch")
-
-Publish = Callable[[str, Priority, str], None]
-"""Puts the send task of message `id` on the queue of `priority` (`to` is shown masked in
-its kwargsrepr); raises `QueueUnavailable`. The task carries the id alone."""
 
 BATCH = 200
 
@@ -45,10 +42,10 @@ class Dispatcher:
     """Defers messages to a later moment and publishes them when it comes; the one place a
     recorded message is put back on its queue (`requeue`)."""
 
-    def __init__(self, store: StatusStore, publish: Publish) -> None:
+    def __init__(self, store: StatusStore, publisher: Publisher) -> None:
         self.store = store
         self.redis: redis.Redis = store.redis
-        self.publish = publish
+        self.publisher = publisher
         self._take = self.redis.register_script(_TAKE)
         self._defer = self.redis.register_script(_DEFER)
 
@@ -67,7 +64,7 @@ class Dispatcher:
         `hand_on=True`), or else the one it marked due, unless another worker took it."""
         if change.taken is not None:
             return self._publish_message(change.taken.id, change.taken.message)
-        return bool(change.dispatch) and self.dispatch_now(change.dispatch)
+        return change.dispatch is not None and self.dispatch_now(change.dispatch)
 
     def move_due(self, now: float | None = None) -> int:
         """Publish the messages whose moment has come; returns how many."""
@@ -105,7 +102,7 @@ class Dispatcher:
                 message_id, MessageStatus.FAILED, note="dead letter", hand_on=True,
                 fields={"reason": f"invalid message: priority: must be one of {names}"}))
             return False
-        self.publish(message_id, priority, str(stored.get("to", "")))
+        self.publisher.send(message_id, priority, str(stored.get("to", "")))
         return True
 
     def _publish_message(self, message_id: str, stored: Mapping[str, Any]) -> bool:

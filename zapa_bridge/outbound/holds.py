@@ -9,6 +9,7 @@ from __future__ import annotations
 import redis
 
 from zapa_bridge.store import keys
+from zapa_bridge.store.replies import text_set, texts
 
 
 class HeldMessages:
@@ -19,15 +20,16 @@ class HeldMessages:
 
     def sessions(self) -> list[str]:
         """Sessions that have at least one held message."""
-        return sorted(self.redis.smembers(keys.HELD_SESSIONS))
+        return sorted(text_set(self.redis.smembers(keys.HELD_SESSIONS)))
 
     def ids(self, session: str, limit: int = 1000) -> list[str]:
         """Held message ids of a session, oldest first."""
-        return list(self.redis.zrange(keys.held(session), 0, limit - 1))
+        return list(texts(self.redis.zrange(keys.held(session), 0, limit - 1)))
 
     def held_before(self, session: str, cutoff: float, limit: int = 1000) -> list[str]:
         """Held message ids of a session that were held at or before `cutoff` (epoch s)."""
-        return list(self.redis.zrangebyscore(keys.held(session), "-inf", cutoff, 0, limit))
+        return list(texts(self.redis.zrangebyscore(keys.held(session), "-inf", cutoff, 0,
+                                                  limit)))
 
     def count(self, session: str) -> int:
         return int(self.redis.zcard(keys.held(session)))

@@ -1,8 +1,9 @@
 """The outbox: puts messages on the queue with their status record, and takes them back
 off hold or out of the dead letters.
 
-It does not know Celery: enqueue pushes what a function handed in by the worker package
-prepares, and releases and replays go back on the queue through the dispatcher's `requeue`.
+It does not know Celery: enqueue pushes the publisher's send task in the call that writes
+the record, and releases and replays go back on the queue through the dispatcher's
+`requeue`.
 """
 
 from __future__ import annotations
@@ -28,19 +29,17 @@ from zapa_bridge.outbound.status_store import (
     MessageStatus,
     StatusStore,
 )
-from zapa_bridge.store.prepared import PrepareSend
+from zapa_bridge.store.publisher import Publisher
 
 log = logging.getLogger("zapa.outbox")
 
 
 class Outbox:
     def __init__(self, store: StatusStore, dispatcher: Dispatcher,
-                 prepare: PrepareSend) -> None:
-        """`enqueue` queues what `prepare` builds in the Redis call that writes the record;
-        the rest (releases, replays) goes through `dispatcher.requeue`."""
+                 publisher: Publisher) -> None:
         self.store = store
         self.dispatcher = dispatcher
-        self.prepare = prepare
+        self.publisher = publisher
         self.held = HeldMessages(store.redis)
 
     def enqueue(self, message: OutboundMessage, message_id: str | None = None) -> str:
@@ -53,7 +52,7 @@ class Outbox:
         """
         message_id = message_id or str(uuid.uuid4())
         try:
-            push = self.prepare(message_id, message)
+            push = self.publisher.prepare_send(message_id, message.priority, message.to)
             created, owner = self.store.create_unique(
                 message_id, message.to_task_kwargs(), session=message.session,
                 lane=message.conversation,

@@ -6,12 +6,12 @@ sweep looks at messages pending longer than `lost_after` that are neither with a
 (kombu's unacked hash) nor possibly still waiting in their queue (queues are FIFO: a message
 older than the oldest one still waiting has left the queue), and publishes them again under
 their id (`Dispatcher.requeue`). A copy that was not really lost is harmless: the record
-lets only one send through.
+lets only one send through. What the broker holds is read through `BrokerLayout` (the
+Celery edge knows kombu's keys).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -19,10 +19,11 @@ from collections.abc import Mapping
 import redis
 
 from zapa_bridge.logs import line
-from zapa_bridge.ops.queue_stats import ENQUEUED_AT_HEADER
 from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
+from zapa_bridge.store.broker import BrokerLayout
 from zapa_bridge.store.keys import PENDING
+from zapa_bridge.store.replies import scored
 
 log = logging.getLogger("zapa.recovery")
 
@@ -32,23 +33,23 @@ SWEEP_LIMIT = 1000
 
 
 class LostMessageSweeper:
-    def __init__(self, store: StatusStore, dispatcher: Dispatcher, *, unacked_key: str,
+    def __init__(self, store: StatusStore, dispatcher: Dispatcher, broker: BrokerLayout, *,
                  queue_by_priority: Mapping[str, str], lost_after: float) -> None:
         self.store = store
         self.redis: redis.Redis = store.redis
         self.dispatcher = dispatcher
-        self.unacked_key = unacked_key
+        self.broker = broker
         self.queue_by_priority = dict(queue_by_priority)
         self.lost_after = lost_after
 
     def sweep(self, now: float | None = None) -> list[str]:
         now = now or time.time()
-        candidates = self.redis.zrangebyscore(PENDING, "-inf", now - self.lost_after,
-                                              start=0, num=SWEEP_LIMIT, withscores=True)
+        candidates = scored(self.redis.zrangebyscore(
+            PENDING, "-inf", now - self.lost_after, start=0, num=SWEEP_LIMIT, withscores=True))
         if not candidates:
             return []
-        with_workers = self._unacked_ids()
-        oldest = {queue: self._oldest_waiting(queue)
+        with_workers = self.broker.unacked_ids(self.redis)
+        oldest = {queue: self.broker.oldest_enqueued_at(self.redis, queue)
                   for queue in set(self.queue_by_priority.values())}
         recovered = []
         for message_id, pending_since in candidates:
@@ -69,21 +70,3 @@ class LostMessageSweeper:
                              session=record.session, status=record.status))
             recovered.append(message_id)
         return recovered
-
-    def _unacked_ids(self) -> set[str]:
-        ids = set()
-        for raw in self.redis.hvals(self.unacked_key):
-            try:
-                ids.add(json.loads(raw)[0]["headers"]["id"])
-            except (ValueError, KeyError, IndexError, TypeError):
-                continue
-        return ids
-
-    def _oldest_waiting(self, queue: str) -> float | None:
-        raw = self.redis.lindex(queue, -1)
-        if not raw:
-            return None
-        try:
-            return float(json.loads(raw)["headers"][ENQUEUED_AT_HEADER])
-        except (ValueError, KeyError, TypeError):
-            return None

@@ -8,6 +8,7 @@
 -- ARGV[9] the task message to push ('' none).
 -- The record of the idempotency key's owner is the one key built here: its id is read by
 -- this script (ARGV[3] .. key_part(owner)).
+-- Statuses are named through `S` (status_store.LUA_STATUSES, prepended).
 local record, once, members = KEYS[1], KEYS[3], KEYS[4]
 local heads, seq, recent, pending = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id, lane = ARGV[5], ARGV[7]
@@ -28,7 +29,7 @@ redis.call('HSET', record, unpack(cjson.decode(ARGV[1])))
 redis.call('LPUSH', recent, id)
 redis.call('LTRIM', recent, 0, tonumber(ARGV[6]) - 1)
 if lane ~= '' and not lane_join(record, id, lane, heads, seq, members) then
-  redis.call('HSET', record, 'history', cjson.encode({{tonumber(ARGV[4]), 'queued',
+  redis.call('HSET', record, 'history', cjson.encode({{tonumber(ARGV[4]), S.QUEUED,
     'queued; waits for the earlier messages to the same recipient'}}))
   return {2}
 end

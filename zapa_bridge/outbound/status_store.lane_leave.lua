@@ -1,19 +1,21 @@
 -- No KEYS nor ARGV: lane_leave(id, lane, now, take, k), a function of the transition
--- script, which passes it its keys (k).
+-- script, which passes it its keys (k: `members` the lane's waiting set, `heads`, `due`,
+-- `pending`) and the record key prefix (k.msg_prefix).
 -- Hands a finished head's lane to its next message, or ends the lane. The next message is
 -- marked due now; with `take`, a queued one is marked pending instead (as the due-message
 -- mover's take would) and its message returned too, for the caller to publish at once.
+-- The next message's record is the one key built here (k.msg_prefix .. key_part(nxt)): its
+-- id is read from the waiting set in this same step.
 local function lane_leave(id, lane, now, take, k)
-  local members = k.lane_prefix .. key_part(lane)
-  redis.call('ZREM', members, id)
+  redis.call('ZREM', k.members, id)
   if redis.call('HGET', k.heads, lane) ~= id then return '' end
-  local nxt = redis.call('ZRANGE', members, 0, 0)[1]
+  local nxt = redis.call('ZRANGE', k.members, 0, 0)[1]
   if not nxt then redis.call('HDEL', k.heads, lane); return '' end
-  redis.call('ZREM', members, nxt)
+  redis.call('ZREM', k.members, nxt)
   redis.call('HSET', k.heads, lane, nxt)
   if take then
     local record = redis.call('HMGET', k.msg_prefix .. key_part(nxt), 'status', 'message')
-    if (record[1] == 'queued' or record[1] == 'sending') and record[2] then
+    if (record[1] == S.QUEUED or record[1] == S.SENDING) and record[2] then
       redis.call('ZREM', k.due, nxt)
       redis.call('ZADD', k.pending, now, nxt)
       return nxt, record[2]

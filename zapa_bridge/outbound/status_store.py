@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import redis
 
 from zapa_bridge.store import keys, scripts
-from zapa_bridge.store.prepared import PreparedMessage
+from zapa_bridge.store.publisher import PreparedMessage
+from zapa_bridge.store.replies import optional_text, text_hash, texts
 
 HISTORY_LIMIT = 20
 RECENT_LIMIT = 200
@@ -63,12 +64,32 @@ ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.EXPIRED: frozenset({S.QUEUED, S.HELD, S.SENDING}),
 }
 
-# Each script is the functions it calls, then its body (the file that opens with its legend).
+
+def _lua_statuses() -> str:
+    """`S`, each status by its name, and the sets `FINAL` and `DEAD` (status -> true): the
+    preamble of every script that reads or writes a status, which it names only so."""
+    def members(statuses: frozenset[MessageStatus]) -> str:
+        return ", ".join(f"[S.{status.name}]=true" for status in S if status in statuses)
+
+    names = ", ".join(f"{status.name}={scripts.lua_string(status)}" for status in S)
+    return (f"local S = {{{names}}}\n"
+            f"local FINAL = {{{members(FINAL_STATUSES)}}}\n"
+            f"local DEAD = {{{members(DEAD_STATUSES)}}}\n")
+
+
+LUA_STATUSES = _lua_statuses()
+
+# Each script is the constants and functions it uses, then its body (the file that opens
+# with its legend).
 _LANE_JOIN = scripts.read(__package__, "status_store.lane_join.lua")
 _LANE_LEAVE = scripts.read(__package__, "status_store.lane_leave.lua")
-_CREATE = keys.LUA_KEY_PART + _LANE_JOIN + scripts.read(__package__, "status_store.create.lua")
-_TRANSITION = (keys.LUA_KEY_PART + _LANE_JOIN + _LANE_LEAVE
+_CREATE = (keys.LUA_KEY_PART + LUA_STATUSES + _LANE_JOIN
+           + scripts.read(__package__, "status_store.create.lua"))
+_TRANSITION = (keys.LUA_KEY_PART + LUA_STATUSES + _LANE_JOIN + _LANE_LEAVE
                + scripts.read(__package__, "status_store.transition.lua"))
+# The transition script's refusal of keys built from a session or lane the record does not
+# have (its error reply starts with this).
+_STALE_KEYS = "STALEKEYS"
 
 
 class Created(enum.Enum):
@@ -178,7 +199,8 @@ class Transition:
 
 
 class StatusStore:
-    """Reads and changes message records in Redis."""
+    """Reads and changes message records in Redis, through a client that decodes responses
+    (store.connection): its replies are str, which redis-py types as bytes | str."""
 
     def __init__(self, client: redis.Redis, *, retention: int) -> None:
         self.redis = client
@@ -241,10 +263,10 @@ class StatusStore:
     def recent(self, limit: int = 50) -> list[MessageRecord]:
         """The latest messages queued, newest first (those whose record still exists)."""
         ids = self.redis.lrange(keys.MESSAGES_RECENT, 0, min(limit, RECENT_LIMIT) - 1)
-        return self.get_many(ids)
+        return self.get_many(texts(ids))
 
     def get(self, message_id: str) -> MessageRecord | None:
-        data = self.redis.hgetall(self.key(message_id))
+        data = text_hash(self.redis.hgetall(self.key(message_id)))
         return MessageRecord.from_hash(data) if data else None
 
     def get_many(self, message_ids: Iterable[str]) -> list[MessageRecord]:
@@ -267,6 +289,7 @@ class StatusStore:
         unchanged_since: float | None = None,
         counts: Iterable[Increment] = (),
         hand_on: bool = False,
+        record: MessageRecord | None = None,
     ) -> Transition:
         """Move a record to `status` if its current status allows it.
 
@@ -275,24 +298,50 @@ class StatusStore:
         record after it was read. `counts` are added whether or not the change applies.
         `hand_on`: a message whose turn comes with this change is taken for the caller to
         publish (`Transition.taken`) rather than left to the due-message mover.
+        `record`: the record as the caller read it, whose lane and session (unless `fields`
+        sets one) name the keys the change touches; without it they are read first. The
+        script checks them, and keys of a session or lane the record no longer has are
+        built again, once, from a fresh read.
         """
+        if record is not None and record.id != message_id:
+            raise ValueError(f"the record of {record.id} given for a change of {message_id}")
         allowed = ALLOWED_FROM[status] if allowed_from is None else frozenset(allowed_from)
         values = {key: "" if value is None else str(value)
                   for key, value in (fields or {}).items()}
+        if "lane" in values:
+            raise ValueError("a record's lane is set when it joins one, never by fields")
         counts = tuple(counts)
         counters = [arg for _, name, by in counts
                     for arg in ("HINCRBYFLOAT" if isinstance(by, float) else "HINCRBY",
                                 name, repr(by))]
-        outcome, previous, *lane_change = self._transition(
-            keys=[self.key(message_id), keys.PENDING, keys.DUE, keys.DEAD, keys.HELD_SESSIONS,
-                  keys.LANE_HEADS, keys.LANE_SEQ, *(count.key for count in counts)],
-            args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
-                  json.dumps(values), "1" if count_attempt else "0", failures,
-                  "" if lease_until is None else repr(lease_until), keys.MESSAGE_PREFIX,
-                  HISTORY_LIMIT, "" if unchanged_since is None else repr(unchanged_since),
-                  "1" if hand_on else "0", keys.HELD_PREFIX, keys.LANE_PREFIX,
-                  keys.BRIDGE_PREFIX, *counters],
-        )
+        key = self.key(message_id)
+
+        def run(stored_session: str, lane: str) -> list[Any]:
+            session = values.get("session", stored_session)
+            bridge_id = values.get("bridge_message_id", "")
+            return self._transition(  # type: ignore[no-any-return]
+                keys=[key, keys.PENDING, keys.DUE, keys.DEAD, keys.HELD_SESSIONS,
+                      keys.LANE_HEADS, keys.LANE_SEQ, keys.held(session),
+                      keys.lane(lane) if lane else key,
+                      keys.bridge(session, bridge_id) if bridge_id else key,
+                      *(count.key for count in counts)],
+                args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
+                      json.dumps(values), "1" if count_attempt else "0", failures,
+                      "" if lease_until is None else repr(lease_until), keys.MESSAGE_PREFIX,
+                      HISTORY_LIMIT, "" if unchanged_since is None else repr(unchanged_since),
+                      "1" if hand_on else "0", session, lane, *counters],
+            )
+
+        try:
+            outcome, previous, *lane_change = (
+                run(*self._placement(message_id)) if record is None
+                else run(record.session or "", record.lane or ""))
+        except redis.ResponseError as exc:
+            # `record` was stale, or another change gave the record its session between our
+            # read and the script.
+            if not str(exc).startswith(_STALE_KEYS):
+                raise
+            outcome, previous, *lane_change = run(*self._placement(message_id))
         if outcome == -1:
             return Transition(applied=False, previous=S.SENDING, lease_until=float(previous))
         dispatch, waiting, taken = lane_change or ("", 0, "")
@@ -302,10 +351,15 @@ class StatusStore:
                           waiting=bool(waiting),
                           taken=Turn(dispatch, json.loads(taken)) if taken else None)
 
+    def _placement(self, message_id: str) -> tuple[str, str]:
+        """The session and the lane ('' none) of a record, which name keys of its changes."""
+        session, lane = self.redis.hmget(self.key(message_id), ["session", "lane"])
+        return optional_text(session) or "", optional_text(lane) or ""
+
     def turn_of(self, lane: str) -> str | None:
         """The message of `lane` that may be sent now (its head)."""
-        return self.redis.hget(keys.LANE_HEADS, lane)
+        return optional_text(self.redis.hget(keys.LANE_HEADS, lane))
 
     def find_by_bridge_id(self, session: str, bridge_message_id: str) -> str | None:
         """Our message id for the id zapw gave a send on `session`."""
-        return self.redis.get(keys.bridge(session, bridge_message_id))
+        return optional_text(self.redis.get(keys.bridge(session, bridge_message_id)))

@@ -1,1 +1,2 @@
-"""Redis itself: connections, and task messages made ready to be pushed in one command."""
+"""Redis itself: connections, the layout of our keys, Lua scripts, and the task messages
+we put on the broker's queues."""

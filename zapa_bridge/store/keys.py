@@ -6,9 +6,9 @@ session ids, lanes, zapw's message ids, idempotency keys, inbound ids) are escap
 the same key. An ordinary part (no ':' nor '%') is left as it is: those keys are the ones
 the bridge always wrote.
 
-Lua scripts take their keys in KEYS, built here. The few that must name a key of something
-they find themselves (the next message of a lane, a record's own session) build it with
-`LUA_KEY_PART`, the same escaping in Lua, from one of the prefixes below.
+Lua scripts take their keys in KEYS, built here. The two that must name a key of something
+only they can find (the record of a lane's next message, the record of an idempotency key's
+owner) build it with `LUA_KEY_PART`, the same escaping in Lua, from `MESSAGE_PREFIX`.
 """
 
 from __future__ import annotations

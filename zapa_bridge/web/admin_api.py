@@ -148,7 +148,7 @@ def dead_letters() -> Any:
 @admin_api.post("/dead-letters/<message_id>/replay")
 def replay(message_id: str) -> Any:
     try:
-        record = web().outbox().replay(message_id)
+        record = web().core.outbox.replay(message_id)
     except NotADeadLetter as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except QueueUnavailable as exc:
@@ -173,7 +173,7 @@ def inbound_dead_letters() -> Any:
 @admin_api.post("/inbound-dead-letters/<letter_id>/replay")
 def replay_inbound(letter_id: str) -> Any:
     try:
-        letter = web().replay_inbound(letter_id)
+        letter = web().core.inbound_dead_letters.replay(letter_id)
     except NotADeadLetter as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except redis.RedisError as exc:

@@ -159,7 +159,7 @@ def dashboard() -> Any:
 def replay(message_id: str) -> Any:
     check_csrf()
     try:
-        record = web().outbox().replay(message_id)
+        record = web().core.outbox.replay(message_id)
     except NotADeadLetter as exc:
         flash(f"Not replayed: {exc}.", "error")
     except (QueueUnavailable, redis.RedisError) as exc:
@@ -175,7 +175,7 @@ def replay(message_id: str) -> Any:
 def replay_inbound(letter_id: str) -> Any:
     check_csrf()
     try:
-        letter = web().replay_inbound(letter_id)
+        letter = web().core.inbound_dead_letters.replay(letter_id)
     except NotADeadLetter as exc:
         flash(f"Not replayed: {exc}.", "error")
     except redis.RedisError as exc:

@@ -15,11 +15,8 @@ from zapa_bridge.bridge.reconcile import ReconcileReport
 from zapa_bridge.config import load_settings
 from zapa_bridge.errors import ConfigError
 from zapa_bridge.inbound.auth import WebhookAuthenticator
-from zapa_bridge.inbound.dead_letters import InboundDeadLetter
 from zapa_bridge.inbound.intake import Intake
 from zapa_bridge.ops.health import HealthChecker
-from zapa_bridge.ops.queue_stats import QueueStats
-from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.services import Services
 from zapa_bridge.web.admin_api import admin_api
 from zapa_bridge.web.admin_page import CookieSessions, admin_page, session_secret
@@ -34,24 +31,26 @@ log = logging.getLogger("zapa.web")
 
 @dataclass
 class WebServices:
-    """What the views need, built once per app. The Celery-side pieces come in as plain
-    callables so the views never import Celery."""
+    """What the views need, built once per app: the core objects, and the few pieces of
+    the Celery edge (the send task, the health check and reconciliation as the periodic
+    tasks run them), so the views never import Celery."""
 
     core: Services
     authenticator: WebhookAuthenticator
-    intake: Intake
     admin_token: str | None
     send_message: Any
-    outbox: Callable[[], Outbox]
     health_checker: Callable[[], HealthChecker]
     run_reconcile: Callable[[], ReconcileReport]
-    replay_inbound: Callable[[str], InboundDeadLetter]
     queues: list[str]
     drainer: SpoolDrainer | None = None
 
+    @property
+    def intake(self) -> Intake:
+        return self.core.intake
+
     def queue_overview(self) -> dict[str, Any]:
         queues = {name: stat.as_dict()
-                  for name, stat in QueueStats(self.core.redis, self.queues).all().items()}
+                  for name, stat in self.core.queue_stats(self.queues).items()}
         held = self.core.held.counts()
         dead = self.core.dead_letters.count()
         waiting = sum(int(stat["depth"] or 0) for stat in queues.values())
@@ -63,6 +62,7 @@ class WebServices:
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the web app; `test_config` may carry `SETTINGS` (a Settings object)."""
     from workers import tasks  # the one Celery app, shared with the workers
+    from workers.broker import KombuRedisLayout
 
     app = Flask(__name__)
     overrides = dict(test_config or {})
@@ -78,7 +78,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(overrides)
     app.session_interface = CookieSessions()
 
-    core = Services(settings)
+    core = Services(settings, KombuRedisLayout(tasks.app))
     try:
         core.spool.count()
     except (OSError, sqlite3.Error) as exc:
@@ -91,15 +91,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             token=token.get_secret_value() if token else None,
             secret=secret.get_secret_value() if secret else None,
             allow_unauthenticated=settings.environment == "development"),
-        intake=core.intake(tasks.prepare_event),
         admin_token=admin_token,
         send_message=tasks.send_message,
-        outbox=lambda: core.outbox(tasks.send_message.publish,
-                                   tasks.send_message.prepare_send),
         health_checker=lambda: tasks.health_checker(core),
         run_reconcile=lambda: tasks.run_reconcile(core),
-        replay_inbound=lambda letter_id: core.inbound_dead_letters.replay(
-            letter_id, tasks.prepare_replay),
         queues=[queue.name for queue in tasks.app.conf.task_queues],
     )
     if web.authenticator.allow_unauthenticated:

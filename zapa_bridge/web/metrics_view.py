@@ -16,5 +16,5 @@ metrics_view = Blueprint("metrics_view", __name__)
 def metrics() -> Any:
     web = current_app.extensions["zapa_web"]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisCollector(web.core.redis, web.queues))
+    registry.register(RedisCollector(web.core.redis, web.core.broker, web.queues))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

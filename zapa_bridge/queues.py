@@ -1,4 +1,5 @@
-"""Queue names. Import-light on purpose: producers and config read it without Celery."""
+"""The broker's queues, by name, and which priority goes to which. Import-light on purpose:
+the core publishes to them and celeryconfig declares them."""
 
 from __future__ import annotations
 

@@ -1,0 +1,34 @@
+"""Where an inbound message goes: the task that hands it to the AI processing."""
+
+from __future__ import annotations
+
+import logging
+
+from zapa_bridge.inbound.messages import InboundMessage, InboundTask
+from zapa_bridge.logs import line
+from zapa_bridge.redaction import mask_phone
+from zapa_bridge.store.publisher import Publisher
+
+log = logging.getLogger("zapa.events")
+
+
+class InboundRouter:
+    """Hands inbound messages to ZAPA_INBOUND_TASK, by name, on ZAPA_INBOUND_QUEUE. The
+    event handler queues the task in the same Redis call that records the message."""
+
+    def __init__(self, publisher: Publisher, *, task: str | None, queue: str) -> None:
+        self.publisher = publisher
+        self.task = task
+        self.queue = queue
+
+    def route(self, message: InboundMessage) -> InboundTask | None:
+        """The task message for `message`; None when no task is configured."""
+        if not self.task:
+            log.warning(line("inbound.not_routed", message_id=message.message_id,
+                             session=message.session, reason="ZAPA_INBOUND_TASK is not set"))
+            return None
+        prepared = self.publisher.prepare(
+            self.task, self.queue, {"message": message.as_dict()},
+            kwargsrepr=repr({"message": message.id, "from": mask_phone(message.sender)}),
+            ignore_result=False)
+        return InboundTask(self.task, prepared)
