@@ -69,8 +69,13 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 
 worker_pool = "threads"
+# A message that cannot be run is logged without its body and kept as a dead letter.
+worker_consumer = "workers.consumer:QuietConsumer"
 worker_concurrency = _settings.worker_concurrency
-worker_send_task_events = False
+# Task events for Flower and `celery events`: received, started, succeeded, failed, retried.
+# Arguments reach them only as the redacted argsrepr/kwargsrepr of each message. No
+# task-sent events: the hot paths publish with one LPUSH, not through Celery's producer.
+worker_send_task_events = True
 task_send_sent_event = False
 
 # The schedule and its lock live in Redis: a second beat started by mistake waits for the

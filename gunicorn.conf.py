@@ -1,11 +1,70 @@
-"""gunicorn settings for the `web` process (see Procfile)."""
+"""gunicorn settings for the `web` process (see Procfile).
+
+gevent workers: each connection is a greenlet, so clients that send slowly (on purpose or
+not) wait without holding anything the webhook needs. Nothing of ours is imported here:
+the master must stay free of the app and of gevent's patching (the worker patches itself
+as it starts, then loads the app); see zapa_bridge/web/serving.py.
+"""
 
 import os
+from typing import Any
+
+import gevent
+import gevent.local
+from gunicorn.workers.ggevent import GeventWorker  # what worker_class = "gevent" loads
+
+
+def _whole(variable: str, default: int) -> int:
+    """A whole number >= 1 from the environment; else stop, naming the variable."""
+    raw = os.environ.get(variable) or str(default)
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"invalid configuration: {variable}: must be a whole number >= 1, "
+                         f"not {raw!r}")
+    return int(raw)
+
+
+def _seconds(variable: str, default: float) -> float:
+    """A number of seconds > 0 from the environment; else stop, naming the variable."""
+    raw = os.environ.get(variable) or str(default)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise SystemExit(f"invalid configuration: {variable}: must be a number of seconds "
+                         f"> 0, not {raw!r}")
+    return seconds
+
+
+HEADER_TIMEOUT = _seconds("ZAPA_WEB_HEADER_TIMEOUT", 10)
+
+
+class Worker(GeventWorker):
+    """gunicorn's gevent worker, whose wait for a request's line and headers is
+    ZAPA_WEB_HEADER_TIMEOUT for a connection's first request and `keepalive` for each
+    later one (the stock worker uses `keepalive` for both: either a header timeout of 2 s
+    or idle connections kept, and waited for at shutdown, as long as the header timeout)."""
+
+    def init_process(self) -> None:
+        self._connection = gevent.local.local()  # one greenlet per connection
+        super().init_process()
+
+    def timeout_ctx(self) -> gevent.Timeout:
+        first = not getattr(self._connection, "served", False)
+        self._connection.served = True
+        return gevent.Timeout(HEADER_TIMEOUT if first else self.cfg.keepalive, False)
+
 
 bind = os.environ.get("ZAPA_WEB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("ZAPA_WEB_THREADS", "4"))
-worker_class = "gthread"
+worker_class = Worker
+# Connections each process holds at once, slow ones included; past it, new ones wait in
+# the listen backlog.
+worker_connections = _whole("ZAPA_WEB_CONNECTIONS", 1000)
+# How long an idle keep-alive connection waits for its next request (gunicorn's default).
+# The first request's head gets HEADER_TIMEOUT (see Worker); the body's deadline,
+# ZAPA_WEB_BODY_TIMEOUT, is kept by the app (zapa_bridge/web/serving.py).
+keepalive = 2
 timeout = 30
 graceful_timeout = 10
 accesslog = "-"
@@ -14,3 +73,11 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 # A control socket at one shared default path would be fought over by every server on
 # the host; nothing here uses it.
 control_socket_disable = True
+
+
+def post_worker_init(worker: Any) -> None:
+    """In each worker, gevent-patched and with the app loaded: the error log quotes a bad
+    request line whole, so its query string (the webhook's `?token=`) is stripped."""
+    from zapa_bridge.web.serving import hide_query_strings
+
+    hide_query_strings(worker.log.error_log)

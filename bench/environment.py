@@ -112,8 +112,8 @@ def bench_env(log_dir: Path, workers: int) -> Iterator[BenchEnv]:
     try:
         yield BenchEnv(log_dir=log_dir, redis_server=server, children=children,
                        workers=workers, simulator_port=free_port(),
-                       webhook_token=secrets.token_urlsafe(24),
-                       admin_token=secrets.token_urlsafe(18))
+                       webhook_token=secrets.token_urlsafe(32),
+                       admin_token=secrets.token_urlsafe(32))
     finally:
         children.stop_all()
         server.close()

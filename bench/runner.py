@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from bench import loop, outbound, scale, webhook
+from bench import loop, outbound, scale, slow_clients, webhook
 from bench.environment import BenchEnv, bench_env
 from bench.machine import facts
 from bench.processes import ROOT, BenchError
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "webhook": webhook.run,
     "loop": loop.run,
     "scale": scale.run,
+    "slow_clients": slow_clients.run,
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 

@@ -111,8 +111,8 @@ def method(sizes: Sizes) -> list[str]:
         "is zapw's `message.received` envelope, shaped by the simulator's own code, with a "
         "unique message id, so every one is authenticated (`?token=`), parsed, and "
         "deduplicated and queued for `zapa.handle_event` (one Lua call).",
-        "Ours: `gunicorn -c gunicorn.conf.py 'zapa_bridge.web:create_app()'` (gthread, "
-        "`WEB_CONCURRENCY` 2 processes x `ZAPA_WEB_THREADS` 4, access log on), "
+        "Ours: `gunicorn -c gunicorn.conf.py 'zapa_bridge.web:create_app()'` (gevent "
+        "workers, `WEB_CONCURRENCY` 2 processes, access log on), "
         "`ZAPA_ENV=production`. No worker runs meanwhile: the events wait in `zapa.events`, "
         "and the figure is the web process's alone.",
         "Baseline, in the same run: `bench.baseline_web`, a bare Flask route at the same path "

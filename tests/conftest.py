@@ -30,8 +30,8 @@ TEST_ENV = {
     "ZAPA_UNACKED_RESTORE_INTERVAL": "1",
     "ZAPA_WORKER_CONCURRENCY": "4",
     "ZAPA_LOG_LEVEL": "INFO",
-    "ZAPA_WEBHOOK_TOKEN": "test-webhook-token",
-    "ZAPA_ADMIN_TOKEN": "test-admin-token",
+    "ZAPA_WEBHOOK_TOKEN": "test-webhook-token-0123456789abcdef",
+    "ZAPA_ADMIN_TOKEN": "test-admin-token-0123456789abcdefgh",
     "ZAPA_INBOUND_TASK": "zapa.echo",
     "ZAPA_LOST_AFTER": "3",
     # Most tests send bursts; the rate limit's own tests turn it on.

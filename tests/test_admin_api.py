@@ -4,6 +4,7 @@ where a message must really be sent or fail, a real worker."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -14,11 +15,13 @@ from flask.testing import FlaskClient
 
 from tests.helpers import recipient, wait_until
 from workers.tasks import send_message, services
-from zapa_bridge.config import load_settings
+from zapa_bridge.config import get_settings, load_settings
 from zapa_bridge.errors import ConfigError
 from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.simulator import Simulator, SimulatorConfig
 from zapa_bridge.web import create_app
+from zapa_bridge.web.admin_api import SEND_REQUEST_ALLOWANCE
+from zapa_bridge.web.throttle import FAILURES_ALLOWED
 
 API = "/api/v1/integration"
 TOKEN = os.environ["ZAPA_ADMIN_TOKEN"]
@@ -105,6 +108,31 @@ def test_every_route_accepts_the_admin_token(client, method, path, body):
     assert call(client, method, path, body).status_code != 401
 
 
+def test_wrong_tokens_from_one_address_are_throttled_even_for_the_right_token(client, caplog):
+    """About 800 guesses a second were possible; now FAILURES_ALLOWED a minute, then 429."""
+    wrong = {"Authorization": "Bearer not-the-token"}
+    answers = [call(client, "GET", "/health", headers=wrong)
+               for _ in range(FAILURES_ALLOWED)]
+
+    assert [a.status_code for a in answers[:-1]] == [401] * (FAILURES_ALLOWED - 1)
+    assert answers[-1].status_code in {401, 429}  # the last one allowed
+    blocked = call(client, "GET", "/queue/stats")  # the right token, from the same address
+    assert_error(blocked, 429, "too_many_requests")
+    assert 0 < int(blocked.headers["Retry-After"]) <= 60
+    assert "event=auth.throttled scope=admin remote=127.0.0.1" in caplog.text
+    assert "event=admin_api.refused remote=127.0.0.1" in caplog.text
+    other = client.get(API + "/queue/stats", headers=AUTH,
+                       environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert other.status_code == 200
+
+
+def test_requests_without_any_credentials_are_not_counted_as_guesses(client):
+    for _ in range(FAILURES_ALLOWED + 2):
+        assert_error(call(client, "GET", "/health", headers={}), 401, "unauthorized")
+
+    assert call(client, "GET", "/queue/stats").status_code == 200
+
+
 def test_production_refuses_to_start_without_an_admin_token(redis_db, sim):
     settings = load_settings(ZAPW_URL=sim.url, ZAPA_ENV="production", ZAPA_ADMIN_TOKEN="")
     with pytest.raises(ConfigError) as raised:
@@ -165,10 +193,28 @@ def test_create_session_that_exists_answers_409(client, sim):
     assert error["message"] == "Session s1 already exists"
 
 
-def test_create_session_with_a_bad_id_answers_422_naming_the_field(client):
-    error = assert_error(call(client, "POST", "/sessions", {"session_id": "a/b"}), 422,
+@pytest.mark.parametrize("session_id", ["a/b", ".", "..", 7, "x" * 101])
+def test_create_session_with_a_bad_id_answers_422_naming_the_field(client, sim, session_id):
+    error = assert_error(call(client, "POST", "/sessions", {"session_id": session_id}), 422,
                          "invalid_request")
     assert error["field"] == "session_id"
+    assert sim.session(str(session_id)) is None
+
+
+@pytest.mark.parametrize("session_id", [".", ".."])
+def test_delete_of_a_dot_session_answers_422_and_calls_no_other_route(client, sim, session_id):
+    """`DELETE /sessions/..` would reach zapw as `DELETE /`."""
+    sim.add_session("s1")
+    error = assert_error(call(client, "DELETE", f"/sessions/{session_id}"), 422,
+                         "invalid_request")
+    assert error["field"] == "session_id"
+    assert sim.session("s1") is not None
+
+
+def test_create_session_with_a_deeply_nested_body_answers_400(client):
+    answer = client.post(API + "/sessions", data="[" * 100_000, headers=AUTH,
+                         content_type="application/json")
+    assert_error(answer, 400, "too_deep")
 
 
 def test_list_sessions_comes_from_the_bridge_with_held_counts(client, sim):
@@ -214,7 +260,7 @@ def test_send_with_bad_input_answers_422_naming_the_field_and_queues_nothing(
 
 def test_send_of_base64_media_over_zapws_body_limit_answers_422_naming_media_base64(
         client, redis_db):
-    image = "A" * 120_000  # valid base64: a body over zapw's 100 KB, within ours (256 KB)
+    image = "A" * 103_000  # valid base64: a body over zapw's 100 KB, within the route's
     answer = call(client, "POST", "/messages",
                   {"to": TO, "type": "image", "media_base64": image, "session": "s1"})
     error = assert_error(answer, 422, "invalid_message")
@@ -222,6 +268,90 @@ def test_send_of_base64_media_over_zapws_body_limit_answers_422_naming_media_bas
     assert "over ZAPW_MAX_BODY_BYTES (102400)" in error["message"]
     assert "media_url" in error["message"]
     assert list(redis_db.scan_iter("zapa*")) == []
+
+
+def test_send_of_a_request_zapw_could_never_take_answers_413_pointing_to_media_url(
+        client, redis_db):
+    """The route reads at most ZAPW_MAX_BODY_BYTES plus SEND_REQUEST_ALLOWANCE, not the
+    webhooks' 256 KB: a larger request is refused before it is read."""
+    image = "A" * (102_400 + SEND_REQUEST_ALLOWANCE)
+    answer = call(client, "POST", "/messages",
+                  {"to": TO, "type": "image", "media_base64": image, "session": "s1"})
+    error = assert_error(answer, 413, "request_entity_too_large")
+    assert f"at most {102_400 + SEND_REQUEST_ALLOWANCE} (ZAPW_MAX_BODY_BYTES" in error["message"]
+    assert error["message"].endswith("send large media by media_url")
+    assert list(redis_db.scan_iter("zapa*")) == []
+
+
+def test_send_takes_as_much_as_zapw_does_even_over_the_webhooks_limit(
+        redis_db, sim, monkeypatch):
+    """With a zapw that parses 400 KB, a 300 KB base64 image is queued: the app's 256 KB
+    (ZAPA_WEBHOOK_MAX_BYTES) is not the send route's limit."""
+    monkeypatch.setenv("ZAPW_MAX_BODY_BYTES", "409600")
+    get_settings.cache_clear()  # the send task reads the process's settings
+    try:
+        settings = load_settings(ZAPW_URL=sim.url)
+        app = create_app({"TESTING": True, "SETTINGS": settings})
+        image = "A" * 300_000
+        answer = app.test_client().post(API + "/messages", headers=AUTH, json={
+            "to": TO, "type": "image", "media_base64": image, "session": "s1"})
+        app.extensions["zapa"].bridge.close()
+    finally:
+        monkeypatch.delenv("ZAPW_MAX_BODY_BYTES")
+        get_settings.cache_clear()
+    assert settings.webhook_max_bytes < 300_000
+    assert answer.status_code == 202
+
+
+@pytest.mark.parametrize("name", ["default_session", "max_body_bytes"])
+def test_send_with_a_field_named_like_a_setting_answers_422_naming_it(client, redis_db, name):
+    """These clashed with build_message's own keywords: a TypeError, a 500."""
+    answer = call(client, "POST", "/messages", {"to": TO, "text": "hi", name: "s-other"})
+    error = assert_error(answer, 422, "invalid_message")
+    assert error["field"] == name
+    assert list(redis_db.scan_iter("zapa*")) == []
+
+
+HUGE = "9" * 4000  # a JSON integer Python reads and no float holds
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    (f'{{"to": "{TO}", "text": "hi", "session": "s1", "expires_at": {HUGE}}}', "expires_at"),
+    (f'{{"to": "{TO}", "text": "hi", "session": "s1", "ttl": {HUGE}}}', "ttl"),
+    (f'{{"to": "{TO}", "type": "location", "latitude": {HUGE}, "longitude": 1, '
+     f'"session": "s1"}}', "latitude"),
+    (f'{{"to": "{TO}", "type": "location", "latitude": 1, "longitude": -{HUGE}, '
+     f'"session": "s1"}}', "longitude"),
+    (f'{{"to": "{TO}", "text": "hi", "session": "s1", "expires_at": 1e400}}', "expires_at"),
+    (f'{{"to": "{TO}", "type": "image", "media_url": "http://[", "session": "s1"}}',
+     "media_url"),
+    (f'{{"to": "{TO}", "text": "hi", "session": ".."}}', "session"),
+    (f'{{"to": "{TO}", "text": "hi", "session": "."}}', "session"),
+], ids=["expires_at-4000-digits", "ttl-4000-digits", "latitude-4000-digits",
+        "longitude-4000-digits", "expires_at-1e400", "media_url-unclosed-ipv6",
+        "session-dotdot", "session-dot"])
+def test_send_of_an_out_of_range_or_unusable_value_answers_422_naming_it(
+        client, redis_db, raw, field):
+    answer = client.post(API + "/messages", data=raw, headers=AUTH,
+                         content_type="application/json")
+    error = assert_error(answer, 422, "invalid_message")
+    assert error["field"] == field
+    assert list(redis_db.scan_iter("zapa*")) == []
+
+
+@pytest.mark.parametrize("raw", ["[" * 100_000, '{"to": ' + "[" * 50_000,
+                                 '{"text": ' + '{"a": ' * 10_000 + "1" + "}" * 10_001])
+def test_send_of_a_deeply_nested_body_answers_400_not_500(client, raw):
+    answer = client.post(API + "/messages", data=raw, headers=AUTH,
+                         content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["code"] in {"too_deep", "invalid_json"}
+
+
+def test_send_of_a_deep_but_readable_body_answers_422_naming_the_field(client, redis_db):
+    body = {"to": TO, "session": "s1", "text": json.loads("[" * 200 + "]" * 200)}
+    error = assert_error(call(client, "POST", "/messages", body), 422, "invalid_message")
+    assert error["field"] == "text"
 
 
 def test_send_with_a_body_that_is_not_an_object_answers_400(client):

@@ -4,9 +4,12 @@ then the whole page in a real headless Chromium against gunicorn and a real work
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 from flask.testing import FlaskClient
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -33,7 +37,8 @@ from zapa_bridge.inbound.messages import InboundTask, normalize
 from zapa_bridge.outbound.status_store import MessageRecord, MessageStatus
 from zapa_bridge.simulator.png import qr_data_url
 from zapa_bridge.store.publisher import PreparedMessage
-from zapa_bridge.web import create_app
+from zapa_bridge.web import create_app, throttle
+from zapa_bridge.web.admin_page import SESSION_COOKIE
 
 TOKEN = os.environ["ZAPA_ADMIN_TOKEN"]
 TO = "5511988887777"
@@ -136,25 +141,147 @@ def test_sign_out_without_the_csrf_token_is_400_and_keeps_the_session(client):
     assert client.get("/admin/").status_code == 200
 
 
-def test_a_session_signed_by_one_process_is_valid_in_another(app, zapw):
+def test_a_session_started_in_one_process_is_valid_in_another(app, zapw):
     first = app.test_client()
     sign_in(first)
-    cookie = first.get_cookie("session")
+    cookie = first.get_cookie(SESSION_COOKIE)
     assert cookie is not None
     second = create_app({"TESTING": True,
                          "SETTINGS": load_settings(ZAPW_URL=zapw.url)}).test_client()
-    second.set_cookie("session", cookie.value)
+    second.set_cookie(SESSION_COOKIE, cookie.value)
     assert second.get("/admin/").status_code == 200
 
 
 def test_a_new_admin_token_signs_everyone_out(client, zapw):
     sign_in(client)
-    cookie = client.get_cookie("session")
+    cookie = client.get_cookie(SESSION_COOKIE)
     assert cookie is not None
-    settings = load_settings(ZAPW_URL=zapw.url, ZAPA_ADMIN_TOKEN="a-new-admin-token")
+    settings = load_settings(ZAPW_URL=zapw.url, ZAPA_ADMIN_TOKEN="a-new-admin-token-" + "n" * 20)
     other = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
-    other.set_cookie("session", cookie.value)
+    other.set_cookie(SESSION_COOKIE, cookie.value)
     assert other.get("/admin/").status_code == 302
+
+
+def test_the_cookie_of_a_signed_out_session_no_longer_works(app, client):
+    sign_in(client)
+    cookie = client.get_cookie(SESSION_COOKIE)
+    assert cookie is not None
+    client.post("/admin/logout", data={"csrf_token": csrf_token(dashboard(client))})
+    replayed = app.test_client()
+    replayed.set_cookie(SESSION_COOKIE, cookie.value)
+    assert replayed.get("/admin/").status_code == 302
+
+
+def test_signing_in_again_replaces_the_session_id(client):
+    sign_in(client)
+    first = client.get_cookie(SESSION_COOKIE)
+    sign_in(client)
+    second = client.get_cookie(SESSION_COOKIE)
+    assert first is not None and second is not None and first.value != second.value
+
+
+def test_a_cookie_signed_with_the_old_scheme_s_key_is_refused(app):
+    """Sessions used to be Flask cookies signed with a key derived from the admin token:
+    anyone with the token could mint one. Now the cookie is only an id Redis must know."""
+    key = hashlib.sha256(b"zapa-admin-session:" + TOKEN.encode()).digest()
+    forger_app = Flask("forger")
+    forger_app.secret_key = key
+    signer = SecureCookieSessionInterface().get_signing_serializer(forger_app)
+    assert signer is not None
+    forged = signer.dumps({"admin": True, "csrf": "x"})
+    for name in (SESSION_COOKIE, "session"):
+        forger = app.test_client()
+        forger.set_cookie(name, forged)
+        assert forger.get("/admin/").status_code == 302
+
+
+def test_a_session_lasts_the_configured_hours_in_the_cookie_and_in_redis(redis_db, zapw):
+    settings = load_settings(ZAPW_URL=zapw.url, ZAPA_ADMIN_SESSION_HOURS="2")
+    client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
+    answer = sign_in(client)
+    cookie_header = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie_header and "SameSite=Lax" in cookie_header
+    assert "Secure" not in cookie_header  # http public URL
+    cookie = client.get_cookie(SESSION_COOKIE)
+    assert cookie is not None and cookie.expires is not None
+    lifetime = cookie.expires.timestamp() - time.time()
+    assert 2 * 3600 - 60 < lifetime <= 2 * 3600
+    [key] = redis_db.keys("zapa:admin-session:*")
+    assert 2 * 3600 - 60 < redis_db.ttl(key) <= 2 * 3600
+    assert cookie.value not in key  # the key is a digest of the id, not the id
+
+
+def test_a_session_past_its_expiry_is_over(app, client, redis_db):
+    sign_in(client)
+    [key] = redis_db.keys("zapa:admin-session:*")
+    record = json.loads(redis_db.get(key))
+    record["expires_at"] = time.time() - 1
+    redis_db.set(key, json.dumps(record))
+    assert client.get("/admin/").status_code == 302
+
+
+@pytest.mark.parametrize(("public_url", "force", "secure"), [
+    ("https://zapa.example.com", "", True),
+    ("http://127.0.0.1:8000", "true", True),
+    ("https://zapa.example.com", "false", False),
+])
+def test_the_cookie_is_secure_for_an_https_public_url_or_when_forced(
+        redis_db, zapw, public_url, force, secure):
+    settings = load_settings(ZAPW_URL=zapw.url, ZAPA_PUBLIC_URL=public_url,
+                             ZAPA_COOKIE_SECURE=force)
+    client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
+    answer = sign_in(client)
+    assert ("Secure" in answer.headers["Set-Cookie"]) is secure
+
+
+def test_failed_sign_ins_are_throttled_even_for_the_right_token(client, caplog):
+    for _ in range(throttle.FAILURES_ALLOWED):
+        assert sign_in(client, "guess").status_code == 401
+    refused = sign_in(client, "guess")
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= throttle.WINDOW_SECONDS
+    assert "Too many wrong tokens" in refused.get_data(as_text=True)
+    assert sign_in(client).status_code == 429  # the right token, while blocked
+    assert client.get("/admin/").status_code == 302
+    assert any("event=auth.throttled" in message and "scope=admin" in message
+               for message in caplog.messages)
+
+
+def test_a_sign_in_throttle_seen_by_one_process_blocks_in_another(app, zapw):
+    first = app.test_client()
+    for _ in range(throttle.FAILURES_ALLOWED):
+        sign_in(first, "guess")
+    other = create_app({"TESTING": True, "SETTINGS": load_settings(ZAPW_URL=zapw.url)})
+    second = other.test_client()
+    assert sign_in(second, "guess").status_code == 429  # its first failure learns the block
+    assert sign_in(second).status_code == 429
+
+
+# -- headers -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/admin/login", "/admin/"])
+def test_the_page_sends_a_strict_csp_and_no_store(client, path):
+    if path == "/admin/":
+        sign_in(client)
+    answer = client.get(path)
+    assert answer.status_code == 200
+    csp = answer.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_the_stylesheet_may_be_cached_and_the_favicon_is_served(client):
+    with client.get("/admin/static/admin.css") as sheet:
+        assert sheet.status_code == 200
+        assert "no-store" not in sheet.headers.get("Cache-Control", "")
+    with client.get("/favicon.ico") as icon:
+        assert icon.status_code == 200
+        assert icon.mimetype == "image/vnd.microsoft.icon"
+        assert icon.get_data()[:4] == b"\0\0\1\0"  # an ICO header
 
 
 def test_page_is_open_in_development_without_an_admin_token(redis_db, zapw):
@@ -304,12 +431,22 @@ def test_recent_messages_show_their_delivery_status_masked_and_without_text(clie
 
 @pytest.mark.slow
 def test_dashboard_still_renders_when_redis_is_down(zapw):
-    settings = load_settings(ZAPW_URL=zapw.url, REDIS_URL="redis://127.0.0.1:1/0")
+    # Open (development, no token): no session is needed to see the page.
+    settings = load_settings(ZAPW_URL=zapw.url, REDIS_URL="redis://127.0.0.1:1/0",
+                             ZAPA_ENV="development", ZAPA_ADMIN_TOKEN="")
     client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
-    sign_in(client)
     page = dashboard(client)
     dead = page.split('id="dead-letters"', 1)[1].split("</section>", 1)[0]
     assert "Could not be read: ConnectionError" in dead
+
+
+def test_sign_in_while_redis_is_down_says_why_and_sets_no_cookie(zapw):
+    settings = load_settings(ZAPW_URL=zapw.url, REDIS_URL="redis://127.0.0.1:1/0")
+    client = create_app({"TESTING": True, "SETTINGS": settings}).test_client()
+    answer = sign_in(client)
+    assert answer.status_code == 503
+    assert "Sessions are kept in Redis" in answer.get_data(as_text=True)
+    assert client.get_cookie(SESSION_COOKIE) is None
 
 
 # -- in a real browser ---------------------------------------------------------------------

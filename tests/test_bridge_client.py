@@ -424,6 +424,34 @@ def test_session_id_is_url_quoted_in_the_path(bridge, client):
     assert bridge.calls[0].request.path_url == "/sessions/team%20a%2Fb%3F/messages"
 
 
+@pytest.mark.parametrize("session_id", [".", ".."])
+def test_a_dot_session_id_is_refused_before_any_request(bridge, client, session_id):
+    """`requests` would send `/sessions/../messages` as `/messages`: another route."""
+    calls = [lambda: client.send(session_id, a_text()),
+             lambda: client.get_session(session_id),
+             lambda: client.delete_session(session_id),
+             lambda: client.create_session(session_id)]
+    for call in calls:
+        with pytest.raises(BridgeInvalidRequest) as caught:
+            call()
+        assert (caught.value.session_id, caught.value.retryable) == (session_id, False)
+        assert "cannot be a URL path segment" in caught.value.message
+
+    assert len(bridge.calls) == 0
+
+
+def test_every_session_route_percent_encodes_the_id(bridge, client):
+    """An id that looks like an encoded dot segment stays itself: its `%` is encoded."""
+    bridge.add(responses.GET, f"{BASE}/sessions/%252E%252E", json=success(SESSION_CONNECTED))
+    bridge.add(responses.DELETE, f"{BASE}/sessions/a%2F..", status=204)
+
+    client.get_session("%2E%2E")
+    client.delete_session("a/..")
+
+    assert [call.request.path_url for call in bridge.calls] == [
+        "/sessions/%252E%252E", "/sessions/a%2F.."]
+
+
 def test_send_passes_connect_and_read_timeouts(bridge, client):
     bridge.add(responses.POST, SEND_URL, json=success({"messageId": "m1", "timestamp": 1}))
 

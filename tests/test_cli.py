@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +21,7 @@ from zapa_bridge.queues import Queue
 from zapa_bridge.simulator import Simulator, SimulatorConfig
 
 TO = "5511988887777"
+VERSION = version("zapa-bridge")
 
 
 @pytest.fixture
@@ -26,6 +32,11 @@ def cli():
         return runner.invoke(main, list(args), env=env or None, catch_exceptions=False)
 
     return invoke
+
+
+def cli_input(answer: str, *args: str):
+    """The command with `answer` typed at its prompt."""
+    return CliRunner().invoke(main, list(args), input=answer, catch_exceptions=False)
 
 
 def record_of(message_id: str):
@@ -49,7 +60,7 @@ def dead_letter(start_worker, zapw) -> str:
 def test_send_prints_the_id_of_a_message_recorded_as_queued(cli, redis_db):
     result = cli("send", "--to", TO, "--text", "hi", "--session", "s1")
     assert result.exit_code == 0, result.output
-    message_id = result.output.strip()
+    message_id = result.stdout.strip()
     record = record_of(message_id)
     assert record is not None
     assert (record.status, record.to, record.session) == (MessageStatus.QUEUED, TO, "s1")
@@ -61,13 +72,13 @@ def test_send_prints_the_id_of_a_message_recorded_as_queued(cli, redis_db):
 def test_send_with_a_bad_number_fails_naming_the_field_and_queues_nothing(cli, redis_db):
     result = cli("send", "--to", "55-11-9888", "--text", "hi", "--session", "s1")
     assert result.exit_code != 0
-    assert "Error: to: must be digits only" in result.output
+    assert "Error: --to: must be digits only" in result.output
     assert list(redis_db.scan_iter("zapa:msg:*")) == []
     assert [redis_db.llen(queue) for queue in Queue] == [0] * len(Queue)
 
 
 def test_status_prints_the_record_with_its_status_and_history_as_json(cli, redis_db):
-    message_id = cli("send", "--to", TO, "--text", "hi", "--session", "s1").output.strip()
+    message_id = cli("send", "--to", TO, "--text", "hi", "--session", "s1").stdout.strip()
     result = cli("status", message_id)
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
@@ -104,7 +115,7 @@ def test_dead_letters_replay_queues_it_again_and_a_worker_sends_it(cli, dead_let
 
 
 def test_dead_letters_replay_of_a_message_that_is_not_dead_exits_non_zero(cli, redis_db):
-    message_id = cli("send", "--to", TO, "--text", "hi", "--session", "s1").output.strip()
+    message_id = cli("send", "--to", TO, "--text", "hi", "--session", "s1").stdout.strip()
     result = cli("dead-letters", "replay", message_id)
     assert result.exit_code == 1
     assert "is not a dead letter" in result.output
@@ -113,7 +124,10 @@ def test_dead_letters_replay_of_a_message_that_is_not_dead_exits_non_zero(cli, r
 
 @pytest.mark.slow
 def test_dead_letters_purge_deletes_the_dead_letter_and_its_record(cli, dead_letter):
-    result = cli("dead-letters", "purge")
+    kept = cli_input("n\n", "dead-letters", "purge")
+    assert kept.exit_code != 0 and "Aborted" in kept.output
+    assert record_of(dead_letter) is not None
+    result = cli("dead-letters", "purge", "--yes")
     assert (result.exit_code, result.output) == (0, "purged 1\n")
     assert record_of(dead_letter) is None
     assert json.loads(cli("dead-letters", "list").output) == []
@@ -197,3 +211,77 @@ def test_check_passes_when_the_bridge_accepts_zapw_api_key(cli, redis_db, keyed_
     assert result.exit_code == 0, result.output
     assert bridge_lines(result.output)[1] == ("bridge GET /sessions: ok, 1 session "
                                               "(ZAPW_API_KEY accepted)")
+
+
+def test_help_version_and_python_dash_m():
+    runner = CliRunner()
+    assert runner.invoke(main, ["-h"]).output.startswith("Usage: zapa-bridge")
+    assert runner.invoke(main, ["send", "-h"]).exit_code == 0
+    version = runner.invoke(main, ["--version"])
+    assert (version.exit_code, version.output) == (0, f"zapa-bridge, version {VERSION}\n")
+    done = subprocess.run([sys.executable, "-m", "zapa_bridge", "--version"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout == f"zapa-bridge, version {VERSION}\n"
+
+
+def test_send_lists_the_choices_of_type_and_priority(cli, redis_db):
+    result = CliRunner().invoke(main, ["send", "--to", TO, "--type", "fax"])
+    assert result.exit_code == 2
+    assert "'fax' is not one of 'text', 'image'" in result.output
+    assert list(redis_db.scan_iter("zapa:msg:*")) == []
+
+
+def test_send_errors_name_the_flag_not_the_field(cli, redis_db):
+    result = cli("send", "--to", TO, "--text", "hi", "--from-number", "not-a-number")
+    assert result.exit_code != 0
+    assert "Error: --from-number:" in result.output
+    assert "from_number" not in result.output
+    result = cli("send", "--to", TO, "--type", "location", "--latitude", "91",
+                 "--longitude", "0", "--session", "s1")
+    assert "Error: --latitude:" in result.output
+
+
+def test_send_takes_a_location_a_contact_and_a_media_file(cli, redis_db, tmp_path):
+    location = cli("send", "--to", TO, "--type", "location", "--latitude", "-23.5",
+                   "--longitude", "-46.6", "--name", "Paulista", "--session", "s1")
+    assert location.exit_code == 0, location.output
+    assert record_of(location.stdout.strip()).message["latitude"] == -23.5
+    contact = cli("send", "--to", TO, "--type", "contact", "--contact-name", "Ana",
+                  "--contact-number", "5511977776666", "--session", "s1")
+    assert record_of(contact.stdout.strip()).message["contact_name"] == "Ana"
+    picture = tmp_path / "dot.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(40)))
+    media = cli("send", "--to", TO, "--type", "image", "--media-file", str(picture),
+                "--caption", "a dot", "--session", "s1")
+    assert media.exit_code == 0, media.output
+    stored = record_of(media.stdout.strip()).message
+    assert base64.b64decode(stored["media_base64"]) == picture.read_bytes()
+
+
+def test_send_through_a_session_the_bridge_lacks_fails_and_queues_nothing(cli, redis_db, zapw):
+    zapw.add_session("s1")
+    result = cli("send", "--to", TO, "--text", "hi", "--session", "nosuch", ZAPW_URL=zapw.url)
+    assert result.exit_code == 1
+    assert "--session: the bridge has no session 'nosuch' (it has: s1)" in result.output
+    assert list(redis_db.scan_iter("zapa:msg:*")) == []
+    managed = cli("send", "--to", TO, "--text", "hi", "--session", "later",
+                  ZAPW_URL=zapw.url, ZAPA_SESSIONS="later")
+    assert managed.exit_code == 0
+    assert "in ZAPA_SESSIONS" in managed.stderr
+    assert record_of(managed.stdout.strip()).session == "later"
+
+
+def test_send_warns_when_the_bridge_is_silent_about_an_unknown_session(cli, redis_db):
+    result = cli("send", "--to", TO, "--text", "hi", "--session", "unseen",
+                 ZAPW_URL=f"http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 0
+    assert "never seen session 'unseen'; queued anyway" in result.stderr
+    assert record_of(result.stdout.strip()).status == MessageStatus.QUEUED
+
+
+def test_send_names_redis_url_when_redis_is_unreachable():
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    done = subprocess.run([sys.executable, "-m", "zapa_bridge", "send", "--to", TO, "--text",
+                           "hi"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    assert "cannot reach Redis at REDIS_URL=redis://127.0.0.1:" in done.stderr

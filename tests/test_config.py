@@ -90,6 +90,26 @@ def test_empty_api_key_and_default_session_mean_unset(env):
     assert settings.default_session is None
 
 
+@pytest.mark.parametrize(("variable", "value", "why"), [
+    ("ZAPA_SESSIONS", "s1, .., s2", "session '..' must not be '.' or '..'"),
+    ("ZAPA_SESSIONS", "s1,team/a", "session 'team/a' must not contain '/'"),
+    ("ZAPA_DEFAULT_SESSION", ".", "must not be '.' or '..'"),
+    ("ZAPA_DEFAULT_SESSION", "a/b", "must not contain '/'"),
+])
+def test_a_session_id_no_url_can_carry_names_its_variable(env, variable, value, why):
+    error = config_error(env, **{variable: value})
+
+    assert list(error.problems) == [variable]
+    assert error.problems[variable].startswith(why)
+
+
+def test_zapa_sessions_are_listed_trimmed_with_empty_names_skipped(env):
+    env.setenv("ZAPA_SESSIONS", " s1, team a ,,7b0c1a52-2f3e-4d8e-9b1a-0c6f2d9e8a11,")
+
+    assert load_settings().managed_sessions == [
+        "s1", "team a", "7b0c1a52-2f3e-4d8e-9b1a-0c6f2d9e8a11"]
+
+
 def test_overrides_by_alias_or_field_name_win_over_the_environment(env):
     env.setenv("ZAPA_MAX_RETRIES", "3")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +16,7 @@ from zapa_bridge.queues import Queue
 from zapa_bridge.web import create_app
 
 TO = "5511988887777"
-ADMIN = {"Authorization": "Bearer test-admin-token"}
+ADMIN = {"Authorization": "Bearer " + os.environ["ZAPA_ADMIN_TOKEN"]}
 
 
 def test_the_same_idempotency_key_returns_the_same_id_and_queues_once(redis_db):

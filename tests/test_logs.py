@@ -15,6 +15,7 @@ import requests
 from tests.helpers import wait_until
 from tests.zapw_stub import ZapwStub
 from workers.tasks import send_message, services
+from zapa_bridge.logs import line
 from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.redaction import mask_phone
 
@@ -151,3 +152,33 @@ def test_web_logs_the_message_it_queues_from_the_admin_api(start_web: Any):
     message_id = admin_send(web.url, to=SENT_TO, text=SENT_TEXT, session="s1")
     # The line is written in the request's own thread, before the answer.
     assert lines_with(web.log(), f"event=message.queued message_id={message_id}")
+
+
+# -- the line itself -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "written"), [
+    ("s1\nevent=admin.sign_in", '"s1\\nevent=admin.sign_in"'),
+    ("s1\revent=forged", '"s1\\revent=forged"'),
+    ("\x1b[2J\x1b[31mred", '"\\x1b[2J\\x1b[31mred"'),
+    ("a\x00b\x7fc\x85d", '"a\\x00b\\x7fc\\x85d"'),
+    ("tab\there", '"tab\\there"'),
+    ("line\u2028sep\u2029para", '"line\\u2028sep\\u2029para"'),
+    ("bidi\u202eevil", '"bidi\\u202eevil"'),
+    ("tag\U000e0041", '"tag\\U000e0041"'),
+    ('say "hi" \\o/', '"say \\"hi\\" \\\\o/"'),
+    ("ação 日本 😀", '"ação 日本 😀"'),
+    ("s1\n", '"s1\\n"'),
+])
+def test_a_value_never_puts_a_control_character_in_the_line(value, written):
+    """Log injection: a session id or an error text from outside cannot end the line, forge
+    another (`\\r`, U+2028), steer a terminal (ESC) or reorder what a reader sees."""
+    logged = line("webhook.refused", session=value, remote="10.0.0.1")
+
+    assert logged == f"event=webhook.refused session={written} remote=10.0.0.1"
+    assert logged.isprintable()
+    assert EVENT_LINE.match(logged)
+
+
+def test_a_bare_value_is_written_unquoted():
+    assert line("message.sent", message_id="m-1:2", to="55119****7777", attempt=2) == \
+        "event=message.sent message_id=m-1:2 to=55119****7777 attempt=2"

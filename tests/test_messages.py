@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
 
 from zapa_bridge.errors import InvalidMessage
 from zapa_bridge.outbound.messages import (
+    FIELD_NAMES,
     MAX_TEXT_CHARS,
     MessageType,
     OutboundMessage,
     Priority,
     build_message,
+    check_field_names,
 )
 
 PHONE = "5511988887777"
@@ -338,9 +341,19 @@ def test_from_number_that_is_not_a_phone_is_refused():
     assert rejected_field(to=PHONE, text="hello", from_number="+1234567890") == "from_number"
 
 
-@pytest.mark.parametrize("session", ["", "   ", "a/b", "x" * 101, "tab\there"])
+@pytest.mark.parametrize("session", ["", "   ", "a/b", "x" * 101, "tab\there", ".", "..",
+                                     "a\\b", 7])
 def test_malformed_session_id_is_refused(session):
     assert rejected_field(**text(session=session)) == "session"
+
+
+@pytest.mark.parametrize("session", [".", ".."])
+def test_a_dot_session_is_refused_saying_why(session):
+    with pytest.raises(InvalidMessage) as caught:
+        build_message(**text(session=session))
+
+    assert str(caught.value) == "session: must not be '.' or '..' (a URL path would drop or " \
+                                "climb it)"
 
 
 # -- what leaves the module -------------------------------------------------------------
@@ -471,3 +484,88 @@ def test_without_a_limit_the_body_size_is_not_checked():
     message = build_message(**image_of_size(LIMIT + 1))
 
     assert len(message.bridge_payload()) == LIMIT + 1
+
+
+# -- hostile input: always InvalidMessage, never another exception ---------------------
+
+HUGE = 10**4000  # a JSON integer of 4,001 digits: Python reads it, no float holds it
+
+
+@pytest.mark.parametrize(("given", "field"), [
+    (text(expires_at=HUGE), "expires_at"),
+    (text(expires_at=-HUGE), "expires_at"),
+    (text(expires_at=float("inf")), "expires_at"),
+    (text(expires_at=1e400), "expires_at"),
+    (text(ttl=HUGE), "ttl"),
+    (text(ttl=float("nan")), "ttl"),
+    (location(latitude=HUGE), "latitude"),
+    (location(longitude=-HUGE), "longitude"),
+], ids=["expires_at-huge", "expires_at-minus-huge", "expires_at-inf", "expires_at-1e400",
+        "ttl-huge", "ttl-nan", "latitude-huge", "longitude-minus-huge"])
+def test_a_number_no_float_can_hold_is_refused_naming_its_field(given, field):
+    assert rejected_field(**given) == field
+
+
+def test_expires_at_in_milliseconds_is_refused():
+    assert rejected_field(**text(expires_at=1_795_599_514_484)) == "expires_at"
+
+
+def test_an_integer_expires_at_is_accepted_as_a_float():
+    assert build_message(**text(expires_at=1_795_599_514)).expires_at == 1_795_599_514.0
+
+
+@pytest.mark.parametrize("url", ["http://[", "https://[::1", "http://[zz]/x"])
+def test_a_media_url_urlparse_cannot_read_is_refused_as_media_url(url):
+    assert rejected_field(**image(media_url=url)) == "media_url"
+
+
+@pytest.mark.parametrize("name", ["default_session", "max_body_bytes"])
+def test_a_field_named_like_a_setting_is_refused_never_taken_as_it(name):
+    """A request body passed as the mapping may hold any name: it is refused, not a
+    TypeError and not the setting (`default_session` must not choose the session)."""
+    with pytest.raises(InvalidMessage) as caught:
+        build_message({"to": PHONE, "text": "hi", name: "s-evil"}, default_session="s1",
+                      max_body_bytes=2048)
+
+    assert caught.value.field == name
+    assert caught.value.reason == "is a setting of zapa-bridge, not a field of a message"
+
+
+def test_the_request_as_a_mapping_builds_the_same_message_as_keywords():
+    assert build_message(text(), default_session="d") == build_message(**text())
+
+
+def test_a_field_given_both_in_the_mapping_and_as_a_keyword_is_refused():
+    with pytest.raises(InvalidMessage) as caught:
+        build_message(text(), text="again")
+
+    assert (caught.value.field, caught.value.reason) == ("text", "given twice")
+
+
+def test_check_field_names_passes_every_field_and_names_the_first_unknown():
+    check_field_names(FIELD_NAMES)
+    with pytest.raises(InvalidMessage) as caught:
+        check_field_names(["to", "zeta", "alpha"])
+
+    assert (caught.value.field, caught.value.reason) == ("alpha", "unknown field")
+
+
+ODD_VALUES = [HUGE, -HUGE, float("inf"), float("-inf"), float("nan"), 1e308, True, 0, -1, "",
+              " ", "\x00", "\ud800", "http://[", "..", "/", "x" * 5000, [1], [[[]]],
+              {"a": {"b": {}}}]
+KIND_BASES = [text(), image(), location(),
+              {"to": PHONE, "type": "document", "media_url": IMAGE_URL,
+               "file_name": "a.pdf", "session": "s1"},
+              {"to": PHONE, "type": "contact", "contact_name": "Ana",
+               "contact_number": PHONE, "session": "s1"}]
+
+
+@pytest.mark.parametrize("field", sorted(FIELD_NAMES))
+def test_any_json_value_in_any_field_is_a_message_or_invalid_message(field):
+    """What a JSON body can hold, in every field of every type: nothing but InvalidMessage
+    (a 422 over HTTP) ever comes out, so no input of a caller is a 500."""
+    for base in KIND_BASES:
+        for value in ODD_VALUES:
+            with contextlib.suppress(InvalidMessage):
+                build_message(base | {field: value}, default_session="d",
+                              max_body_bytes=102_400)

@@ -4,11 +4,15 @@ no REDIS_URL, talked to over HTTP and through the CLI, then stopped with a signa
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
 import signal
 import socket
 import subprocess
 import sys
+import termios
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +22,7 @@ import requests
 
 from tests.helpers import wait_until
 from zapa_bridge.devtools.embedded_redis import answers, free_port
+from zapa_bridge.devtools.local_stack import ROOT, LocalStack, next_steps
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +85,14 @@ class Stack:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def in_second_shell(self, command: str) -> subprocess.CompletedProcess[str]:
+        """`command` in a new shell that has nothing but the banner's export line."""
+        export = next(line.strip() for line in self.log().splitlines()
+                      if line.strip().startswith("export "))
+        return subprocess.run(["bash", "-c", f"{export}\n{command}"],
+                              env={"HOME": os.environ.get("HOME", "/"), "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=60)
 
     def _alive(self) -> None:
         if self.process.poll() is not None:
@@ -151,6 +164,12 @@ def test_stack_runs_the_whole_loop_from_the_readme_commands_and_ctrl_c_leaves_no
                            "default").stdout.strip()
     wait_until(lambda: '"status": "sent"' in stack.cli("status", message_id).stdout,
                timeout=30, what="the message to be sent")
+    # The banner's export line is all a second shell needs: check agrees with the processes.
+    check = stack.in_second_shell("zapa-bridge check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "configuration: ok" in check.stdout and "would refuse" not in check.stdout
+    assert "WEBHOOK_URL=" in check.stdout and "?token=" in check.stdout
+
     # beat schedules the reconciliation every second and the worker runs it against zapw
     wait_until(lambda: "zapa.reconcile" in stack.log() and "'bridge_reachable': True"
                in stack.log(), timeout=30, what="a reconcile run by beat and the worker")
@@ -164,3 +183,96 @@ def test_sigterm_to_the_stack_process_alone_stops_web_worker_beat_and_redis(stac
     assert len(stack.leftovers()) >= 9
     stack.process.send_signal(signal.SIGTERM)  # as `kill <pid>` or a supervisor would
     assert_nothing_left(stack)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("REDIS_URL", "ZAPW_URL", "ZAPA_ENV", "ZAPA_WEBHOOK_TOKEN",
+                          "ZAPA_ADMIN_TOKEN", "ZAPA_SPOOL_PATH", "ZAPA_DEFAULT_SESSION",
+                          "ZAPA_SESSIONS")}
+    return {**env, **extra}
+
+
+def test_ctrl_c_stops_everything_when_the_output_is_piped_through_tee(tmp_path):
+    """`scripts/stack 2>&1 | tee stack.log` in a terminal, then Ctrl-C: tee dies with the
+    stack, and nothing may keep running, the embedded Redis included."""
+    bind = f"127.0.0.1:{free_port()}"
+    log = tmp_path / "stack.log"
+    marker = uuid.uuid4().hex
+    env = clean_env(ZAPA_RECONCILE_INTERVAL="1", ZAPA_TEST_STACK=marker)
+    master, slave = pty.openpty()
+
+    def take_the_terminal() -> None:  # runs in the child, after setsid
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    shell = subprocess.Popen(
+        ["bash", "-c", f"scripts/stack --redis embedded --bind {bind} 2>&1 | tee {log}"],
+        cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        preexec_fn=take_the_terminal)
+    os.close(slave)
+    reader = threading.Thread(target=_drain, args=(master,), daemon=True)
+    reader.start()
+    try:
+        redis_url = wait_until(lambda: next((line.split()[1] for line in _read(log).splitlines()
+                                             if line.startswith("  redis")), None),
+                               timeout=120, what="the banner")
+        wait_until(lambda: _ready(bind), timeout=45, interval=0.2, what="GET /readyz 200")
+        assert len(processes_mentioning((), f"ZAPA_TEST_STACK={marker}")) >= 9
+        os.write(master, b"\x03")  # Ctrl-C at the terminal: SIGINT to bash, stack and tee
+        shell.wait(timeout=30)
+        wait_until(lambda: processes_mentioning((), f"ZAPA_TEST_STACK={marker}") == [],
+                   timeout=30, what="every process of the stack to stop")
+        assert not answers(redis_url)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(tuple(bind.split(":")), timeout=1).close()
+    finally:
+        for pid in processes_mentioning((), f"ZAPA_TEST_STACK={marker}"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os.close(master)
+
+
+def test_an_unreachable_redis_url_stops_the_stack_before_its_banner(tmp_path):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = subprocess.run([CLI, "stack", "--bind", f"127.0.0.1:{free_port()}"], cwd=tmp_path,
+                          env=clean_env(REDIS_URL=url), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"Error: REDIS_URL={url} does not answer: start Redis there, unset REDIS_URL to use "
+        "a local or embedded one, or pass --redis embedded"]
+
+
+def test_the_banner_and_the_readme_give_the_same_steps():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("It prints what runs where; then, in another shell:", 1)[1]
+    commands = block.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+    assert commands[0].startswith("export ")
+    assert commands[1:] == next_steps(simulated=True)
+
+
+def test_an_external_bridge_gets_no_default_session(redis_db):
+    local = LocalStack(simulate_bridge=False, env=clean_env(REDIS_URL=os.environ["REDIS_URL"]))
+    local.prepare()
+    assert "ZAPA_DEFAULT_SESSION" not in local.env
+    assert "ZAPA_DEFAULT_SESSION" not in local.export_line()
+    assert f"REDIS_URL={os.environ['REDIS_URL']}" in local.export_line()
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        while os.read(fd, 65536):
+            pass
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _ready(bind: str) -> bool:
+    try:
+        with requests.get(f"http://{bind}/readyz", timeout=0.5) as response:
+            return response.status_code == 200
+    except requests.RequestException:
+        return False

@@ -308,8 +308,8 @@ def test_unknown_event_type_is_ignored_counted_and_not_queued(app, post_event, r
              "timestamp": 1795599514484, "data": {"id": "x"}}
     answer = post_event(event)
     assert (answer.status_code, answer.json) == (200, {"status": "ignored"})
-    assert intake_of(app).stats() == {"chats.update:ignored": 1}
-    assert redis_db.hgetall(keys.WEBHOOK_STATS) == {"chats.update:ignored": "1"}
+    assert intake_of(app).stats() == {"other:ignored": 1}
+    assert redis_db.hgetall(keys.WEBHOOK_STATS) == {"other:ignored": "1"}
     assert redis_db.llen(EVENTS_QUEUE) == 0
 
 

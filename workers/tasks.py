@@ -60,9 +60,9 @@ class SendMessageTask(Task):
             # a queue would bypass priority routing: refuse rather than ignore them.
             raise InvalidMessage(option, "not supported by send_message; use priority=")
         settings = get_settings()
-        message = build_message(default_session=settings.default_session,
-                                max_body_bytes=settings.zapw_max_body_bytes,
-                                **_fields(args, kwargs))
+        message = build_message(_fields(args, kwargs),
+                                default_session=settings.default_session,
+                                max_body_bytes=settings.zapw_max_body_bytes)
         message_id = services().outbox.enqueue(message, task_id)
         return self.AsyncResult(message_id)
 
@@ -119,9 +119,12 @@ def send_failed(task: Task, error: redis.RedisError) -> dict[str, Any]:
 
 def retry_later(task: Task, countdown: float) -> NoReturn:
     """Celery's retry (a new message, same id); if it cannot be published, requeue this
-    delivery instead of acknowledging it."""
+    delivery instead of acknowledging it. The retry keeps the first message's redacted
+    argsrepr/kwargsrepr, so neither task events nor logs ever show the arguments."""
+    shown = getattr(task.request, "kwargsrepr", None) or repr({"retry_of": task.request.id})
     try:
-        raise task.retry(countdown=countdown, max_retries=None)
+        raise task.retry(countdown=countdown, max_retries=None, argsrepr="()",
+                         kwargsrepr=shown)
     except Retry:
         raise
     except Exception as exc:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from zapa_bridge.config import Settings, load_settings
 from zapa_bridge.devtools.embedded_redis import answers
 from zapa_bridge.devtools.local_stack import LocalStack, zapw_environment
-from zapa_bridge.errors import ConfigError, ZapaError
+from zapa_bridge.errors import ConfigError, InvalidMessage, QueueUnavailable, ZapaError
+from zapa_bridge.outbound.messages import MessageType, Priority
 from zapa_bridge.redaction import redact_url
+from zapa_bridge.session_ids import path_segment, session_id_problem
 
 if TYPE_CHECKING:
     from zapa_bridge.services import Services
@@ -21,7 +25,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@click.group()
+@click.group(name="zapa-bridge", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="zapa-bridge", prog_name="zapa-bridge")
 def main() -> None:
     """zapa-bridge: Celery integration between the zapw WhatsApp bridge and Zapa."""
 
@@ -63,35 +68,101 @@ def stack(bind: str, redis_mode: str, bridge_mode: str) -> None:
     local = LocalStack(bind=bind, embedded_redis=redis_mode == "embedded",
                        simulate_bridge=bridge_mode == "simulator")
     local.prepare()
+    problem = local.redis_problem()
+    if problem is not None:
+        raise click.ClickException(problem)
     click.echo(local.banner())
-    local.run()
-    click.echo("zapa-bridge local stack stopped")
+    status = local.run()
+    with contextlib.suppress(BrokenPipeError, OSError):
+        click.echo("zapa-bridge local stack stopped"
+                   + (f" (a process failed: exit {status})" if status else ""))
+    if status:
+        sys.exit(status)
+
+
+# Each field of a message, as the flag that sets it (errors name the flag).
+SEND_FLAGS = {"to": "--to", "text": "--text", "type": "--type", "session": "--session",
+              "from_number": "--from-number", "priority": "--priority",
+              "media_url": "--media-url", "media_base64": "--media-file", "caption": "--caption",
+              "file_name": "--file-name", "latitude": "--latitude", "longitude": "--longitude",
+              "name": "--name", "address": "--address", "contact_name": "--contact-name",
+              "contact_number": "--contact-number", "idempotency_key": "--idempotency-key",
+              "ttl": "--ttl"}
 
 
 @main.command()
 @click.option("--to", required=True, help="Recipient, digits in international form.")
 @click.option("--text", help="Text of a text message.")
-@click.option("--type", "kind", default="text", show_default=True)
+@click.option("--type", "kind", type=click.Choice([str(kind) for kind in MessageType]),
+              default="text", show_default=True)
 @click.option("--session", help="Bridge session to send through.")
 @click.option("--from-number", help="Send through the session with this phone number.")
-@click.option("--priority", default="default", show_default=True)
-@click.option("--media-url")
-@click.option("--caption")
-@click.option("--file-name")
-def send(to: str, text: str | None, kind: str, session: str | None, from_number: str | None,
-         priority: str, media_url: str | None, caption: str | None,
-         file_name: str | None) -> None:
+@click.option("--priority", type=click.Choice([str(level) for level in Priority]),
+              default="default", show_default=True)
+@click.option("--media-url", help="Media to send, by URL (image, video, audio, document).")
+@click.option("--media-file", type=click.File("rb"),
+              help="Media to send, from a file (sent base64-encoded).")
+@click.option("--caption", help="Caption of a media message.")
+@click.option("--file-name", help="File name of a document.")
+@click.option("--latitude", type=float, help="Location: latitude.")
+@click.option("--longitude", type=float, help="Location: longitude.")
+@click.option("--name", help="Location: the place's name.")
+@click.option("--address", help="Location: its address.")
+@click.option("--contact-name", help="Contact card: the name.")
+@click.option("--contact-number", help="Contact card: the number.")
+@click.option("--idempotency-key", help="Sends with the same key queue one message.")
+@click.option("--ttl", type=float, help="Seconds after which an unsent message expires.")
+def send(kind: str, media_file: BinaryIO | None, **fields: Any) -> None:
     """Queue one message and print its id."""
-    _settings()
+    settings = _settings()
     from workers.tasks import send_message
 
+    fields = {key: value for key, value in fields.items() if value is not None}
+    if media_file is not None:
+        fields["media_base64"] = base64.b64encode(media_file.read()).decode("ascii")
+    if "session" in fields:
+        _check_session(settings, fields["session"])
     try:
-        result = send_message.delay(to=to, text=text, type=kind, session=session,
-                                    from_number=from_number, priority=priority,
-                                    media_url=media_url, caption=caption, file_name=file_name)
+        result = send_message.delay(type=kind, **fields)
+    except InvalidMessage as exc:
+        flag = SEND_FLAGS.get(exc.field, exc.field)
+        raise click.ClickException(f"{flag}: {exc.reason}") from None
+    except QueueUnavailable as exc:
+        raise click.ClickException(
+            f"cannot reach Redis at REDIS_URL={redact_url(settings.redis_url)}: {exc}") from None
     except ZapaError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(result.id)
+
+
+def _check_session(settings: Settings, session: str) -> None:
+    """Refuse a session the bridge says it does not have (unless ZAPA_SESSIONS names it:
+    reconciliation creates it); warn when the bridge cannot say and zapa-bridge has never
+    seen the session."""
+    from contextlib import closing
+
+    from zapa_bridge.bridge.client import BridgeClient
+
+    problem = session_id_problem(session)
+    if problem is not None:
+        raise click.ClickException(f"--session: {problem}; nothing queued")
+    with closing(BridgeClient.from_settings(settings)) as client:
+        try:
+            on_bridge = sorted(info.id for info in client.list_sessions())
+        except ZapaError:
+            on_bridge = None
+    if on_bridge is not None and session not in on_bridge:
+        if session in settings.managed_sessions:
+            click.echo(f"warning: the bridge has no session {session!r} yet; it is in "
+                       "ZAPA_SESSIONS, so reconciliation creates it and the message waits "
+                       "held until it is connected", err=True)
+            return
+        known = ", ".join(on_bridge) or "none"
+        raise click.ClickException(f"--session: the bridge has no session {session!r} "
+                                   f"(it has: {known}); nothing queued")
+    if on_bridge is None and _services().sessions.get(session) is None:
+        click.echo(f"warning: the bridge at ZAPW_URL did not answer, and zapa-bridge has "
+                   f"never seen session {session!r}; queued anyway", err=True)
 
 
 @main.command()
@@ -126,6 +197,8 @@ def dead_letters_replay(message_id: str) -> None:
 
 
 @dead_letters.command(name="purge")
+@click.confirmation_option("--yes", prompt="Delete every outbound dead letter and its record?",
+                           help="Delete without asking.")
 def dead_letters_purge() -> None:
     click.echo(f"purged {_services().dead_letters.purge()}")
 
@@ -155,6 +228,8 @@ def inbound_dead_letters_replay(letter_id: str) -> None:
 
 
 @inbound_dead_letters.command(name="purge")
+@click.confirmation_option("--yes", prompt="Delete every inbound dead letter?",
+                           help="Delete without asking.")
 def inbound_dead_letters_purge() -> None:
     click.echo(f"purged {_services().inbound_dead_letters.purge()}")
 
@@ -213,6 +288,11 @@ def _check_bridge(settings: Settings) -> bool:
     return True
 
 
+SIMULATOR_URL = click.option(
+    "--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000",
+    help="The simulator's address (default: $ZAPW_URL, else http://127.0.0.1:3000).")
+
+
 @main.group()
 def simulate() -> None:
     """Play WhatsApp's side on the zapw simulator (its control API at ZAPW_URL)."""
@@ -227,8 +307,7 @@ def simulate() -> None:
 @click.option("--caption")
 @click.option("--file-name")
 @click.option("--group", help="A group id: the message comes from the group.")
-@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000",
-              show_default=True)
+@SIMULATOR_URL
 def simulate_inbound(session: str, sender: str, text: str | None, kind: str,
                      caption: str | None, file_name: str | None, group: str | None,
                      simulator_url: str) -> None:
@@ -236,27 +315,30 @@ def simulate_inbound(session: str, sender: str, text: str | None, kind: str,
     body = {key: value for key, value in {
         "type": kind, "sender": sender, "text": text, "caption": caption,
         "file_name": file_name, "group": group}.items() if value is not None}
-    _echo_json(_control(simulator_url, "POST", f"/_sim/sessions/{session}/inbound", body))
+    _echo_json(_control(simulator_url, "POST",
+                        f"/_sim/sessions/{_session_segment(session, '--session')}/inbound", body))
 
 
 @simulate.command(name="disconnect")
 @click.argument("session")
-@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000")
+@SIMULATOR_URL
 def simulate_disconnect(session: str, simulator_url: str) -> None:
     """Drop a session, as a phone going offline would."""
-    _echo_json(_control(simulator_url, "POST", f"/_sim/sessions/{session}/disconnect", {}))
+    _echo_json(_control(simulator_url, "POST",
+                        f"/_sim/sessions/{_session_segment(session)}/disconnect", {}))
 
 
 @simulate.command(name="connect")
 @click.argument("session")
-@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000")
+@SIMULATOR_URL
 def simulate_connect(session: str, simulator_url: str) -> None:
     """Bring a session back online."""
-    _echo_json(_control(simulator_url, "POST", f"/_sim/sessions/{session}/connect", {}))
+    _echo_json(_control(simulator_url, "POST",
+                        f"/_sim/sessions/{_session_segment(session)}/connect", {}))
 
 
 @simulate.command(name="sends")
-@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000")
+@SIMULATOR_URL
 def simulate_sends(simulator_url: str) -> None:
     """List what the simulator accepted to send."""
     _echo_json(_control(simulator_url, "GET", "/_sim/sends", None))
@@ -267,11 +349,19 @@ def simulate_sends(simulator_url: str) -> None:
               help="Seconds it refuses connections while it restores its sessions.")
 @click.option("--drop-sessions", is_flag=True,
               help="Lose the WhatsApp credentials too: no session comes back.")
-@click.option("--simulator-url", envvar="ZAPW_URL", default="http://127.0.0.1:3000")
+@SIMULATOR_URL
 def simulate_restart(downtime: float, drop_sessions: bool, simulator_url: str) -> None:
     """Restart the simulated zapw: sessions never scanned are gone, the others reconnect."""
     _echo_json(_control(simulator_url, "POST", "/_sim/restart",
                         {"downtime": downtime, "drop_sessions": drop_sessions}))
+
+
+def _session_segment(session: str, hint: str = "SESSION") -> str:
+    """The session of a simulate command, as a path segment of the simulator's control API."""
+    problem = session_id_problem(session)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint=hint)
+    return path_segment(session)
 
 
 def _control(base_url: str, method: str, path: str, body: dict[str, Any] | None) -> Any:

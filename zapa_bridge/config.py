@@ -11,11 +11,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zapa_bridge.errors import ConfigError
 from zapa_bridge.outbound.rate_spec import RateLimit, parse_rate, parse_session_rates, rate_for
+from zapa_bridge.session_ids import session_id_problem
 
 DAY = 24 * 3600
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # zapw parses bodies with Express's default limit; a larger one gets a bare 500, every time.
 DEFAULT_MAX_BODY_BYTES = 100 * 1024
+# A shared token is guessed online only as fast as the throttle lets; 32 characters of
+# `secrets.token_urlsafe` make that hopeless, one character makes it a matter of minutes.
+MIN_TOKEN_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -58,6 +62,11 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8000", alias="ZAPA_PUBLIC_URL")
 
     admin_token: SecretStr | None = Field(None, alias="ZAPA_ADMIN_TOKEN")
+    admin_session_hours: float = Field(12.0, gt=0, le=24 * 30, alias="ZAPA_ADMIN_SESSION_HOURS")
+    cookie_secure: bool | None = Field(None, alias="ZAPA_COOKIE_SECURE")
+    # Reverse proxies in front of the web process that append to X-Forwarded-For (and set
+    # X-Forwarded-Proto): the client address the throttles count by is taken from there.
+    trusted_proxies: int = Field(0, ge=0, le=5, alias="ZAPA_TRUSTED_PROXIES")
     sessions: str = Field("", alias="ZAPA_SESSIONS")
     health_interval: float = Field(30.0, gt=0, alias="ZAPA_HEALTH_INTERVAL")
     queue_depth_warn: int = Field(1000, ge=1, alias="ZAPA_QUEUE_DEPTH_WARN")
@@ -80,10 +89,27 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("default_session", "zapw_api_key", "webhook_token", "webhook_secret",
-                     "inbound_task", "admin_token", mode="before")
+                     "inbound_task", "admin_token", "cookie_secure", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("default_session")
+    @classmethod
+    def _default_session_id(cls, value: str | None) -> str | None:
+        problem = None if value is None else session_id_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("sessions")
+    @classmethod
+    def _session_ids(cls, value: str) -> str:
+        for name in (part.strip() for part in value.split(",")):
+            problem = session_id_problem(name) if name else None  # ",," names nothing
+            if problem is not None:
+                raise ValueError(f"session {name!r} {problem}")
+        return value
 
     @field_validator("webhook_secret")
     @classmethod
@@ -128,16 +154,35 @@ class Settings(BaseSettings):
         return self
 
     def require_webhook_auth(self) -> None:
-        """Refuse to serve webhooks unauthenticated anywhere but in development."""
+        """Refuse to serve webhooks unauthenticated anywhere but in development, or with a
+        short token in production."""
         if self.environment != "development" and not (self.webhook_token or self.webhook_secret):
             raise ConfigError({"ZAPA_WEBHOOK_TOKEN": "ZAPA_WEBHOOK_TOKEN or ZAPA_WEBHOOK_SECRET "
                                f"must be set when ZAPA_ENV is {self.environment}"})
+        self._require_long("ZAPA_WEBHOOK_TOKEN", self.webhook_token)
 
     def require_admin_token(self) -> None:
-        """Refuse to serve the admin API without a token anywhere but in development."""
+        """Refuse to serve the admin API without a token anywhere but in development, or
+        with a short one in production."""
         if self.environment != "development" and not self.admin_token:
             raise ConfigError({"ZAPA_ADMIN_TOKEN": f"must be set when ZAPA_ENV is "
                                                    f"{self.environment}"})
+        self._require_long("ZAPA_ADMIN_TOKEN", self.admin_token)
+
+    def _require_long(self, variable: str, token: SecretStr | None) -> None:
+        # Production only: the suite's own environment (`test`) runs with short tokens.
+        if self.environment == "production" and token is not None \
+                and len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ConfigError({variable: f"must be at least {MIN_TOKEN_LENGTH} characters when "
+                                         f"ZAPA_ENV is production (python -c 'import secrets; "
+                                         f"print(secrets.token_urlsafe(32))')"})
+
+    @property
+    def session_cookie_secure(self) -> bool:
+        """ZAPA_COOKIE_SECURE, else whether ZAPA_PUBLIC_URL is https."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.public_url.lower().startswith("https://")
 
     @property
     def managed_sessions(self) -> list[str]:

@@ -9,7 +9,13 @@ from __future__ import annotations
 import logging
 import re
 
-_BARE = re.compile(r"^[\w.:@*/+-]+$")
+_BARE = re.compile(r"[\w.:@*/+-]+")
+# Escaped in a quoted value: the quote, the backslash and every character that is not
+# printable (controls, line separators, bidi overrides; letters of any script stay). A value
+# from outside (a session id, an error text) then never ends the line, forges another with
+# `\r` or U+2028, or steers a terminal with ESC.
+_TO_ESCAPE = re.compile(r'["\\]|[^ -~]')
+_NAMED_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def line(event: str, **fields: object) -> str:
@@ -19,12 +25,25 @@ def line(event: str, **fields: object) -> str:
         if value is None:
             continue
         text = str(value)
-        parts.append(f"{key}={text}" if _BARE.match(text) else f'{key}="{_escape(text)}"')
+        parts.append(f"{key}={text}" if _BARE.fullmatch(text) else f'{key}="{_escape(text)}"')
     return " ".join(parts)
 
 
 def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return _TO_ESCAPE.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    if char.isprintable():  # a letter of any script: kept as it is
+        return char
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def configure(level: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, TypedDict, cast
-from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -29,6 +28,7 @@ from zapa_bridge.errors import (
     UnexpectedBridgeResponse,
 )
 from zapa_bridge.outbound.messages import OutboundMessage, encode_body
+from zapa_bridge.session_ids import path_segment
 
 # zapw blocks up to 30 s on create waiting for a QR, and ~15 s on a get that refreshes one.
 CREATE_SESSION_TIMEOUT = 35.0
@@ -141,21 +141,23 @@ class BridgeClient:
         return [SessionInfo.from_bridge(item) for item in data]
 
     def get_session(self, session_id: str) -> SessionInfo:
-        data = self._call("GET", f"/sessions/{_segment(session_id)}", session_id=session_id,
+        data = self._call("GET", _session_path(session_id), session_id=session_id,
                           timeout=GET_SESSION_TIMEOUT)
         return SessionInfo.from_bridge(data)
 
     def create_session(self, session_id: str | None = None) -> SessionInfo:
+        if session_id:
+            _session_path(session_id)  # a session no URL could reach is not made
         body = {"sessionId": session_id} if session_id else {}
         data = self._call("POST", "/sessions", body=encode_body(body), session_id=session_id,
                           timeout=CREATE_SESSION_TIMEOUT)
         return SessionInfo.from_bridge(data)
 
     def delete_session(self, session_id: str) -> None:
-        self._call("DELETE", f"/sessions/{_segment(session_id)}", session_id=session_id)
+        self._call("DELETE", _session_path(session_id), session_id=session_id)
 
     def send(self, session_id: str, message: OutboundMessage) -> SendReceipt:
-        data = self._call("POST", f"/sessions/{_segment(session_id)}/messages",
+        data = self._call("POST", _session_path(session_id, "/messages"),
                           body=message.bridge_payload(), session_id=session_id)
         if not isinstance(data, dict):
             raise UnexpectedBridgeResponse("send answer has no data object", status_code=200,
@@ -284,5 +286,11 @@ def _reason(exc: requests.ConnectionError) -> str:
     return type(exc).__name__
 
 
-def _segment(session_id: str) -> str:
-    return quote(str(session_id), safe="")
+def _session_path(session_id: str, tail: str = "") -> str:
+    """`/sessions/{id}{tail}` with the id percent-encoded. An id that would make another
+    path (`.` and `..`: `requests` drops or climbs them) is refused before anything is sent."""
+    try:
+        segment = path_segment(str(session_id))
+    except ValueError as exc:
+        raise BridgeInvalidRequest(str(exc), session_id=session_id) from None
+    return f"/sessions/{segment}{tail}"

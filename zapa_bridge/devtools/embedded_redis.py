@@ -66,8 +66,10 @@ class EmbeddedRedis:
                 "--dir", self.directory, "--save", "", "--daemonize", "no",
                 "--maxmemory-policy", "noeviction", "--loglevel", "warning",
                 "--appendonly", "yes" if self.persistent else "no"]
+        # A session of its own: a Ctrl-C at the terminal reaches the processes that use it,
+        # not Redis, which its owner stops last.
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
         self._wait_ready()
         return self
 

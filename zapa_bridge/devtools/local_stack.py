@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from zapa_bridge.config import DEFAULT_REDIS_URL, Settings, load_settings
 from zapa_bridge.devtools.embedded_redis import EmbeddedRedis, answers, free_port
+from zapa_bridge.redaction import redact_url
 from zapa_bridge.web.webhooks import WEBHOOK_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +42,18 @@ def zapw_environment(settings: Settings) -> list[str]:
     return lines
 
 
+def next_steps(simulated: bool) -> list[str]:
+    """What to try once the stack is up: the banner prints these, and README.md lists the
+    same (a test keeps them in step)."""
+    steps = [
+        "zapa-bridge simulate inbound --session default --from 5511988887777 --text hi",
+        "zapa-bridge simulate sends        # the echo handler's reply, as the simulator got it",
+    ] if simulated else ["zapa-bridge check                # the bridge, its key, Redis"]
+    return [*steps,
+            "zapa-bridge send --to 5511988887777 --text hello --session default",
+            "zapa-bridge status <id>           # queued -> sending -> sent, where it stops"]
+
+
 @dataclass
 class LocalStack:
     bind: str = "127.0.0.1:8000"
@@ -50,10 +66,9 @@ class LocalStack:
         """Fill in the environment every process gets; start Redis if it has to."""
         env = self.env
         env.setdefault("ZAPA_ENV", "development")
-        env.setdefault("ZAPA_DEFAULT_SESSION", SIMULATED_SESSION)
         env.setdefault("ZAPA_INBOUND_TASK", "zapa.echo")
         env.setdefault("ZAPA_WEBHOOK_TOKEN", secrets.token_urlsafe(24))
-        env.setdefault("ZAPA_ADMIN_TOKEN", secrets.token_urlsafe(18))
+        env.setdefault("ZAPA_ADMIN_TOKEN", secrets.token_urlsafe(24))
         env.setdefault("ZAPA_PUBLIC_URL", f"http://{self.bind}")
         env["ZAPA_WEB_BIND"] = self.bind
         # The Procfile's commands (gunicorn, celery) live beside this interpreter.
@@ -65,6 +80,29 @@ class LocalStack:
         if self.simulate_bridge:
             env["ZAPW_URL"] = f"http://127.0.0.1:{free_port()}"
             env.setdefault("ZAPA_SESSIONS", SIMULATED_SESSION)
+            env.setdefault("ZAPA_DEFAULT_SESSION", SIMULATED_SESSION)
+
+    def redis_problem(self) -> str | None:
+        """One line naming REDIS_URL and its address when it does not answer, else None."""
+        url = self.env["REDIS_URL"]
+        if answers(url):
+            return None
+        return (f"REDIS_URL={redact_url(url)} does not answer: start Redis there, unset "
+                "REDIS_URL to use a local or embedded one, or pass --redis embedded")
+
+    def shell_environment(self) -> dict[str, str]:
+        """What a second shell needs for the CLI to see this stack as its processes do."""
+        names = ("REDIS_URL", "ZAPW_URL", "ZAPW_API_KEY", "ZAPA_ENV", "ZAPA_PUBLIC_URL",
+                 "ZAPA_WEBHOOK_TOKEN", "ZAPA_ADMIN_TOKEN", "ZAPA_DEFAULT_SESSION",
+                 "ZAPA_SESSIONS", "ZAPA_INBOUND_TASK")
+        shown = {name: self.env[name] for name in names if self.env.get(name)}
+        shown["PATH"] = f"{Path(sys.executable).parent}:$PATH"
+        return shown
+
+    def export_line(self) -> str:
+        return "export " + " ".join(f"{name}={shlex.quote(value)}" if name != "PATH"
+                                    else f'PATH="{value}"'
+                                    for name, value in self.shell_environment().items())
 
     def settings(self) -> Settings:
         names = ("ZAPA_PUBLIC_URL", "ZAPA_WEBHOOK_TOKEN", "ZAPW_URL", "REDIS_URL")
@@ -91,8 +129,7 @@ class LocalStack:
         bridge_note = (f"zapw simulator; session '{SIMULATED_SESSION}' connects by itself"
                        if self.simulate_bridge else "zapw")
         zapw_lines = "\n".join(f"  {line}" for line in zapw_environment(self.settings()))
-        simulate = ("  zapa-bridge simulate inbound --session default --from 5511988887777 "
-                    "--text hi\n" if self.simulate_bridge else "")
+        steps = "".join(f"  {step}\n" for step in next_steps(self.simulate_bridge))
         return f"""zapa-bridge local stack
   redis   {env['REDIS_URL']}{redis_note}
   web     http://{bind}  (GET /healthz, /readyz, /metrics; POST {WEBHOOK_PATH})
@@ -105,28 +142,42 @@ class LocalStack:
 zapw's environment, to post its events here:
 {zapw_lines}
 
-In another shell (with .venv/bin on PATH):
-  export REDIS_URL={env['REDIS_URL']} ZAPW_URL={env.get('ZAPW_URL', '')}
-  zapa-bridge send --to 5511988887777 --text hello --session default
-{simulate}  zapa-bridge status <id>   # stops at sent: zapw reports no delivered or read
-Ctrl-C stops everything.
+In another shell:
+  {self.export_line()}
+{steps}Ctrl-C stops everything.
 """
 
     def run(self) -> int:
-        """Run until Ctrl-C (or SIGTERM); everything started is stopped on the way out."""
+        """Run until Ctrl-C (or SIGTERM); everything started is stopped on the way out, the
+        embedded Redis last. Returns 0 when stopped that way, else honcho's exit status
+        (a process of the stack ended on its own, and honcho stopped the rest).
+
+        honcho's output comes through this process, not straight to the terminal: when
+        whatever reads it goes away (`| tee` killed by the same Ctrl-C), the lines are
+        dropped here, and honcho never blocks on a broken pipe with its processes running.
+        """
         honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
         process = subprocess.Popen([honcho, "start", "-f", str(self.procfile()),
                                     "-d", str(ROOT)],
-                                   env=self.env, cwd=ROOT, start_new_session=True)
+                                   env=self.env, cwd=ROOT, start_new_session=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        relay = threading.Thread(target=_relay, args=(process.stdout,), daemon=True)
+        relay.start()
+
+        asked_to_stop = threading.Event()
 
         def forward(signum: int, _frame: object) -> None:
+            asked_to_stop.set()
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
         signal.signal(signal.SIGINT, forward)
         signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGHUP, forward)
         try:
-            return process.wait()
+            status = process.wait()
+            relay.join(5)
+            return 0 if asked_to_stop.is_set() else status
         finally:
             if self.redis is not None:
                 self.redis.close()
@@ -136,3 +187,19 @@ Ctrl-C stops everything.
     @staticmethod
     def procfile_path() -> Path:
         return STATE_DIR / f"Procfile.stack-{os.getpid()}"
+
+
+def _relay(source: IO[bytes] | None) -> None:
+    """Copy honcho's output to ours until it ends; once ours is gone, keep reading (so
+    honcho never blocks) and drop it."""
+    if source is None:
+        return
+    sink: IO[bytes] | None = sys.stdout.buffer
+    for chunk in iter(source.readline, b""):
+        if sink is None:
+            continue
+        try:
+            sink.write(chunk)
+            sink.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            sink = None

@@ -29,6 +29,11 @@ class WebhookAuthenticator:
         self._signer = Webhook(secret) if secret else None
         self.allow_unauthenticated = allow_unauthenticated and not (token or secret)
 
+    def decides_by_token(self, token: str | None) -> bool:
+        """Whether `verify` will settle on the URL token alone: the body is then not needed,
+        and need not be read before a wrong token is refused."""
+        return token is not None and self._token is not None
+
     def verify(self, *, token: str | None, headers: Mapping[str, str], body: bytes) -> str:
         """Returns how the request proved itself (`token`, `signature` or `open`)."""
         if token is not None and self._token is not None:

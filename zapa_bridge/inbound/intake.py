@@ -42,7 +42,7 @@ class Intake:
     def accept(self, event: WebhookEvent) -> str:
         """Returns `accepted`, `duplicate`, `ignored` (unknown type) or `spooled`."""
         if not event.known:
-            self._count(event.event_type, "ignored")
+            self._count(event.stats_type, "ignored")
             log.warning(line("webhook.ignored", event_type=event.event_type[:60],
                              session=event.session))
             return "ignored"
@@ -82,7 +82,7 @@ class Intake:
         return text(self._accept(keys=[keys.seen(event.dedupe_key()), message.queue,
                                        keys.WEBHOOK_STATS],
                                  args=[token, self.dedupe_ttl, message.payload,
-                                       event.event_type[:60], QUEUED_MARK]))
+                                       event.stats_type, QUEUED_MARK]))
 
     def _prepare(self, event: WebhookEvent) -> PreparedMessage:
         """The `handle_event` message of `event`, pushed in the call that deduplicates it."""
@@ -98,10 +98,10 @@ class Intake:
                          session=event.session))
         return "spooled"
 
-    def _count(self, event_type: str, outcome: str) -> None:
+    def _count(self, stats_type: str, outcome: str) -> None:
         # Counting must never fail an intake.
         with contextlib.suppress(redis.RedisError):
-            self.redis.hincrby(keys.WEBHOOK_STATS, f"{event_type[:60]}:{outcome}", 1)
+            self.redis.hincrby(keys.WEBHOOK_STATS, f"{stats_type}:{outcome}", 1)
 
     def stats(self) -> dict[str, int]:
         counts = text_hash(self.redis.hgetall(keys.WEBHOOK_STATS))

@@ -19,12 +19,19 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from zapa_bridge.inbound.dead_letters import INBOUND_DEAD_COUNTER, InboundDeadLetters
+from zapa_bridge.inbound.events import KNOWN_EVENTS, OTHER_EVENTS
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.outbound.status_store import Increment
 from zapa_bridge.store import keys
 from zapa_bridge.store.broker import BrokerLayout
 from zapa_bridge.store.replies import text_hash
+
+# Every label set of /metrics is bounded: a label taken from data (a session id) keeps its
+# largest values and sums the rest under OTHER_LABEL.
+MAX_LABEL_VALUES = 100
+OTHER_LABEL = "other"
+WEBHOOK_OUTCOMES = frozenset({"accepted", "duplicate", "ignored"})
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -108,9 +115,8 @@ class RedisCollector(Collector):
 
         webhooks = CounterMetricFamily("zapa_webhooks", "Webhook events by type and outcome",
                                        labels=["event_type", "outcome"])
-        for field, value in sorted(text_hash(self.redis.hgetall(keys.WEBHOOK_STATS)).items()):
-            event_type, _, outcome = field.rpartition(":")
-            webhooks.add_metric([event_type, outcome], float(value))
+        for (event_type, outcome), count in sorted(self._webhook_counts().items()):
+            webhooks.add_metric([event_type, outcome], count)
         yield webhooks
 
         yield self._latency()
@@ -127,7 +133,7 @@ class RedisCollector(Collector):
 
         held = GaugeMetricFamily("zapa_held_messages", "Messages held for offline sessions",
                                  labels=["session"])
-        for session, count in HeldMessages(self.redis).counts().items():
+        for session, count in bounded_by_label(HeldMessages(self.redis).counts()).items():
             held.add_metric([session], count)
         yield held
         yield GaugeMetricFamily("zapa_deferred_messages",
@@ -145,6 +151,18 @@ class RedisCollector(Collector):
                                 "1 when the last health check reached the bridge",
                                 value=self._bridge_up())
 
+    def _webhook_counts(self) -> dict[tuple[str, str], float]:
+        """By (type, outcome); types we do not handle under one label, including those
+        counted by their own names before that label existed."""
+        counts: dict[tuple[str, str], float] = {}
+        for field, value in text_hash(self.redis.hgetall(keys.WEBHOOK_STATS)).items():
+            event_type, _, outcome = field.rpartition(":")
+            if event_type not in KNOWN_EVENTS or outcome not in WEBHOOK_OUTCOMES:
+                event_type, outcome = OTHER_EVENTS, outcome if outcome in WEBHOOK_OUTCOMES \
+                    else "ignored"
+            counts[event_type, outcome] = counts.get((event_type, outcome), 0.0) + float(value)
+        return counts
+
     def _latency(self) -> Metric:
         raw = self.redis.hgetall(keys.METRICS_SEND_LATENCY)
         buckets, running = [], 0.0
@@ -161,3 +179,14 @@ class RedisCollector(Collector):
             return 0.0
         bridge = json.loads(raw).get("components", {}).get("bridge", {})
         return 1.0 if bridge.get("status") in ("healthy", "degraded") else 0.0
+
+
+def bounded_by_label(counts: dict[str, int]) -> dict[str, float]:
+    """`counts` with at most `MAX_LABEL_VALUES` labels: the largest kept, the rest summed
+    under `OTHER_LABEL`."""
+    if len(counts) <= MAX_LABEL_VALUES:
+        return {label: float(count) for label, count in counts.items()}
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    kept = {label: float(count) for label, count in ranked[:MAX_LABEL_VALUES - 1]}
+    kept[OTHER_LABEL] = float(sum(count for _, count in ranked[MAX_LABEL_VALUES - 1:]))
+    return kept

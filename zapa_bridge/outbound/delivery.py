@@ -333,7 +333,7 @@ class Deliverer:
                                                         InvalidMessage | None]:
         try:
             # A body over zapw's limit would be refused on every attempt: a dead letter now.
-            return build_message(max_body_bytes=self.client.max_body_bytes, **fields), None
+            return build_message(fields, max_body_bytes=self.client.max_body_bytes), None
         except InvalidMessage as exc:
             return None, exc
 

@@ -12,19 +12,22 @@ import enum
 import json
 import math
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlparse
 
 from zapa_bridge.errors import InvalidMessage
+from zapa_bridge.session_ids import session_id_problem
 
 MAX_TEXT_CHARS = 4096
 MAX_MEDIA_BYTES = 16 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
 PHONE_MIN_DIGITS = 8
 PHONE_MAX_DIGITS = 15
-MAX_SESSION_ID_CHARS = 100
 MAX_IDEMPOTENCY_KEY_CHARS = 200
+# Epoch seconds before 2286: a larger `expires_at` is a mistake (milliseconds, most often).
+MAX_EXPIRES_AT = 10**10
 
 
 class MessageType(enum.StrEnum):
@@ -150,19 +153,43 @@ def encode_body(body: dict[str, Any]) -> bytes:
 
 # `ttl` is turned into `expires_at` when the message is built.
 FIELD_NAMES = frozenset(f.name for f in fields(OutboundMessage)) | {"ttl"}
+# The settings `build_message` takes beside the fields: a request naming one is refused,
+# never taken as the setting.
+SETTING_NAMES = frozenset({"default_session", "max_body_bytes"})
 
 
-def build_message(default_session: str | None = None, max_body_bytes: int | None = None,
+def check_field_names(names: Iterable[str]) -> None:
+    """Refuse a name that is not a field of a send request (`InvalidMessage` naming it).
+
+    An edge holding a request body calls this before passing the body on as keyword
+    arguments, where a field named like a parameter would be a `TypeError` instead."""
+    unknown = sorted(set(names) - FIELD_NAMES, key=str)
+    if not unknown:
+        return
+    name = str(unknown[0])
+    if name in SETTING_NAMES:
+        raise InvalidMessage(name, "is a setting of zapa-bridge, not a field of a message")
+    raise InvalidMessage(name, "unknown field")
+
+
+def build_message(request: Mapping[str, Any] | None = None, /, *,
+                  default_session: str | None = None, max_body_bytes: int | None = None,
                   **given: Any) -> OutboundMessage:
     """Validate a send request and return the message, or raise `InvalidMessage`.
 
+    The request's fields come as the mapping `request`, or as keyword arguments from
+    trusted code. Pass untrusted fields (a body, a task's kwargs) as the mapping: one
+    named like a setting below is then refused, where `**fields` would raise `TypeError`.
     `default_session` is used when the request names neither `session` nor `from_number`.
     `max_body_bytes` (ZAPW_MAX_BODY_BYTES) refuses a message whose zapw body would be larger,
     since zapw could never accept it; None leaves the size unchecked.
     """
-    unknown = sorted(set(given) - FIELD_NAMES)
-    if unknown:
-        raise InvalidMessage(unknown[0], "unknown field")
+    if request is not None:
+        twice = sorted(set(request) & set(given), key=str)
+        if twice:
+            raise InvalidMessage(str(twice[0]), "given twice")
+        given = {**request, **given}
+    check_field_names(given)
     values = {key: value for key, value in given.items() if value is not None}
 
     to = _phone(values.get("to"), "to")
@@ -235,17 +262,29 @@ def _expiry(values: dict[str, Any]) -> float | None:
     if "ttl" in values and "expires_at" in values:
         raise InvalidMessage("ttl", "give either ttl or expires_at, not both")
     if "ttl" in values:
-        ttl = values["ttl"]
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < 10**9:
-            raise InvalidMessage("ttl", "must be a positive number of seconds")
-        return time.time() + float(ttl)
-    expires_at = values.get("expires_at")
-    if expires_at is None:
+        ttl = _number(values["ttl"])
+        if ttl is None or not 0 < ttl < 10**9:
+            raise InvalidMessage("ttl", "must be a positive number of seconds, under 10**9")
+        return time.time() + ttl
+    if "expires_at" not in values:
         return None
-    if (isinstance(expires_at, bool) or not isinstance(expires_at, int | float)
-            or not math.isfinite(expires_at) or expires_at <= 0):
-        raise InvalidMessage("expires_at", "must be a time in epoch seconds")
-    return float(expires_at)
+    expires_at = _number(values["expires_at"])
+    if expires_at is None or not 0 < expires_at < MAX_EXPIRES_AT:
+        raise InvalidMessage("expires_at", f"must be a time in epoch seconds (positive, under "
+                                           f"{MAX_EXPIRES_AT})")
+    return expires_at
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as a finite float, or None: not a number (a bool is not one), not
+    finite, or an integer too large for any float (`float()` raises `OverflowError`)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _sender(values: dict[str, Any], default_session: str | None) -> tuple[str | None, str | None]:
@@ -261,12 +300,10 @@ def _sender(values: dict[str, Any], default_session: str | None) -> tuple[str | 
 
 
 def _session_id(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidMessage("session", "must be a non-empty string")
-    if len(value) > MAX_SESSION_ID_CHARS or "/" in value or not value.isprintable():
-        raise InvalidMessage("session", f"must be printable, without '/', at most "
-                                        f"{MAX_SESSION_ID_CHARS} characters")
-    return value
+    problem = session_id_problem(value)
+    if problem is not None:
+        raise InvalidMessage("session", problem)
+    return str(value)
 
 
 def _phone(value: Any, field: str) -> str:
@@ -319,8 +356,7 @@ def _media(values: dict[str, Any], kind: MessageType) -> dict[str, Any]:
         raise InvalidMessage("media_base64", "give media_url or media_base64, not both")
     content: dict[str, Any] = {"caption": _text(values.get("caption"), "caption", required=False)}
     if url is not None:
-        parsed = urlparse(url) if isinstance(url, str) else None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        if not _is_web_url(url):
             raise InvalidMessage("media_url", "must be an http or https URL")
         content["media_url"] = url
     else:
@@ -328,6 +364,16 @@ def _media(values: dict[str, Any], kind: MessageType) -> dict[str, Any]:
     if kind is MessageType.DOCUMENT:
         content["file_name"] = _text(values.get("file_name"), "file_name", required=True)
     return content
+
+
+def _is_web_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parsed = urlparse(value)
+    except ValueError:  # "http://[": an IPv6 host never closed
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
 def _base64(value: Any, kind: MessageType) -> str:
@@ -350,6 +396,7 @@ def _coordinate(value: Any, field: str, limit: int) -> float:
         raise InvalidMessage(field, "is required")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidMessage(field, "must be a number")
-    if not math.isfinite(value) or not -limit <= value <= limit:
+    number = _number(value)
+    if number is None or not -limit <= number <= limit:
         raise InvalidMessage(field, f"must be between -{limit} and {limit}")
-    return float(value)
+    return number

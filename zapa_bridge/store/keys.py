@@ -123,3 +123,13 @@ def inbound_dead(letter_id: str) -> str:
 def worker(hostname: str) -> str:
     """String: a worker's heartbeat."""
     return f"{PREFIX}workers:" + part(hostname)
+
+
+def admin_session(session_digest: str) -> str:
+    """String: an admin page session, by the SHA-256 of the id its cookie holds."""
+    return f"{PREFIX}admin-session:" + part(session_digest)
+
+
+def auth_failures(scope: str, address: str) -> str:
+    """Counter: failed credential checks of one client address in one scope, this window."""
+    return f"{PREFIX}auth-failures:" + join(scope, address)

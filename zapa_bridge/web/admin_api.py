@@ -1,13 +1,20 @@
-"""The operators' JSON API under `/api/v1/integration/`, behind `Bearer $ZAPA_ADMIN_TOKEN`."""
+"""The operators' JSON API under `/api/v1/integration/`, behind `Bearer $ZAPA_ADMIN_TOKEN`.
+
+Wrong tokens are throttled per client address (`throttle`, shared with the admin page's
+sign-in). A body is read only after the token check; `POST messages` reads at most what
+zapw could be sent (`send_request_limit`).
+"""
 
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from typing import Any
 
 import redis
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from zapa_bridge.errors import (
     BridgeError,
@@ -17,9 +24,19 @@ from zapa_bridge.errors import (
     SessionAlreadyExists,
     SessionNotFound,
 )
+from zapa_bridge.logs import line
+from zapa_bridge.outbound.messages import check_field_names
+from zapa_bridge.session_ids import session_id_problem
+from zapa_bridge.web import throttle
 from zapa_bridge.web.api_errors import ApiError
 
+log = logging.getLogger("zapa.web.admin_api")
+
 admin_api = Blueprint("admin_api", __name__, url_prefix="/api/v1/integration")
+
+# What a send request may carry beyond zapw's body: our own fields (session, priority,
+# idempotency key, ttl), longer field names, the client's whitespace and escapes.
+SEND_REQUEST_ALLOWANCE = 4096
 
 
 def web() -> Any:
@@ -35,11 +52,21 @@ def token_matches(given: str | None) -> bool:
 
 
 @admin_api.before_request
-def require_admin_token() -> None:
-    header = request.headers.get("Authorization", "")
-    given = header[7:] if header.startswith("Bearer ") else None
-    if not token_matches(given):
-        raise ApiError(401, "unauthorized", "Authorization: Bearer <ZAPA_ADMIN_TOKEN> required")
+def require_admin_token() -> Response | None:
+    if web().admin_token is None:
+        return None  # development without a token: open, nothing to guess
+    # Blocked first: while an address is blocked, even the right token is refused.
+    throttle.refuse_if_blocked(throttle.ADMIN)
+    header = request.headers.get("Authorization")
+    given = header[7:] if header is not None and header.startswith("Bearer ") else None
+    if token_matches(given):
+        return None
+    if header is not None:  # a request with no credentials at all guesses nothing
+        log.warning(line("admin_api.refused", remote=throttle.client_address()))
+        retry_after = throttle.record_failure(throttle.ADMIN)
+        if retry_after is not None:
+            return throttle.too_many_failures(retry_after)
+    raise ApiError(401, "unauthorized", "Authorization: Bearer <ZAPA_ADMIN_TOKEN> required")
 
 
 @admin_api.get("/health")
@@ -80,13 +107,14 @@ def list_sessions() -> Any:
 
 @admin_api.post("/sessions")
 def create_session() -> Any:
-    body = request.get_json(silent=True) or {}
+    body = _json_body()
     session_id = body.get("session_id") if isinstance(body, dict) else None
-    if session_id is not None and (not isinstance(session_id, str) or "/" in session_id):
-        raise ApiError(422, "invalid_request", "session_id must be a string without '/'",
-                       field="session_id")
+    if session_id == "":
+        session_id = None  # as absent: the bridge picks the id
+    if session_id is not None:
+        _check_session_id(session_id)
     try:
-        info = web().core.bridge.create_session(session_id or None)
+        info = web().core.bridge.create_session(session_id)
     except SessionAlreadyExists as exc:
         raise ApiError(409, "session_exists", exc.message) from None
     except BridgeError as exc:
@@ -96,6 +124,7 @@ def create_session() -> Any:
 
 @admin_api.delete("/sessions/<session_id>")
 def delete_session(session_id: str) -> Any:
+    _check_session_id(session_id)
     core = web().core
     try:
         core.bridge.delete_session(session_id)
@@ -119,13 +148,13 @@ def get_message(message_id: str) -> Any:
 
 @admin_api.post("/messages")
 def send() -> Any:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    body = _send_request()
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         body = {**body, "idempotency_key": key}
     try:
+        # Before the body becomes keyword arguments, where `default_session` would clash.
+        check_field_names(body)
         result = web().send_message.apply_async(kwargs=body)
     except InvalidMessage as exc:
         raise ApiError(422, "invalid_message", str(exc), field=exc.field) from None
@@ -185,6 +214,49 @@ def replay_inbound(letter_id: str) -> Any:
 @admin_api.delete("/inbound-dead-letters")
 def purge_inbound() -> Any:
     return jsonify({"purged": web().core.inbound_dead_letters.purge()})
+
+
+def send_request_limit() -> int:
+    """The largest `POST messages` body read: zapw's own limit (ZAPW_MAX_BODY_BYTES), which
+    the message's zapw body must fit anyway, plus `SEND_REQUEST_ALLOWANCE`."""
+    return int(web().core.settings.zapw_max_body_bytes) + SEND_REQUEST_ALLOWANCE
+
+
+def _send_request() -> dict[str, Any]:
+    limit = send_request_limit()
+    request.max_content_length = limit  # this route's limit, not the app's (webhooks')
+    size = request.content_length
+    if size is not None and size > limit:
+        raise _too_large(f"{size} bytes", limit)
+    try:
+        body = _json_body()
+    except RequestEntityTooLarge:  # no Content-Length, and the stream ran over
+        raise _too_large(f"over {limit} bytes", limit) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def _too_large(size: str, limit: int) -> ApiError:
+    return ApiError(413, "request_entity_too_large",
+                    f"the request body is {size}; a send takes at most {limit} "
+                    f"(ZAPW_MAX_BODY_BYTES, the largest body zapw accepts, plus "
+                    f"{SEND_REQUEST_ALLOWANCE}): send large media by media_url")
+
+
+def _json_body() -> Any:
+    """The request's JSON, or None when it is not JSON. A body nested too deep for the
+    decoder is a 400, never a 500."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        raise ApiError(400, "too_deep", "the body nests too deeply to be read") from None
+
+
+def _check_session_id(value: object) -> None:
+    problem = session_id_problem(value)
+    if problem is not None:
+        raise ApiError(422, "invalid_request", f"session_id {problem}", field="session_id")
 
 
 def _page() -> tuple[int, int]:

@@ -1,10 +1,13 @@
 """The operators' admin page under `/admin/`: server-rendered, behind the admin token.
 
-Signing in stores a flag in Flask's signed session cookie. The signing key is derived from
-the admin token (`session_secret`), so every gunicorn process agrees on it and a new token
-signs everyone out. Every form that changes something carries a CSRF token kept in the
-session. Each section of the dashboard is read on its own: one that cannot be read (Redis or
-the bridge down) says why, and the rest of the page still shows.
+Signing in starts a session kept in Redis (`RedisSessions`): the cookie holds only a random
+id, so a cookie cannot be forged from anything, and signing out deletes the session where
+it lives. A session lasts `ZAPA_ADMIN_SESSION_HOURS` from its sign-in and remembers a
+fingerprint of the admin token it was made with: a new token ends every session. Failed
+sign-ins are throttled per client address (`throttle`). Every form that changes something
+carries a CSRF token kept in the session. Each section of the dashboard is read on its own:
+one that cannot be read (Redis or the bridge down) says why, and the rest of the page still
+shows. The page has no JavaScript, and its headers say so (`page_headers`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
@@ -26,21 +30,27 @@ from flask import (
     Blueprint,
     Flask,
     Request,
+    Response,
     flash,
     redirect,
     render_template,
     request,
+    send_from_directory,
     session,
     url_for,
 )
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.json.tag import TaggedJSONSerializer
+from flask.sessions import SecureCookieSession, SessionInterface
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from zapa_bridge.errors import BridgeError, NotADeadLetter, QueueUnavailable
 from zapa_bridge.inbound.dead_letters import InboundDeadLetter
+from zapa_bridge.logs import line
 from zapa_bridge.ops.health import HealthChecker, HealthSnapshot
 from zapa_bridge.outbound.status_store import MessageRecord
 from zapa_bridge.redaction import mask_phone
+from zapa_bridge.store import keys
+from zapa_bridge.web import throttle
 from zapa_bridge.web.admin_api import token_matches, web
 
 log = logging.getLogger("zapa.web.admin")
@@ -49,6 +59,8 @@ admin_page = Blueprint("admin_page", __name__, url_prefix="/admin",
                        template_folder="templates", static_folder="static/admin",
                        static_url_path="/static")
 
+STATIC = Path(__file__).parent / "static"
+SESSION_COOKIE = "zapa_admin"
 SIGNED_IN = "admin"
 CSRF = "csrf"
 DEAD_LETTER_LIMIT = 50
@@ -58,25 +70,130 @@ RECENT_LIMIT = 20
 REFRESH_SECONDS = 10
 QR_WAITING = "qr_waiting"
 _PNG_DATA_URL = re.compile(r"data:image/png;base64,[A-Za-z0-9+/]+={0,2}")
+# No scripts at all; styles only from our stylesheet; images ours or the QR's data: URL.
+CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self' data:; "
+                           "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 T = TypeVar("T")
 
 
-def session_secret(admin_token: str | None) -> bytes:
-    """The key that signs session cookies; a fixed one when no token is set (page open)."""
+# -- sessions in Redis ---------------------------------------------------------------------
+
+def token_fingerprint(admin_token: str | None) -> str:
+    """What a session remembers of the token it was made with (not the token)."""
     material = admin_token.encode() if admin_token is not None else b"\0development"
-    return hashlib.sha256(b"zapa-admin-session:" + material).digest()
+    return hashlib.sha256(b"zapa-admin-session:" + material).hexdigest()
 
 
-class CookieSessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, except that a request without cookies (every
-    webhook) gets its empty session without Flask building the cookie signer and parsing
-    the headers for it first."""
+class AdminSession(SecureCookieSession):
+    """A session's data, with the id its cookie holds and when it ends."""
 
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if app.secret_key and "HTTP_COOKIE" not in request.environ:
-            return self.session_class()
-        return super().open_session(app, request)
+    def __init__(self, initial: dict[str, Any] | None = None, *, sid: str | None = None,
+                 expires_at: float = 0.0, stale: bool = False) -> None:
+        super().__init__(initial)
+        self.sid = sid
+        self.expires_at = expires_at
+        self.stale = stale  # the browser sent an id that no longer names a session
+        self.renew = False  # a fresh id at the end of this request (sign-in, sign-out)
+
+
+class RedisSessions(SessionInterface):
+    """Sessions stored in Redis under the SHA-256 of a random id; the cookie holds the id.
+
+    A session lasts `app.permanent_session_lifetime` from when its id was issued; it dies
+    with its key, on sign-out, and when the admin token it was made with is replaced. A
+    request that sends no cookie (every webhook, every API call) never touches Redis."""
+
+    serializer = TaggedJSONSerializer()
+
+    def __init__(self, client: redis.Redis, fingerprint: str) -> None:
+        self._redis = client
+        self._fingerprint = fingerprint
+
+    def open_session(self, app: Flask, request: Request) -> AdminSession:
+        sid = request.cookies.get(self.get_cookie_name(app)) \
+            if "HTTP_COOKIE" in request.environ else None
+        if not sid:
+            return AdminSession()
+        try:
+            raw = self._redis.get(keys.admin_session(_digest(sid)))
+        except redis.RedisError as exc:
+            log.warning(line("admin.session_unreadable", error=type(exc).__name__))
+            return AdminSession()
+        record = _record(raw)
+        if not isinstance(record, dict) or record.get("fingerprint") != self._fingerprint \
+                or float(record.get("expires_at", 0)) <= time.time():
+            return AdminSession(sid=sid, stale=True)
+        return AdminSession(record.get("data") or {}, sid=sid,
+                            expires_at=float(record["expires_at"]))
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        assert isinstance(session, AdminSession)
+        if session.accessed:
+            response.vary.add("Cookie")
+        if session.sid and (session.renew or session.stale or not session):
+            self._forget(session.sid)
+            if not session:
+                self._drop_cookie(app, response)
+                return
+        if not session:
+            return
+        if session.renew or session.stale or not session.sid:
+            session.sid = secrets.token_urlsafe(32)
+            session.expires_at = time.time() + app.permanent_session_lifetime.total_seconds()
+        elif not session.modified:
+            return
+        remaining_ms = int((session.expires_at - time.time()) * 1000)
+        if remaining_ms <= 0:
+            self._drop_cookie(app, response)
+            return
+        record = {"data": dict(session), "fingerprint": self._fingerprint,
+                  "expires_at": session.expires_at}
+        try:
+            self._redis.set(keys.admin_session(_digest(session.sid)),
+                            self.serializer.dumps(record), px=remaining_ms)
+        except redis.RedisError as exc:  # the page was answered; the session is not kept
+            log.warning(line("admin.session_not_saved", error=type(exc).__name__))
+            self._drop_cookie(app, response)
+            return
+        response.set_cookie(
+            self.get_cookie_name(app), session.sid,
+            expires=datetime.fromtimestamp(session.expires_at, tz=UTC),
+            path=self.get_cookie_path(app), domain=self.get_cookie_domain(app),
+            secure=self.get_cookie_secure(app), httponly=self.get_cookie_httponly(app),
+            samesite=self.get_cookie_samesite(app))
+
+    def _forget(self, sid: str) -> None:
+        try:
+            self._redis.delete(keys.admin_session(_digest(sid)))
+        except redis.RedisError as exc:  # it still ends when its key expires
+            log.warning(line("admin.session_not_deleted", error=type(exc).__name__))
+
+    def _drop_cookie(self, app: Flask, response: Response) -> None:
+        response.delete_cookie(
+            self.get_cookie_name(app), path=self.get_cookie_path(app),
+            domain=self.get_cookie_domain(app), secure=self.get_cookie_secure(app),
+            httponly=self.get_cookie_httponly(app), samesite=self.get_cookie_samesite(app))
+
+
+def _record(raw: bytes | str | None) -> Any:
+    """A stored session's record; None for a missing or unreadable one."""
+    if not raw:
+        return None
+    try:
+        return RedisSessions.serializer.loads(raw if isinstance(raw, str) else raw.decode())
+    except ValueError:  # not JSON, not UTF-8, or a tag Flask does not know
+        return None
+
+
+def _digest(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 # -- sign-in and CSRF ----------------------------------------------------------------------
@@ -107,6 +224,13 @@ def check_csrf() -> None:
                          "try again.")
 
 
+def renew_session() -> None:
+    """Nothing from before survives: the old id is deleted and a new one issued."""
+    session.clear()
+    if isinstance(session, AdminSession):
+        session.renew = True
+
+
 @admin_page.context_processor
 def page_globals() -> dict[str, Any]:
     return {"csrf_token": csrf_token, "token_required": web().admin_token is not None}
@@ -115,6 +239,21 @@ def page_globals() -> dict[str, Any]:
 @admin_page.errorhandler(HTTPException)
 def page_error(error: HTTPException) -> Any:
     return render_template("admin/error.html", error=error), error.code or 500
+
+
+@admin_page.after_request
+def page_headers(response: Response) -> Response:
+    response.headers.update(PAGE_HEADERS)
+    if request.endpoint != "admin_page.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def favicon() -> Response:
+    """`/favicon.ico`, so browsers get an icon rather than a 404 (registered by the app)."""
+    response = send_from_directory(STATIC, "favicon.ico", mimetype="image/vnd.microsoft.icon",
+                                   max_age=86400)
+    return response
 
 
 # -- views ---------------------------------------------------------------------------------
@@ -128,13 +267,29 @@ def login_form() -> Any:
 
 @admin_page.post("/login")
 def login() -> Any:
-    if not token_matches(request.form.get("token")):
-        log.warning("admin page: sign-in with a wrong token from %s", request.remote_addr)
-        return render_template("admin/login.html",
-                               error="That is not the admin token."), 401
-    session.clear()  # nothing from before the sign-in survives it
+    address = throttle.client_address()
+    retry_after = throttle.current().blocked(throttle.ADMIN, address)
+    if retry_after is None and not token_matches(request.form.get("token")):
+        log.warning(line("admin.sign_in_refused", remote=address))
+        retry_after = throttle.current().failed(throttle.ADMIN, address)
+        if retry_after is None:
+            return render_template("admin/login.html",
+                                   error="That is not the admin token."), 401
+    if retry_after is not None:
+        return render_template("admin/login.html", error=(
+            f"Too many wrong tokens from this address: try again in {retry_after} s.")), \
+            429, {"Retry-After": str(retry_after)}
+    renew_session()
     session[SIGNED_IN] = True
     session[CSRF] = secrets.token_urlsafe(32)
+    try:
+        web().core.redis.ping()  # the session is kept there: say so now, not after a loop
+    except redis.RedisError as exc:
+        log.error(line("admin.sign_in_unavailable", error=type(exc).__name__))
+        session.clear()
+        return render_template("admin/login.html", error=(
+            "Sessions are kept in Redis, which did not answer: sign-in is impossible until "
+            "it does.")), 503
     return redirect(url_for(".dashboard"))
 
 
@@ -142,7 +297,7 @@ def login() -> Any:
 def logout() -> Any:
     if session.get(SIGNED_IN):
         check_csrf()
-    session.clear()
+    renew_session()
     flash("Signed out.", "ok")
     return redirect(url_for(".login_form"))
 

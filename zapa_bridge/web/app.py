@@ -6,9 +6,11 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from zapa_bridge import logs
 from zapa_bridge.bridge.reconcile import ReconcileReport
@@ -18,11 +20,19 @@ from zapa_bridge.inbound.auth import WebhookAuthenticator
 from zapa_bridge.inbound.intake import Intake
 from zapa_bridge.ops.health import HealthChecker
 from zapa_bridge.services import Services
+from zapa_bridge.web import throttle
 from zapa_bridge.web.admin_api import admin_api
-from zapa_bridge.web.admin_page import CookieSessions, admin_page, session_secret
+from zapa_bridge.web.admin_page import (
+    SESSION_COOKIE,
+    RedisSessions,
+    admin_page,
+    favicon,
+    token_fingerprint,
+)
 from zapa_bridge.web.api_errors import register_error_handlers
 from zapa_bridge.web.metrics_view import metrics_view
 from zapa_bridge.web.probes import probes
+from zapa_bridge.web.serving import RequestBodyGuard, body_timeout
 from zapa_bridge.web.spool_drainer import SpoolDrainer
 from zapa_bridge.web.webhooks import webhooks
 
@@ -71,14 +81,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     settings.require_webhook_auth()
     settings.require_admin_token()
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    # The session key follows from the admin token, so every gunicorn process agrees on it.
-    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.webhook_max_bytes,
-                            SECRET_KEY=session_secret(admin_token),
-                            SESSION_COOKIE_SAMESITE="Lax")
+    # Admin sessions live in Redis (the cookie holds a random id): nothing to sign, so no
+    # SECRET_KEY; their lifetime and the cookie's flags come from the settings.
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=settings.webhook_max_bytes,
+        SESSION_COOKIE_NAME=SESSION_COOKIE,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.admin_session_hours))
     app.config.update(overrides)
-    app.session_interface = CookieSessions()
 
     core = Services(settings, KombuRedisLayout(tasks.app))
+    app.session_interface = RedisSessions(core.redis, token_fingerprint(admin_token))
+    app.extensions["zapa_throttle"] = throttle.FailureThrottle(core.redis)
     try:
         core.spool.count()
     except (OSError, sqlite3.Error) as exc:
@@ -112,4 +128,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_api)
     app.register_blueprint(admin_page)
     app.register_blueprint(metrics_view)
+    app.add_url_rule("/favicon.ico", "favicon", favicon)
+    app.wsgi_app = RequestBodyGuard(  # type: ignore[method-assign]
+        app.wsgi_app, timeout=body_timeout())
+    if settings.trusted_proxies:
+        # Only then: a client talking to us directly could otherwise name any address.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
     return app

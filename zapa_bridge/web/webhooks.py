@@ -15,8 +15,9 @@ from flask import Blueprint, Response, current_app, request
 
 from zapa_bridge.errors import IntakeUnavailable, InvalidEvent
 from zapa_bridge.inbound.auth import WebhookUnauthorized
-from zapa_bridge.inbound.events import parse_event
+from zapa_bridge.inbound.events import MAX_NESTING, nested_deeper_than, parse_event
 from zapa_bridge.logs import line
+from zapa_bridge.web import throttle
 from zapa_bridge.web.api_errors import ApiError
 
 log = logging.getLogger("zapa.webhooks")
@@ -33,17 +34,22 @@ _ANSWERS = {outcome: json.dumps({"status": outcome}, separators=(",", ":")).enco
 @webhooks.post(WEBHOOK_PATH)
 def receive() -> Any:
     web = current_app.extensions["zapa_web"]
-    body = request.get_data(cache=False)
+    throttle.refuse_if_blocked(throttle.WEBHOOK)
+    token = request.args.get("token")
+    # A token in the URL is checked before a byte of the body is read: a guesser is refused
+    # without being waited for.
+    body = b"" if web.authenticator.decides_by_token(token) else _body()
     try:
-        web.authenticator.verify(token=request.args.get("token"), headers=request.headers,
-                                 body=body)
+        web.authenticator.verify(token=token, headers=request.headers, body=body)
     except WebhookUnauthorized as exc:
-        log.warning(line("webhook.refused", remote=request.remote_addr, reason=str(exc)))
+        log.warning(line("webhook.refused", remote=throttle.client_address(), reason=str(exc)))
+        retry_after = throttle.record_failure(throttle.WEBHOOK)
+        if retry_after is not None:
+            return throttle.too_many_failures(retry_after)
         raise ApiError(401, "unauthorized", str(exc)) from None
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the body is not JSON") from None
+    if not body:
+        body = _body()
+    payload = decode_body(body)
     try:
         event = parse_event(payload)
     except InvalidEvent as exc:
@@ -55,3 +61,22 @@ def receive() -> Any:
                        session=event.session, error=str(exc)))
         raise ApiError(503, "unavailable", "the event could not be stored; retry") from None
     return Response(_ANSWERS[outcome], mimetype="application/json")
+
+
+def _body() -> bytes:
+    return request.get_data(cache=False)
+
+
+def decode_body(body: bytes) -> Any:
+    """The JSON of a body, or a 400: not JSON, or nested deeper than `MAX_NESTING` (a
+    body Python's decoder cannot even unwind gives `RecursionError`, answered the same)."""
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        payload = None
+    except ValueError:
+        raise ApiError(400, "invalid_json", "the body is not JSON") from None
+    else:
+        if not nested_deeper_than(payload, MAX_NESTING):
+            return payload
+    raise ApiError(400, "too_deep", f"the body nests deeper than {MAX_NESTING} levels")
