@@ -5,12 +5,19 @@ what it is)."""
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 
-from zapa_bridge.config import get_settings
+from zapa_bridge.config import exit_on_config_error, get_settings
 from zapa_bridge.errors import ConfigError
 from zapa_bridge.queues import BUILTIN_INBOUND_TASKS, CONSUME_ORDER
 from zapa_bridge.store import keys
 
-_settings = get_settings()
+try:
+    _settings = get_settings()
+    if _settings.inbound_queue in CONSUME_ORDER:
+        # Our workers would take Zapa's inbound task, not know it, and drop it.
+        raise ConfigError({"ZAPA_INBOUND_QUEUE": f"{_settings.inbound_queue} is one of "
+                                                 "zapa-bridge's own queues"})
+except ConfigError as error:  # worker and beat: the lines, not Celery's traceback
+    exit_on_config_error(error)
 
 broker_url = _settings.redis_url
 broker_connection_retry_on_startup = True
@@ -39,10 +46,6 @@ broker_transport_options = {
 }
 visibility_timeout = _settings.visibility_timeout
 
-if _settings.inbound_queue in CONSUME_ORDER:
-    # Our workers would take Zapa's inbound task, not know it, and drop it.
-    raise ConfigError({"ZAPA_INBOUND_QUEUE": f"{_settings.inbound_queue} is one of "
-                                             "zapa-bridge's own queues"})
 _consumed: list[str] = list(CONSUME_ORDER)
 if _settings.inbound_task in BUILTIN_INBOUND_TASKS:
     _consumed.append(_settings.inbound_queue)

@@ -7,6 +7,7 @@ as it starts, then loads the app); see zapa_bridge/web/serving.py.
 """
 
 import os
+import sys
 from typing import Any
 
 import gevent
@@ -36,6 +37,8 @@ def _seconds(variable: str, default: float) -> float:
     return seconds
 
 
+# The exit status that makes gunicorn's master stop rather than start another worker.
+APP_LOAD_ERROR = 4
 HEADER_TIMEOUT = _seconds("ZAPA_WEB_HEADER_TIMEOUT", 10)
 
 
@@ -49,13 +52,39 @@ class Worker(GeventWorker):
         self._connection = gevent.local.local()  # one greenlet per connection
         super().init_process()
 
+    def load_wsgi(self) -> None:
+        """A configuration error is printed as its lines alone, and stops the server
+        (exit 4, gunicorn's "App failed to load") instead of a traceback per worker."""
+        from zapa_bridge.errors import ConfigError  # the worker's, after gevent's patching
+
+        try:
+            super().load_wsgi()
+        except ConfigError as error:
+            for text in error.lines():
+                print(text, file=sys.stderr)
+            sys.stderr.flush()
+            sys.exit(APP_LOAD_ERROR)
+
     def timeout_ctx(self) -> gevent.Timeout:
         first = not getattr(self._connection, "served", False)
         self._connection.served = True
         return gevent.Timeout(HEADER_TIMEOUT if first else self.cfg.keepalive, False)
 
 
-bind = os.environ.get("ZAPA_WEB_BIND", "127.0.0.1:8000")
+def _bind() -> str:
+    """ZAPA_WEB_BIND; else all interfaces at PORT, which honcho, foreman, Heroku and Dokku
+    set for the process; else loopback only."""
+    if os.environ.get("ZAPA_WEB_BIND"):
+        return os.environ["ZAPA_WEB_BIND"]
+    port = os.environ.get("PORT", "")
+    if port:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise SystemExit(f"invalid configuration: PORT: must be a port number, not {port!r}")
+        return f"0.0.0.0:{port}"
+    return "127.0.0.1:8000"
+
+
+bind = _bind()
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = Worker
 # Connections each process holds at once, slow ones included; past it, new ones wait in

@@ -35,10 +35,13 @@ from zapa_bridge.devtools.embedded_redis import free_port
 from zapa_bridge.inbound.events import parse_event
 from zapa_bridge.inbound.messages import InboundTask, normalize
 from zapa_bridge.outbound.status_store import MessageRecord, MessageStatus
+from zapa_bridge.simulator.jsvalues import iso_timestamp
 from zapa_bridge.simulator.png import qr_data_url
+from zapa_bridge.store import keys
 from zapa_bridge.store.publisher import PreparedMessage
 from zapa_bridge.web import create_app, throttle
 from zapa_bridge.web.admin_page import SESSION_COOKIE
+from zapa_bridge.wording import counted
 
 TOKEN = os.environ["ZAPA_ADMIN_TOKEN"]
 TO = "5511988887777"
@@ -88,13 +91,20 @@ def dead_letter(app: Flask, text: str = "hello") -> str:
     return message_id
 
 
-def add_qr_waiting_session(zapw: ZapwStub, session_id: str, qr_code: str) -> None:
-    """zapw's object for a session created and not yet scanned (the stub cannot create one)."""
+def add_qr_waiting_session(zapw: ZapwStub, session_id: str, qr_code: str,
+                           expires_in: float = 60.0) -> None:
+    """zapw's object for a session created and not yet scanned (the stub cannot create one),
+    its QR expiring `expires_in` seconds from now (a negative number: already expired)."""
+    now = time.time()
     with zapw.lock:
         zapw.sessions[session_id] = {"id": session_id, "status": "qr_waiting",
-                                     "createdAt": "2026-11-25T10:00:00.000Z",
+                                     "createdAt": iso_timestamp(now - 10),
                                      "qrCode": qr_code,
-                                     "qrExpiresAt": "2026-11-25T10:01:00.000Z"}
+                                     "qrExpiresAt": iso_timestamp(now + expires_in)}
+
+
+def section(page: str, section_id: str) -> str:
+    return page.split(f'id="{section_id}"', 1)[1].split("</section>", 1)[0]
 
 
 def record_of(message_id: str) -> MessageRecord | None:
@@ -311,6 +321,34 @@ def test_replay_through_the_page_queues_the_dead_letter_again(app, client):
     assert "No dead letters." in page
 
 
+def test_replay_that_failed_again_before_the_page_shows_says_so_with_the_reason(app, client):
+    """A worker may take the replayed message and fail it again before the dashboard is
+    read: the notice tells what the table shows, not "queued again"."""
+    message_id = dead_letter(app)
+    sign_in(client)
+    client.post(f"/admin/dead-letters/{message_id}/replay",
+                data={"csrf_token": csrf_token(dashboard(client))})
+    app.extensions["zapa"].store.transition(  # as the deliverer fails it
+        message_id, MessageStatus.FAILED, fields={"reason": "session not found: again"})
+    page = dashboard(client)
+    assert "queued again" not in page
+    [notice] = re.findall(r'<p class="flash flash-error" role="status">([^<]*)</p>', page)
+    assert notice == (f"Dead letter {message_id} replayed, but it failed again: "
+                      "session not found: again.")
+    assert f'data-message="{message_id}"' in section(page, "dead-letters")
+
+
+def test_replay_notice_tells_a_message_sent_since(app, client):
+    message_id = dead_letter(app)
+    sign_in(client)
+    client.post(f"/admin/dead-letters/{message_id}/replay",
+                data={"csrf_token": csrf_token(dashboard(client))})
+    store = app.extensions["zapa"].store
+    store.transition(message_id, MessageStatus.SENDING)
+    store.transition(message_id, MessageStatus.SENT, fields={"bridge_message_id": "B1"})
+    assert f"Dead letter {message_id} replayed: it is sent." in dashboard(client)
+
+
 def test_replay_without_the_csrf_token_is_400_and_replays_nothing(app, client):
     message_id = dead_letter(app)
     sign_in(client)
@@ -365,6 +403,30 @@ def test_session_waiting_for_its_qr_shows_the_qr_image(client, zapw):
     assert images == [("pending", qr_data_url("pending"))]
 
 
+def test_a_qr_s_expiry_is_relative_not_zapw_s_iso_time(client, zapw):
+    add_qr_waiting_session(zapw, "pending", qr_data_url("pending"), expires_in=45.5)
+    with zapw.lock:
+        expires = zapw.sessions["pending"]["qrExpiresAt"]
+    sign_in(client)
+    sessions = section(dashboard(client), "sessions")
+    assert re.search(r">in \d\d s</span>", sessions)
+    assert expires not in sessions
+    assert "qr-expired" not in sessions and "expired" not in sessions
+
+
+def test_a_qr_past_its_expiry_is_marked_expired_and_says_it_will_be_refreshed(client, zapw):
+    add_qr_waiting_session(zapw, "pending", qr_data_url("pending"), expires_in=-185)
+    with zapw.lock:
+        expires = zapw.sessions["pending"]["qrExpiresAt"]
+    sign_in(client)
+    sessions = section(dashboard(client), "sessions")
+    [card] = re.findall(r'<figure class="qr-card qr-expired" data-session="pending">.*?</figure>',
+                        sessions, re.DOTALL)
+    assert '<span class="badge expired">expired</span>' in card
+    assert ">3 min ago</span>" in card and expires not in card
+    assert "The bridge makes a\n        new one the next time it is asked" in card
+
+
 def test_a_qr_code_that_is_not_a_png_data_url_is_not_put_in_an_image(client, zapw):
     add_qr_waiting_session(zapw, "pending", "https://evil.test/track.png")
     sign_in(client)
@@ -382,7 +444,7 @@ def test_what_the_bridge_says_is_escaped(client, zapw):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
-def test_unreachable_bridge_shows_the_registry_sessions_with_a_notice(redis_db):
+def test_unreachable_bridge_shows_the_registry_sessions_greyed_with_a_notice(redis_db):
     app = create_app({"TESTING": True, "SETTINGS": load_settings(
         ZAPW_URL=f"http://127.0.0.1:{free_port()}", ZAPW_CONNECT_TIMEOUT=0.5)})
     app.extensions["zapa"].sessions.apply_event("remembered", "connected", at=1.0)
@@ -391,6 +453,98 @@ def test_unreachable_bridge_shows_the_registry_sessions_with_a_notice(redis_db):
     page = dashboard(client)
     assert "The bridge did not answer" in page
     assert "<td>remembered</td>" in page
+    sessions = section(page, "sessions")
+    assert re.findall(r'<span class="badge ([^"]+)"[^>]*>connected</span>', sessions) == ["stale"]
+    assert "session-connected" not in sessions
+
+
+def test_live_session_badges_are_not_greyed(client, zapw):
+    zapw.add_session("main", phone="5511900001111")
+    sign_in(client)
+    sessions = section(dashboard(client), "sessions")
+    assert '<span class="badge session-connected">connected</span>' in sessions
+    assert "stale" not in sessions
+
+
+def test_counts_of_one_read_as_english(app, client, redis_db):
+    dead_letter(app)
+    redis_db.set(keys.worker("celery@one"), json.dumps({"hostname": "celery@one", "pid": 1,
+                                                       "started": time.time(),
+                                                       "at": time.time()}))
+    sign_in(client)
+    page = dashboard(client)
+    health = section(page, "health")
+    assert "<td>1 worker alive</td>" in health
+    assert "<td>1 dead letter to review</td>" in health
+    assert "· 1 dead letter</p>" in section(page, "queues")
+    assert "(s)" not in page and "1 dead letters" not in page
+
+
+@pytest.mark.parametrize(("number", "noun", "shown"), [
+    (1, "worker", "1 worker"), (3, "worker", "3 workers"), (0, "message", "0 messages"),
+    (2, "zapw event", "2 zapw events"),
+])
+def test_counts_read_as_english(number, noun, shown):
+    assert counted(number, noun) == shown
+
+
+# -- the message page ----------------------------------------------------------------------
+
+def test_message_ids_on_the_dashboard_link_to_their_page(app, client):
+    message_id = dead_letter(app)
+    sign_in(client)
+    page = dashboard(client)
+    link = f'<a href="/admin/messages/{message_id}">{message_id}</a>'
+    assert link in section(page, "dead-letters") and link in section(page, "recent")
+
+
+def test_message_page_shows_the_record_and_its_history_masked_never_the_text(app, client):
+    message_id = send_message.delay(to=TO, text="the secret words", session="s1").id
+    store = app.extensions["zapa"].store
+    store.transition(message_id, MessageStatus.SENDING)
+    store.transition(message_id, MessageStatus.FAILED, fields={"reason": "zapw said no"},
+                     note="bridge refused")
+    store.transition(message_id, MessageStatus.QUEUED, note="replayed")
+    store.transition(message_id, MessageStatus.SENDING)
+    store.transition(message_id, MessageStatus.SENT, fields={"bridge_message_id": "3EB0ZAPW42"})
+    sign_in(client)
+    answer = client.get(f"/admin/messages/{message_id}")
+    assert answer.status_code == 200
+    assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    page = answer.get_data(as_text=True)
+    record = section(page, "message")
+    assert '<span class="badge msg-sent">sent</span>' in record
+    for shown in ("<dt>to</dt><dd>551********77</dd>", "<dt>session</dt><dd>s1</dd>",
+                  '<dd class="id">3EB0ZAPW42</dd>', '<dd class="reason">zapw said no</dd>'):
+        assert shown in record
+    history = section(page, "history")
+    statuses = re.findall(r'class="badge msg-\w+">(\w+)</span>', history)
+    assert statuses == ["sent", "sending", "queued", "failed", "sending", "queued"]
+    assert "bridge refused" in history and "replayed" in history
+    assert TO not in page and "the secret words" not in page
+    assert 'class="replay"' not in page  # not a dead letter
+
+
+def test_message_page_of_a_dead_letter_offers_replay(app, client):
+    message_id = dead_letter(app)
+    sign_in(client)
+    page = client.get(f"/admin/messages/{message_id}").get_data(as_text=True)
+    assert f'action="/admin/dead-letters/{message_id}/replay"' in page
+    assert "session not found: Session ghost not found" in page
+
+
+def test_message_page_of_an_unknown_id_is_a_404_page(client):
+    sign_in(client)
+    answer = client.get("/admin/messages/no-such-id")
+    assert answer.status_code == 404
+    page = answer.get_data(as_text=True)
+    assert "No message no-such-id is recorded" in page and "Back to the dashboard" in page
+
+
+def test_message_page_when_signed_out_goes_to_the_sign_in_form(app, client):
+    message_id = dead_letter(app)
+    answer = client.get(f"/admin/messages/{message_id}")
+    assert (answer.status_code, answer.location) == (302, "/admin/login")
 
 
 def test_held_messages_are_listed_per_session(app, client, zapw):
@@ -483,7 +637,8 @@ def screenshot(driver: webdriver.Chrome, path: Path) -> None:
 def test_operator_signs_in_sees_the_qr_and_replays_a_dead_letter_in_chromium(
         start_worker, start_web, zapw, browser, tmp_path):
     zapw.add_session("main", phone="5511900001111")
-    add_qr_waiting_session(zapw, "pending", qr_data_url("pending"))
+    add_qr_waiting_session(zapw, "pending", qr_data_url("pending"), expires_in=50)
+    add_qr_waiting_session(zapw, "stale-qr", qr_data_url("stale-qr"), expires_in=-150)
     start_worker()
     dead = send_message.delay(to=TO, text="hello again", session="ghost")
     wait_until(lambda: (r := record_of(dead.id)) and r.status == MessageStatus.FAILED,
@@ -506,14 +661,25 @@ def test_operator_signs_in_sees_the_qr_and_replays_a_dead_letter_in_chromium(
     wait.until(lambda driver: driver.execute_script(
         "return arguments[0].complete && arguments[0].naturalWidth", qr))
     assert browser.execute_script("return arguments[0].naturalWidth", qr) == 318
+    expired = browser.find_element(By.CSS_SELECTOR, 'figure.qr-expired[data-session="stale-qr"]')
+    assert "expired" in expired.text and "next time" in expired.text
     screenshot(browser, tmp_path / "admin-page.png")
     assert (tmp_path / "admin-page.png").stat().st_size > 10_000
     if os.environ.get("ZAPA_UPDATE_SCREENSHOTS"):  # refreshes the picture in the docs
         shutil.copyfile(tmp_path / "admin-page.png", ROOT / "docs" / "admin-page.png")
 
+    browser.find_element(By.CSS_SELECTOR, f'tr[data-message="{dead.id}"] td.id a').click()
+    wait.until(expected_conditions.url_to_be(f"{web.url}/admin/messages/{dead.id}"))
+    record_card = browser.find_element(By.ID, "message")
+    assert record_card.find_element(By.CSS_SELECTOR, "h2 .badge").text == "failed"
+    assert "Session ghost not found" in record_card.find_element(By.CSS_SELECTOR, ".reason").text
+    assert MASKED_TO in record_card.text
+    assert TO not in browser.page_source and "hello again" not in browser.page_source
+    screenshot(browser, tmp_path / "admin-message-page.png")
+
     zapw.add_session("ghost")
-    browser.find_element(By.CSS_SELECTOR,
-                         f'tr[data-message="{dead.id}"] button.replay').click()
+    browser.find_element(By.CSS_SELECTOR, "#message button.replay").click()
+    wait.until(expected_conditions.url_to_be(f"{web.url}/admin/"))
     wait.until(expected_conditions.text_to_be_present_in_element(
         (By.CSS_SELECTOR, ".flash-ok"), f"Dead letter {dead.id} replayed"))
     record = wait_until(lambda: (r := record_of(dead.id)) and r.status == MessageStatus.SENT
@@ -522,3 +688,11 @@ def test_operator_signs_in_sees_the_qr_and_replays_a_dead_letter_in_chromium(
     assert services().dead_letters.count() == 0
     assert [send.body["text"] for send in zapw.sent_to("ghost")] == ["hello again"]
     screenshot(browser, tmp_path / "admin-page-replayed.png")
+
+    browser.get(f"{web.url}/admin/messages/{dead.id}")
+    history = browser.find_elements(By.CSS_SELECTOR, "#history tbody .badge")
+    assert [badge.text for badge in history][:3] == ["sent", "sending", "queued"]
+    assert record.bridge_message_id and record.bridge_message_id in \
+        browser.find_element(By.ID, "message").text
+    browser.get(f"{web.url}/admin/messages/no-such-message")
+    assert "No message no-such-message is recorded" in browser.page_source

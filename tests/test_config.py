@@ -166,12 +166,13 @@ def test_a_zapw_body_limit_that_is_not_a_whole_number_of_1024_or_more_names_the_
     assert "ZAPW_MAX_BODY_BYTES" in str(error)
 
 
-def test_backoff_max_not_fitting_the_visibility_timeout_names_backoff_max(env):
-    error = config_error(env, ZAPA_VISIBILITY_TIMEOUT="60", ZAPA_RETRY_BACKOFF_MAX="50")
+def test_a_visibility_timeout_the_countdowns_do_not_fit_names_all_three_with_values(env):
+    error = config_error(env, ZAPA_VISIBILITY_TIMEOUT="60", ZAPA_RETRY_BACKOFF_MAX="50",
+                         ZAPW_TIMEOUT="15")
 
-    assert list(error.problems) == ["ZAPA_RETRY_BACKOFF_MAX"]
-    assert "ZAPA_VISIBILITY_TIMEOUT" in error.problems["ZAPA_RETRY_BACKOFF_MAX"]
-    assert "ZAPA_RETRY_BACKOFF_MAX" in str(error)
+    assert error.problems == {"ZAPA_VISIBILITY_TIMEOUT": (
+        "ZAPA_VISIBILITY_TIMEOUT (60 s) must exceed ZAPA_RETRY_BACKOFF_MAX (50 s) + "
+        "ZAPW_TIMEOUT (15 s): raise it above 65 or lower the other two")}
 
 
 def test_every_bad_variable_is_reported_at_once(env):

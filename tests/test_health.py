@@ -186,7 +186,7 @@ def test_workers_are_unhealthy_without_a_heartbeat_and_healthy_once_one_runs(
     start_worker()
     wait_until(lambda: list(redis_db.scan_iter(keys.WORKERS_PATTERN)), what="heartbeat key")
     alive = checker.check_workers()
-    assert (alive.status, alive.message) == (HEALTHY, "1 worker(s) alive")
+    assert (alive.status, alive.message) == (HEALTHY, "1 worker alive")
     [hostname] = alive.metadata["workers"]
     assert hostname.startswith("test-worker0@")
     assert redis_db.exists(keys.worker(hostname)) == 1
@@ -224,7 +224,7 @@ def test_held_messages_turn_from_healthy_to_degraded_when_a_send_is_held(
     wait_status(message_id, MessageStatus.HELD)
     held = checker.check_held()
     assert (held.status, held.message, held.metadata) == (
-        DEGRADED, "1 message(s) held for offline sessions", {"per_session": {"s1": 1}})
+        DEGRADED, "1 message held for offline sessions", {"per_session": {"s1": 1}})
 
 
 def test_dead_letters_turn_from_healthy_to_degraded_when_a_send_fails(
@@ -236,7 +236,7 @@ def test_dead_letters_turn_from_healthy_to_degraded_when_a_send_fails(
     wait_status(message_id, MessageStatus.FAILED)
     dead = checker.check_dead_letters()
     assert (dead.status, dead.message, dead.metadata) == (
-        DEGRADED, "1 dead letter(s) to review", {"count": 1})
+        DEGRADED, "1 dead letter to review", {"count": 1})
 
 
 # -- redis, the overall status and the stored snapshot -------------------------------------

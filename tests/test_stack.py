@@ -244,6 +244,45 @@ def test_an_unreachable_redis_url_stops_the_stack_before_its_banner(tmp_path):
         "a local or embedded one, or pass --redis embedded"]
 
 
+def in_terminal(command: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
+    """`command` run by bash on a pseudo-terminal of its own; its exit status and output."""
+    master, slave = pty.openpty()
+    shell = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, stdin=slave,
+                             stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    output = bytearray()
+    with contextlib.suppress(OSError):  # EIO once the terminal's last writer is gone
+        while chunk := os.read(master, 65536):
+            output += chunk
+    os.close(master)
+    return shell.wait(timeout=timeout), output.decode(errors="replace")
+
+
+def test_scripts_stack_in_a_terminal_with_an_unreachable_redis_says_so_and_fails():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    status, output = in_terminal(f"scripts/stack --bind 127.0.0.1:{free_port()}",
+                                 clean_env(REDIS_URL=url))
+    assert status == 1
+    assert output.strip().splitlines()[-1] == (
+        f"Error: REDIS_URL={url} does not answer: start Redis there, unset REDIS_URL to use "
+        "a local or embedded one, or pass --redis embedded")
+    assert "zapa-bridge local stack" not in output  # no banner
+
+
+def test_scripts_stack_returns_the_failure_of_a_process_that_ends_on_its_own():
+    with socket.socket() as taken:  # the web process cannot bind: gunicorn gives up
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        marker = uuid.uuid4().hex
+        status, output = in_terminal(f"scripts/stack --redis embedded --bind {bind}",
+                                     clean_env(ZAPA_TEST_STACK=marker))
+    assert status != 0, output[-2000:]
+    assert "Connection in use" in output
+    wait_until(lambda: processes_mentioning((), f"ZAPA_TEST_STACK={marker}") == [],
+               timeout=30, what="every process of the stack to stop")
+
+
 def test_the_banner_and_the_readme_give_the_same_steps():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("It prints what runs where; then, in another shell:", 1)[1]

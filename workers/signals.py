@@ -1,4 +1,5 @@
-"""Celery signal handlers: an enqueue timestamp on every message, and worker heartbeats."""
+"""Celery signal handlers: an enqueue timestamp on every message, worker heartbeats, and
+tracing set up in each worker process (off unless configured: zapa_bridge.tracing)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ import time
 from typing import Any
 
 import redis
-from celery.signals import before_task_publish, worker_ready, worker_shutting_down
+from celery.signals import (
+    before_task_publish,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from zapa_bridge.config import get_settings
 from zapa_bridge.store import keys
 from zapa_bridge.store.connection import redis_client
 from zapa_bridge.store.publisher import ENQUEUED_AT_HEADER
+from zapa_bridge.tracing import configure_tracing
 
 HEARTBEAT_EVERY = 10.0
 HEARTBEAT_TTL = 30
@@ -29,6 +37,14 @@ def stamp_enqueue_time(headers: dict[str, Any] | None = None, **_: Any) -> None:
     """Lets queue stats tell the age of the oldest waiting message."""
     if headers is not None:
         headers.setdefault(ENQUEUED_AT_HEADER, time.time())
+
+
+@worker_init.connect
+@worker_process_init.connect
+def start_tracing(**_: Any) -> None:
+    """In the worker's process (the pool's child, when it forks): the SDK's export thread
+    must start after any fork. Once per process; nothing when tracing is off."""
+    configure_tracing("zapa-bridge-worker", celery=True)
 
 
 @worker_ready.connect

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import sys
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -149,8 +150,10 @@ class Settings(BaseSettings):
         # visibility timeout is redelivered to another worker while the first still holds it.
         if self.retry_backoff_max + self.zapw_timeout >= self.visibility_timeout:
             raise ValueError(
-                "ZAPA_RETRY_BACKOFF_MAX + ZAPW_TIMEOUT must stay below ZAPA_VISIBILITY_TIMEOUT"
-            )
+                f"ZAPA_VISIBILITY_TIMEOUT ({self.visibility_timeout:g} s) must exceed "
+                f"ZAPA_RETRY_BACKOFF_MAX ({self.retry_backoff_max:g} s) + ZAPW_TIMEOUT "
+                f"({self.zapw_timeout:g} s): raise it above "
+                f"{self.retry_backoff_max + self.zapw_timeout:g} or lower the other two")
         return self
 
     def require_webhook_auth(self) -> None:
@@ -220,6 +223,15 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
+
+
+def exit_on_config_error(error: ConfigError) -> NoReturn:
+    """Print the problems, one line each and nothing else, and end the process (exit 2):
+    a traceback would only bury them."""
+    for text in error.lines():
+        print(text, file=sys.stderr)
+    sys.stderr.flush()
+    raise SystemExit(2)
 
 
 @lru_cache(maxsize=1)

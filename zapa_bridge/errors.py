@@ -39,6 +39,10 @@ class ConfigError(ZapaError):
         lines = "; ".join(f"{name}: {why}" for name, why in self.problems.items())
         super().__init__(f"invalid configuration: {lines}")
 
+    def lines(self) -> list[str]:
+        """One line per problem, as a process prints them when it refuses to start."""
+        return [f"invalid configuration: {name}: {why}" for name, why in self.problems.items()]
+
 
 class InvalidMessage(ZapaError, ValueError):
     """A send request is malformed; nothing was queued."""

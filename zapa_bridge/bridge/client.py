@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict, cast
 
 import requests
+from opentelemetry.trace import SpanKind
 from requests.adapters import HTTPAdapter
 
 from zapa_bridge.config import DEFAULT_MAX_BODY_BYTES, Settings
@@ -29,6 +30,7 @@ from zapa_bridge.errors import (
 )
 from zapa_bridge.outbound.messages import OutboundMessage, encode_body
 from zapa_bridge.session_ids import path_segment
+from zapa_bridge.tracing import span
 
 # zapw blocks up to 30 s on create waiting for a QR, and ~15 s on a get that refreshes one.
 CREATE_SESSION_TIMEOUT = 35.0
@@ -157,8 +159,13 @@ class BridgeClient:
         self._call("DELETE", _session_path(session_id), session_id=session_id)
 
     def send(self, session_id: str, message: OutboundMessage) -> SendReceipt:
-        data = self._call("POST", _session_path(session_id, "/messages"),
-                          body=message.bridge_payload(), session_id=session_id)
+        with span("zapa.bridge.send", kind=SpanKind.CLIENT,
+                  attributes={"zapa.session": session_id,
+                              "zapa.message_type": str(message.type)}) as current:
+            data = self._call("POST", _session_path(session_id, "/messages"),
+                              body=message.bridge_payload(), session_id=session_id)
+            if isinstance(data, dict) and data.get("messageId"):
+                current.set_attribute("zapa.bridge_message_id", str(data["messageId"]))
         if not isinstance(data, dict):
             raise UnexpectedBridgeResponse("send answer has no data object", status_code=200,
                                            session_id=session_id)

@@ -3,7 +3,8 @@
 - `message.received`: normalised, recorded and handed to the AI processing (`router`) in
   one step.
 - `message.sent/delivered/read/failed`: moves the outbound message zapw's id names, only
-  forward.
+  forward. Its span `zapa.receipt` joins the trace of the message's send (the
+  `traceparent` its record keeps), with a link to the receipt webhook's own trace.
 - `session.connected/disconnected`, `connection.status`: the session registry; a session
   that connects has its held messages released.
 """
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
+
+from opentelemetry import trace
 
 from zapa_bridge.bridge.sessions import SessionRegistry
 from zapa_bridge.inbound.events import (
@@ -28,6 +32,7 @@ from zapa_bridge.logs import line
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
 from zapa_bridge.redaction import mask_phone
+from zapa_bridge.tracing import context_from, span
 
 log = logging.getLogger("zapa.events")
 
@@ -72,10 +77,16 @@ class EventHandler:
 
     def _received(self, event: WebhookEvent) -> Handled:
         message = normalize(event)
-        hand_on = self.router.route(message)
-        # Recorded and handed on in one step, and once only, even when this event is
-        # handled again after a failure.
-        if not self.inbound.receive(message, hand_on):
+        with span("zapa.inbound.received",
+                  attributes={"zapa.session": message.session, "zapa.inbound_id": message.id,
+                              "zapa.sender": mask_phone(message.sender),
+                              "zapa.message_type": str(message.type)}) as current:
+            hand_on = self.router.route(message)
+            # Recorded and handed on in one step, and once only, even when this event is
+            # handled again after a failure.
+            first = self.inbound.receive(message, hand_on)
+            current.set_attribute("zapa.routed_to", hand_on.task if hand_on and first else "-")
+        if not first:
             return Handled("already routed")
         log.info(line("inbound.received", message_id=message.message_id,
                       session=message.session, sender=mask_phone(message.sender),
@@ -95,13 +106,31 @@ class EventHandler:
         extra = {}
         if status is S.FAILED:
             extra["reason"] = f"bridge reported failure: {event.data.get('error') or 'unknown'}"
-        outcome = self.store.transition(message_id, status, note=event.event_type,
-                                        fields=extra, allowed_from=FORWARD_FROM.get(status, ()))
+        with self._receipt_span(message_id, event) as current:
+            outcome = self.store.transition(message_id, status, note=event.event_type,
+                                            fields=extra,
+                                            allowed_from=FORWARD_FROM.get(status, ()))
+            current.set_attribute("zapa.status",
+                                  str(status if outcome.applied else outcome.previous))
+            current.set_attribute("zapa.changed", outcome.applied)
         log.info(line("message.status", message_id=message_id, session=event.session,
                       webhook=event.event_type,
                       status=status if outcome.applied else outcome.previous,
                       changed=outcome.applied))
         return Handled(str(status) if outcome.applied else "unchanged")
+
+    def _receipt_span(self, message_id: str,
+                      event: WebhookEvent) -> AbstractContextManager[trace.Span]:
+        """A child of the span that queued the message (its record keeps the context), so
+        the receipt ends the turn's trace; linked to the webhook's trace it came in by. Off
+        a trace (tracing off), the record is not read for it."""
+        here = trace.get_current_span().get_span_context()
+        turn = (context_from({"traceparent": self.store.traceparent_of(message_id) or ""})
+                if here.is_valid and trace.get_current_span().is_recording() else None)
+        return span("zapa.receipt", parent=turn,
+                    links=[trace.Link(here)] if turn is not None else [],
+                    attributes={"zapa.message_id": message_id, "zapa.session": event.session,
+                                "zapa.webhook": event.event_type})
 
     def _session(self, event: WebhookEvent) -> Handled:
         data = event.data

@@ -22,6 +22,7 @@ from zapa_bridge.logs import line
 from zapa_bridge.store import keys, scripts
 from zapa_bridge.store.publisher import PreparedMessage, Publisher
 from zapa_bridge.store.replies import text, text_hash
+from zapa_bridge.tracing import span
 
 log = logging.getLogger("zapa.intake")
 
@@ -40,7 +41,15 @@ class Intake:
         self._accept = client.register_script(_ACCEPT)
 
     def accept(self, event: WebhookEvent) -> str:
-        """Returns `accepted`, `duplicate`, `ignored` (unknown type) or `spooled`."""
+        """Returns `accepted`, `duplicate`, `ignored` (unknown type) or `spooled`. The
+        queued `handle_event` task continues the trace of this call's span."""
+        with span("zapa.intake", attributes={"zapa.event_type": event.stats_type,
+                                             "zapa.session": event.session}) as current:
+            outcome = self._accept_event(event)
+            current.set_attribute("zapa.outcome", outcome)
+            return outcome
+
+    def _accept_event(self, event: WebhookEvent) -> str:
         if not event.known:
             self._count(event.stats_type, "ignored")
             log.warning(line("webhook.ignored", event_type=event.event_type[:60],

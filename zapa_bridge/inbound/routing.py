@@ -1,13 +1,21 @@
-"""Where an inbound message goes: the task that hands it to the AI processing."""
+"""Where an inbound message goes: the task that hands it to the AI processing.
+
+The task message carries the trace context of a producer span `zapa.hand_on`, so the task
+Zapa's worker runs (its Celery instrumentation reads the `traceparent` header) continues
+the conversation turn's trace.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from opentelemetry.trace import SpanKind
+
 from zapa_bridge.inbound.messages import InboundMessage, InboundTask
 from zapa_bridge.logs import line
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.store.publisher import Publisher
+from zapa_bridge.tracing import span
 
 log = logging.getLogger("zapa.events")
 
@@ -27,8 +35,11 @@ class InboundRouter:
             log.warning(line("inbound.not_routed", message_id=message.message_id,
                              session=message.session, reason="ZAPA_INBOUND_TASK is not set"))
             return None
-        prepared = self.publisher.prepare(
-            self.task, self.queue, {"message": message.as_dict()},
-            kwargsrepr=repr({"message": message.id, "from": mask_phone(message.sender)}),
-            ignore_result=False)
+        with span("zapa.hand_on", kind=SpanKind.PRODUCER,
+                  attributes={"messaging.destination.name": self.queue,
+                              "zapa.task": self.task, "zapa.inbound_id": message.id}):
+            prepared = self.publisher.prepare(
+                self.task, self.queue, {"message": message.as_dict()},
+                kwargsrepr=repr({"message": message.id, "from": mask_phone(message.sender)}),
+                ignore_result=False)
         return InboundTask(self.task, prepared)

@@ -25,6 +25,7 @@ from zapa_bridge.redaction import redact_url
 from zapa_bridge.store import keys
 from zapa_bridge.store.broker import BrokerLayout
 from zapa_bridge.store.replies import optional_text
+from zapa_bridge.wording import counted
 
 # Clock and timing noise between the bridge's uptime and ours, in seconds.
 RESTART_TOLERANCE = 5.0
@@ -190,7 +191,7 @@ class HealthChecker:
         metadata = {"workers": sorted(worker["hostname"] for worker in workers)}
         if not workers:
             return ComponentHealth(Health.UNHEALTHY, "no worker heartbeat", metadata)
-        return ComponentHealth(Health.HEALTHY, f"{len(workers)} worker(s) alive", metadata)
+        return ComponentHealth(Health.HEALTHY, f"{counted(len(workers), 'worker')} alive", metadata)
 
     def check_beat(self) -> ComponentHealth:
         last = self.beat_last_run()
@@ -207,20 +208,20 @@ class HealthChecker:
         counts = HeldMessages(self.redis).counts()
         total = sum(counts.values())
         if total:
-            return ComponentHealth(Health.DEGRADED, f"{total} message(s) held for offline "
+            return ComponentHealth(Health.DEGRADED, f"{counted(total, 'message')} held for offline "
                                                     "sessions", {"per_session": counts})
         return ComponentHealth(Health.HEALTHY, "no held messages", {"per_session": {}})
 
     def check_dead_letters(self) -> ComponentHealth:
         count = DeadLetters.count_in(self.redis)
         if count:
-            return ComponentHealth(Health.DEGRADED, f"{count} dead letter(s) to review",
+            return ComponentHealth(Health.DEGRADED, f"{counted(count, 'dead letter')} to review",
                                    {"count": count})
         return ComponentHealth(Health.HEALTHY, "no dead letters", {"count": 0})
 
     def check_inbound_dead_letters(self) -> ComponentHealth:
         count = InboundDeadLetters.count_in(self.redis)
         if count:
-            return ComponentHealth(Health.DEGRADED, f"{count} zapw event(s) could not be "
+            return ComponentHealth(Health.DEGRADED, f"{counted(count, 'zapw event')} could not be "
                                                     "applied: review them", {"count": count})
         return ComponentHealth(Health.HEALTHY, "every zapw event applied", {"count": 0})

@@ -10,8 +10,11 @@ import logging
 import random
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
+
+from opentelemetry import trace
 
 from zapa_bridge.bridge.client import BridgeClient, SendReceipt
 from zapa_bridge.bridge.reconcile_requests import ReconcileRequests
@@ -41,6 +44,7 @@ from zapa_bridge.outbound.status_store import (
 )
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.store import keys, scripts
+from zapa_bridge.tracing import context_from, span
 
 log = logging.getLogger("zapa.delivery")
 # Spread of the wake-up times of sends waiting for the same rate-limit slot, in seconds.
@@ -116,6 +120,25 @@ class _Attempt:
         return f"{self.message_id}:{self.number}"
 
 
+def _delivery_span(record: MessageRecord) -> AbstractContextManager[trace.Span]:
+    """The span of one delivery, in the trace of the span that queued the message (its
+    record keeps the context). A message published by another hand (the due-message mover,
+    a release, the conversation's previous send) arrives in that hand's trace or none: it
+    is put back in its turn's trace, with a link to the one it came by."""
+    here = trace.get_current_span().get_span_context()
+    turn = context_from({"traceparent": record.traceparent or ""})
+    links: list[trace.Link] = []
+    if turn is not None and trace.get_current_span(turn).get_span_context().trace_id \
+            == here.trace_id:
+        turn = None  # it came by its own trace: a plain child
+    elif turn is not None and here.is_valid:
+        links.append(trace.Link(here))
+    return span("zapa.deliver", parent=turn, links=links,
+                attributes={"zapa.message_id": record.id, "zapa.attempt": record.attempts + 1,
+                            "zapa.priority": record.priority, "zapa.to": mask_phone(record.to),
+                            "zapa.message_type": record.type})
+
+
 class Deliverer:
     """Sends one message through the bridge and records what happened."""
 
@@ -155,6 +178,12 @@ class Deliverer:
         loaded = self._load(message_id, task_kwargs)
         if isinstance(loaded, Outcome):
             return loaded
+        with _delivery_span(loaded.record) as current:
+            outcome = self._deliver(loaded)
+            current.set_attribute("zapa.outcome", outcome.status)
+            return outcome
+
+    def _deliver(self, loaded: _Loaded) -> Outcome:
         attempt = self._precheck(loaded)
         if isinstance(attempt, Outcome):
             return attempt

@@ -15,6 +15,7 @@ import time
 import uuid
 
 import redis
+from opentelemetry.trace import SpanKind
 
 from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
 from zapa_bridge.logs import line
@@ -29,7 +30,9 @@ from zapa_bridge.outbound.status_store import (
     MessageStatus,
     StatusStore,
 )
+from zapa_bridge.redaction import mask_phone
 from zapa_bridge.store.publisher import Publisher
+from zapa_bridge.tracing import current_traceparent, span
 
 log = logging.getLogger("zapa.outbox")
 
@@ -51,14 +54,23 @@ class Outbox:
         exists for a worker to hand its conversation on to.
         """
         message_id = message_id or str(uuid.uuid4())
-        try:
-            push = self.publisher.prepare_send(message_id, message.priority, message.to)
-            created, owner = self.store.create_unique(
-                message_id, message.to_task_kwargs(), session=message.session,
-                lane=message.conversation,
-                idempotency_key=message.idempotency_key or "", push=push)
-        except redis.RedisError as exc:
-            raise QueueUnavailable(f"status store unreachable: {type(exc).__name__}") from None
+        with span("zapa.enqueue", kind=SpanKind.PRODUCER,
+                  attributes={"zapa.message_id": message_id, "zapa.to": mask_phone(message.to),
+                              "zapa.priority": str(message.priority),
+                              "zapa.session": message.session or ""}) as current:
+            try:
+                # The send task and the record carry this span's context: the send continues
+                # the trace, and so do its receipts and a later publish of a waiting message.
+                push = self.publisher.prepare_send(message_id, message.priority, message.to)
+                created, owner = self.store.create_unique(
+                    message_id, message.to_task_kwargs(), session=message.session,
+                    lane=message.conversation,
+                    idempotency_key=message.idempotency_key or "", push=push,
+                    traceparent=current_traceparent().get("traceparent", ""))
+            except redis.RedisError as exc:
+                raise QueueUnavailable(
+                    f"status store unreachable: {type(exc).__name__}") from None
+            current.set_attribute("zapa.created", created.name.lower())
         if created is Created.EXISTS:
             raise InvalidMessage("task_id", "a message with this id already exists")
         if created is Created.DUPLICATE:
@@ -128,6 +140,9 @@ class Outbox:
             log.info(line("dead_letter.replayed", message_id=message_id,
                           waiting="earlier message"))
             return self._reread(message_id)
+        # Read before it is published: a worker may take it at once, and the answer is what
+        # the replay did (queued), not how far a worker got since.
+        replayed = self._reread(message_id)
         try:
             queued = self.dispatcher.requeue(message_id, stored)
         except QueueUnavailable:
@@ -136,9 +151,10 @@ class Outbox:
                                       fields={"reason": record.reason},
                                       allowed_from={MessageStatus.QUEUED})
             raise
-        if queued:
-            log.info(line("dead_letter.replayed", message_id=message_id))
-        return self._reread(message_id)
+        if not queued:  # held, or made a dead letter again by the requeue: say so
+            return self._reread(message_id)
+        log.info(line("dead_letter.replayed", message_id=message_id))
+        return replayed
 
     def _reread(self, message_id: str) -> MessageRecord:
         record = self.store.get(message_id)

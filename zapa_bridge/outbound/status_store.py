@@ -122,6 +122,7 @@ class MessageRecord:
     updated: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     lane: str | None = None  # its conversation (see `lane_of`); None: not ordered
+    traceparent: str | None = None  # the trace context of the span that queued it
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> MessageRecord:
@@ -142,6 +143,7 @@ class MessageRecord:
             history=[{"at": at, "status": status, "note": note}
                      for at, status, note in json.loads(data.get("history", "[]"))],
             lane=data.get("lane") or None,
+            traceparent=data.get("traceparent") or None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -235,10 +237,12 @@ class StatusStore:
         lane: str | None = None,
         note: str = "queued",
         push: PreparedMessage | None = None,
+        traceparent: str = "",
     ) -> tuple[Created, str]:
         """`create`, and own the idempotency key `idempotency_key` (for the retention) in the
         same step; (DUPLICATE, the owner's id) if another message with a record owns it.
-        When the record is READY, `push` goes on its queue in that step too."""
+        When the record is READY, `push` goes on its queue in that step too. `traceparent`
+        is kept for the message's later spans (receipts, a send published later)."""
         now = time.time()
         fields = {
             "id": message_id, "status": S.QUEUED, "session": session or "",
@@ -248,6 +252,8 @@ class StatusStore:
             "attempts": 0, "failures": 0, "created": now, "updated": now,
             "history": json.dumps([[now, S.QUEUED, note]]),
         }
+        if traceparent:
+            fields["traceparent"] = traceparent
         flat = [str(item) for pair in fields.items() for item in pair]
         key = self.key(message_id)
         created, *owner = self._create(
@@ -359,6 +365,10 @@ class StatusStore:
     def turn_of(self, lane: str) -> str | None:
         """The message of `lane` that may be sent now (its head)."""
         return optional_text(self.redis.hget(keys.LANE_HEADS, lane))
+
+    def traceparent_of(self, message_id: str) -> str | None:
+        """The trace context kept with the message's record, if any."""
+        return optional_text(self.redis.hget(self.key(message_id), "traceparent"))
 
     def find_by_bridge_id(self, session: str, bridge_message_id: str) -> str | None:
         """Our message id for the id zapw gave a send on `session`."""

@@ -12,6 +12,10 @@ queue, arguments). The body is stored as plain JSON (kombu's consumer decodes a 
 a `body_encoding` as it is), not base64 as kombu writes it: a third smaller in Redis.
 `tests/test_wire.py` compares the result with a message Celery itself published and has a
 real worker run such messages.
+
+Each message carries the W3C `traceparent` (and `tracestate`) of the span current when it
+is prepared, as a header of its own: Celery's producer is not there for the Celery
+instrumentation to add it, and its worker side reads it from the task's headers.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from zapa_bridge.errors import QueueUnavailable
 from zapa_bridge.outbound.messages import Priority
 from zapa_bridge.queues import SEND_QUEUE_BY_PRIORITY, Queue
 from zapa_bridge.redaction import mask_phone
+from zapa_bridge.tracing import current_traceparent
 
 ENQUEUED_AT_HEADER = "zapa_enqueued_at"
 """Stamped on every task message we publish, so queue stats can tell the oldest one's age."""
@@ -84,7 +89,7 @@ class Publisher:
         task_id = task_id or str(uuid.uuid4())
         headers = {**self._headers, "task": task, "id": task_id, "root_id": task_id,
                    "argsrepr": "()", "kwargsrepr": kwargsrepr, "ignore_result": ignore_result,
-                   ENQUEUED_AT_HEADER: time.time()}
+                   ENQUEUED_AT_HEADER: time.time(), **current_traceparent()}
         properties = {**self._properties, "correlation_id": task_id,
                       "delivery_info": {"exchange": "", "routing_key": queue},
                       "delivery_tag": str(uuid.uuid4())}

@@ -7,7 +7,8 @@ fingerprint of the admin token it was made with: a new token ends every session.
 sign-ins are throttled per client address (`throttle`). Every form that changes something
 carries a CSRF token kept in the session. Each section of the dashboard is read on its own:
 one that cannot be read (Redis or the bridge down) says why, and the rest of the page still
-shows. The page has no JavaScript, and its headers say so (`page_headers`).
+shows; each message id opens that message's own page, its status record and history. The
+page has no JavaScript, and its headers say so (`page_headers`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 from flask import (
@@ -31,7 +32,9 @@ from flask import (
     Flask,
     Request,
     Response,
+    abort,
     flash,
+    get_flashed_messages,
     redirect,
     render_template,
     request,
@@ -47,11 +50,17 @@ from zapa_bridge.errors import BridgeError, NotADeadLetter, QueueUnavailable
 from zapa_bridge.inbound.dead_letters import InboundDeadLetter
 from zapa_bridge.logs import line
 from zapa_bridge.ops.health import HealthChecker, HealthSnapshot
-from zapa_bridge.outbound.status_store import MessageRecord
+from zapa_bridge.outbound.status_store import (
+    DEAD_STATUSES,
+    HISTORY_LIMIT,
+    MessageRecord,
+    MessageStatus,
+)
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.store import keys
 from zapa_bridge.web import throttle
 from zapa_bridge.web.admin_api import token_matches, web
+from zapa_bridge.wording import counted
 
 log = logging.getLogger("zapa.web.admin")
 
@@ -69,6 +78,7 @@ INBOUND_LIMIT = 20
 RECENT_LIMIT = 20
 REFRESH_SECONDS = 10
 QR_WAITING = "qr_waiting"
+REPLAYED = "replayed"  # a flash whose text is a replayed message's id, worded when shown
 _PNG_DATA_URL = re.compile(r"data:image/png;base64,[A-Za-z0-9+/]+={0,2}")
 # No scripts at all; styles only from our stylesheet; images ours or the QR's data: URL.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -233,7 +243,8 @@ def renew_session() -> None:
 
 @admin_page.context_processor
 def page_globals() -> dict[str, Any]:
-    return {"csrf_token": csrf_token, "token_required": web().admin_token is not None}
+    return {"csrf_token": csrf_token, "token_required": web().admin_token is not None,
+            "notices": notices}
 
 
 @admin_page.errorhandler(HTTPException)
@@ -321,8 +332,24 @@ def replay(message_id: str) -> Any:
         flash(f"Not replayed, Redis did not take it: {exc}", "error")
     else:
         log.info("admin page: dead letter %s replayed", record.id)
-        flash(f"Dead letter {record.id} replayed: it is {record.status} again.", "ok")
+        flash(record.id, REPLAYED)  # worded when shown, from the record as it is then
     return redirect(url_for(".dashboard"))
+
+
+@admin_page.get("/messages/<message_id>")
+@requires_sign_in
+def message(message_id: str) -> Any:
+    """One outbound message's status record and history: recipient masked, no content."""
+    try:
+        record = web().core.store.get(message_id)
+    except redis.RedisError as exc:
+        abort(503, description=f"Redis did not answer ({type(exc).__name__}): the message's "
+                               "record cannot be read now.")
+    if record is None:
+        abort(404, description=f"No message {message_id} is recorded: the id is wrong, or "
+                               "its record has expired.")
+    return render_template("admin/message.html", m=MessageView.of(record),
+                           history_limit=HISTORY_LIMIT)
 
 
 @admin_page.post("/inbound-dead-letters/<letter_id>/replay")
@@ -345,13 +372,21 @@ def replay_inbound(letter_id: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class SessionRow:
+    """A session as the page shows it; `stale`: the registry's last state, the bridge being
+    down."""
+
     id: str
     status: str
     phone_number: str | None
     name: str | None
     held: int
     qr_image: str | None = None
-    qr_expires_at: str | None = None
+    qr_expires: float | None = None  # epoch seconds
+    stale: bool = False
+
+    @property
+    def qr_expired(self) -> bool:
+        return self.qr_expires is not None and self.qr_expires <= time.time()
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +406,42 @@ class MessageRow:
     def of(cls, record: MessageRecord) -> MessageRow:
         return cls(record.id, record.session, mask_phone(record.to), record.type,
                    str(record.status), record.attempts, record.reason, record.updated)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    at: float
+    status: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    """One outbound record for its own page: recipient masked, never the content."""
+
+    id: str
+    status: str
+    session: str | None
+    to: str
+    type: str
+    priority: str
+    attempts: int
+    failures: int
+    reason: str | None
+    bridge_message_id: str | None
+    created: float
+    updated: float
+    history: list[HistoryRow]
+    dead: bool
+
+    @classmethod
+    def of(cls, record: MessageRecord) -> MessageView:
+        history = [HistoryRow(float(entry.get("at") or 0), str(entry.get("status") or ""),
+                              str(entry.get("note") or "")) for entry in record.history]
+        return cls(record.id, str(record.status), record.session, mask_phone(record.to),
+                   record.type, record.priority, record.attempts, record.failures,
+                   record.reason, record.bridge_message_id, record.created, record.updated,
+                   history[::-1], record.status in DEAD_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,10 +515,10 @@ def _sessions(board: Dashboard, held: dict[str, int]) -> list[SessionRow]:
         board.sessions_notice = (f"The bridge did not answer ({exc.message}): these are the "
                                  "last states the registry knows, without QR codes.")
         return [SessionRow(state.id, state.status, state.phone_number, state.name,
-                           held.get(state.id, 0)) for state in core.sessions.all()]
+                           held.get(state.id, 0), stale=True) for state in core.sessions.all()]
     return [SessionRow(info.id, info.status, info.phone_number, info.name,
                        held.get(info.id, 0), _qr_image(info.status, info.qr_code),
-                       info.qr_expires_at) for info in live]
+                       _epoch(info.qr_expires_at)) for info in live]
 
 
 def _qr_image(status: str, qr_code: str | None) -> str | None:
@@ -457,11 +528,53 @@ def _qr_image(status: str, qr_code: str | None) -> str | None:
     return qr_code
 
 
+def _epoch(iso: object) -> float | None:
+    """zapw's ISO 8601 time (`2026-11-25T10:01:00.000Z`) in epoch seconds; None if it is
+    not one."""
+    if not isinstance(iso, str) or not iso:
+        return None
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def _inbound_row(entry: dict[str, Any]) -> InboundRow:
     message = entry["message"]
     return InboundRow(entry["received"], message.get("session", ""),
                       mask_phone(message.get("sender")), message.get("type", ""),
                       bool(message.get("is_group")), entry.get("routed_to"))
+
+
+# -- notices -------------------------------------------------------------------------------
+
+def notices() -> list[tuple[str, str]]:
+    """The flashed notices as (category, text). A replay's is worded from its record as it
+    is when shown, not as it was when Replay was pressed: a worker may have failed it again
+    in between, and the notice must not say "queued" beside a table that says "failed"."""
+    flashed = cast(list[tuple[str, str]], get_flashed_messages(with_categories=True))
+    return [replay_notice(text) if category == REPLAYED else (category, text)
+            for category, text in flashed]
+
+
+def replay_notice(message_id: str) -> tuple[str, str]:
+    replayed = f"Dead letter {message_id} replayed"
+    try:
+        record = web().core.store.get(message_id)
+    except redis.RedisError as exc:
+        return "ok", f"{replayed}; its status cannot be read now ({type(exc).__name__})."
+    if record is None:
+        return "error", f"{replayed}, but its record is gone."
+    if record.status in DEAD_STATUSES:
+        return "error", (f"{replayed}, but it {record.status} again: "
+                         f"{record.reason or 'no reason recorded'}.")
+    now = {
+        MessageStatus.QUEUED: "it is queued again",
+        MessageStatus.HELD: f"it is held until session {record.session} connects",
+        MessageStatus.SENDING: "it is being sent",
+    }.get(record.status, f"it is {record.status}")
+    return "ok", f"{replayed}: {now}."
 
 
 # -- template filters ----------------------------------------------------------------------
@@ -487,3 +600,18 @@ def age(seconds: float | None) -> str:
 @admin_page.app_template_filter("admin_ago")
 def ago(epoch: float | None) -> str:
     return "-" if not epoch else f"{age(max(0.0, time.time() - epoch))} ago"
+
+
+@admin_page.app_template_filter("admin_from_now")
+def from_now(epoch: float | None) -> str:
+    """A time to come as "in 45 s"; one already past as "45 s ago"."""
+    if not epoch:
+        return "-"
+    return f"in {age(epoch - time.time())}" if epoch > time.time() else ago(epoch)
+
+
+@admin_page.app_template_filter("admin_count")
+def count(number: int, noun: str) -> str:
+    """`1 dead letter`, `2 dead letters`, in the templates."""
+    return counted(number, noun)
+

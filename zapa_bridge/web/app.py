@@ -69,17 +69,31 @@ class WebServices:
                            "dead_letters": dead}}
 
 
+def serves_requests() -> bool:
+    """False only when Flask's own CLI builds the app for a command that serves nothing
+    (`flask routes`, `flask shell`): those run without the credentials a server needs."""
+    import click
+    from flask.cli import FlaskGroup
+
+    context = click.get_current_context(silent=True)
+    if context is None or context.parent is None:
+        return True
+    return not isinstance(context.find_root().command, FlaskGroup) or context.info_name == "run"
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the web app; `test_config` may carry `SETTINGS` (a Settings object)."""
     from workers import tasks  # the one Celery app, shared with the workers
     from workers.broker import KombuRedisLayout
+    from zapa_bridge.tracing import configure_tracing
 
     app = Flask(__name__)
     overrides = dict(test_config or {})
     settings = overrides.pop("SETTINGS", None) or load_settings()
     logs.configure(settings.log_level)
-    settings.require_webhook_auth()
-    settings.require_admin_token()
+    if serves_requests():
+        settings.require_webhook_auth()
+        settings.require_admin_token()
     admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     # Admin sessions live in Redis (the cookie holds a random id): nothing to sign, so no
     # SECRET_KEY; their lifetime and the cookie's flags come from the settings.
@@ -135,4 +149,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # Only then: a client talking to us directly could otherwise name any address.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
+    configure_tracing("zapa-bridge-web", flask_app=app)  # off unless configured
     return app
