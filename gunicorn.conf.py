@@ -104,6 +104,40 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 control_socket_disable = True
 
 
+def on_starting(server: Any) -> None:
+    """Check the settings before any worker starts, in a forked child so that the master
+    imports nothing of ours: a bad setting stops the server with its lines alone (exit 2),
+    as worker and beat do, instead of each worker failing on its own."""
+    child = os.fork()
+    if child == 0:
+        os._exit(_settings_status())
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) == 2:
+        raise SystemExit(2)
+
+
+def _settings_status() -> int:
+    """In the child: 2 (the problems printed) for a configuration the web refuses, else 0
+    (anything else is for the worker to meet and report)."""
+    try:
+        from zapa_bridge.config import load_settings
+        from zapa_bridge.errors import ConfigError
+
+        try:
+            settings = load_settings()
+            settings.require_webhook_auth()
+            settings.require_admin_token()
+        except ConfigError as error:
+            for text in error.lines():
+                print(text, file=sys.stderr)
+            return 2
+    except BaseException:  # the worker's own start meets it and reports it properly
+        return 0
+    finally:
+        sys.stderr.flush()
+    return 0
+
+
 def post_worker_init(worker: Any) -> None:
     """In each worker, gevent-patched and with the app loaded: the error log quotes a bad
     request line whole, so its query string (the webhook's `?token=`) is stripped."""

@@ -285,3 +285,10 @@ def test_send_names_redis_url_when_redis_is_unreachable():
                            "hi"], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 1
     assert "cannot reach Redis at REDIS_URL=redis://127.0.0.1:" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["inbound", "connect", "disconnect", "sends", "restart"])
+def test_simulate_help_says_where_the_simulator_is_looked_for(command):
+    shown = CliRunner().invoke(main, ["simulate", command, "--help"]).output
+    assert "$ZAPW_URL, else http://127.0.0.1:3000" in " ".join(shown.split())
+    assert "[default: http://127.0.0.1:3000]" not in shown

@@ -18,6 +18,7 @@ from zapa_bridge.errors import ConfigError, InvalidMessage, QueueUnavailable, Za
 from zapa_bridge.outbound.messages import MessageType, Priority
 from zapa_bridge.redaction import redact_url
 from zapa_bridge.session_ids import path_segment, session_id_problem
+from zapa_bridge.wording import counted
 
 if TYPE_CHECKING:
     from zapa_bridge.services import Services
@@ -283,8 +284,7 @@ def _check_bridge(settings: Settings) -> bool:
             click.echo(f"bridge GET /sessions: FAILED ({exc})")
             return False
     key = "ZAPW_API_KEY accepted" if settings.zapw_api_key else "no API key needed"
-    count = f"{len(sessions)} session{'' if len(sessions) == 1 else 's'}"
-    click.echo(f"bridge GET /sessions: ok, {count} ({key})")
+    click.echo(f"bridge GET /sessions: ok, {counted(len(sessions), 'session')} ({key})")
     return True
 
 
