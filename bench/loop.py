@@ -18,7 +18,7 @@ from bench.environment import OURS_APP, OURS_WSGI, BenchEnv
 from bench.processes import BenchError, run_module, wait_for
 from bench.results import Row, Section, ceiling_row, info_row, percentile
 from bench.sizes import Sizes
-from bench.usage import UsageMeter, children_cpu, commands_table, cpu_table, pid_cpu
+from bench.usage import UsageMeter, children_cpu, commands_table, cpu_table, redis_server_cpu
 from zapa_bridge.simulator import SentMessage, Simulator
 from zapa_bridge.store import keys
 
@@ -62,7 +62,7 @@ def run(env: BenchEnv, sizes: Sizes, *, profile: bool) -> Section:
         meter = UsageMeter(env.redis(), {
             "gunicorn (master + workers)": children_cpu([web]),
             "worker processes": children_cpu(workers),
-            "redis-server": pid_cpu(env.redis_server.process.pid),  # type: ignore[union-attr]
+            "redis-server": redis_server_cpu(env.redis()),
         }).start()
         main = load_pass(env, sizes, port, simulator, sizes.loop_rate, sizes.loop_seconds)
         usage = meter.stop().per_item(main.posted)

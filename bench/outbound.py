@@ -1,10 +1,12 @@
 """Outbound throughput: N text messages through `send_message` to the zapw simulator, drained
 by worker processes started as the Procfile starts them; the baseline is a bare Celery task
-doing one keep-alive POST to the same endpoint, on the same worker settings.
+doing one keep-alive POST to the same endpoint, on the same worker settings. The two drain
+alternately, in pairs (bench.pairs).
 
 The messages are queued first, workers stopped; then the workers start together, and the
 rate is counted from the moment all of them are ready to the last send the simulator
-accepted, so start-up is not measured.
+accepted, so start-up is not measured. Redis's own CPU over that stretch, per send, gives
+the send rate one Redis could carry.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from dataclasses import dataclass
 from bench import enqueue as producer
 from bench.bridge import start_simulator, wait_for_sends
 from bench.environment import BASELINE_APP, OURS_APP, BenchEnv
+from bench.pairs import Pairs, alternate
 from bench.processes import Child
 from bench.producers import enqueue_together
 from bench.profiling import ProfileSummary, Sampler
-from bench.results import Section, info_row, ratio_row
+from bench.results import Section, fmt, info_row, pairs_note, ratio_row
 from bench.sizes import Sizes
 from bench.usage import (
     Usage,
@@ -26,7 +29,8 @@ from bench.usage import (
     children_cpu,
     commands_table,
     cpu_table,
-    pid_cpu,
+    pooled,
+    redis_server_cpu,
     this_process_cpu,
 )
 
@@ -34,6 +38,7 @@ TITLE = "Outbound throughput"
 TARGET_RATIO = 0.8
 PRODUCERS = 2  # fill the backlog faster; the enqueue path's own speed is the scale benchmark's
 STALL_SECONDS = 30.0
+REDIS = "redis-server"
 
 
 @dataclass
@@ -44,29 +49,53 @@ class Drain:
     accepted: int  # sends the simulator accepted in all
     sent: int  # of which while every worker was up
     seconds: float
-    usage: Usage
+    usage: Usage  # of the measured stretch, in all (not per message)
+    enqueue_redis_seconds: float  # Redis's CPU while the backlog was queued
     profile: ProfileSummary | None = None
 
     @property
     def per_second(self) -> float | None:
         return self.sent / self.seconds if self.seconds > 0 else None
 
+    @property
+    def redis_ms(self) -> float | None:
+        """Redis's CPU per message sent in the measured stretch, in milliseconds."""
+        if not self.sent or REDIS not in self.usage.cpu_seconds:
+            return None
+        return 1000 * self.usage.cpu_seconds[REDIS] / self.sent
+
+    @property
+    def redis_ceiling(self) -> float | None:
+        """Sends per second one Redis could carry at that cost: Redis runs commands on one
+        thread, so one core is its limit."""
+        cost = self.redis_ms
+        return 1000 / cost if cost else None
+
 
 def run(env: BenchEnv, sizes: Sizes, *, profile: bool) -> Section:
     count, recipients = sizes.outbound_messages, sizes.outbound_recipients
-    baseline = drain(env, "baseline", count, recipients)
-    ours = drain(env, "ours", count, recipients)
+    drains = alternate(sizes.pairs, lambda _: drain(env, "baseline", count, recipients),
+                       lambda _: drain(env, "ours", count, recipients))
     # Every message its own conversation: no message waits for an earlier one, so each is
     # published by its producer as the baseline's are, not by the worker that sent the one
-    # before it. The difference is what conversation order costs.
+    # before it. The difference is what conversation order costs. Informative, so once.
     solo = drain(env, "ours", sizes.outbound_solo_messages, 0)
+    rate = drains.figure(lambda run: run.per_second)
+    redis_ms = drains.figure(lambda run: run.redis_ms)
+    ceiling = drains.figure(lambda run: run.redis_ceiling)
     section = Section(TITLE, method=method(env, sizes), rows=[
         ratio_row(TITLE, f"messages/s ({count:,} msgs, {env.workers} workers)",
-                  ours.per_second, baseline.per_second, "msg/s", TARGET_RATIO),
-        info_row(TITLE, f"messages/s, each its own conversation ({solo.queued:,} msgs)",
-                 solo.per_second, baseline.per_second, "msg/s"),
+                  rate.ours, rate.baseline, "msg/s", TARGET_RATIO, ratios=rate.ratios),
+        info_row(TITLE, f"messages/s, each its own conversation ({solo.queued:,} msgs, once)",
+                 solo.per_second, rate.baseline, "msg/s"),
+        info_row(TITLE, "Redis CPU per sent message (INFO cpu, while draining)",
+                 redis_ms.ours, redis_ms.baseline, "ms", ratios=redis_ms.ratios),
+        info_row(TITLE, "sends/s one Redis could carry at that (1 / Redis CPU per send)",
+                 ceiling.ours, ceiling.baseline, "msg/s", ratios=ceiling.ratios),
     ])
-    section.details += details(ours, baseline, solo)
+    section.details += [pairs_note("messages/s", rate, "msg/s"),
+                        pairs_note("Redis CPU per sent message", redis_ms, "ms"), ""]
+    section.details += details(drains, solo)
     if profile:
         sampled = drain(env, "ours", sizes.outbound_profile_messages, recipients,
                         profile_title="Outbound: one worker process (ours)")
@@ -82,13 +111,16 @@ def drain(env: BenchEnv, kind: str, count: int, recipients: int, *,
     workers: list[Child] = []
     sampler: Sampler | None = None
     summary: ProfileSummary | None = None
+    redis_cpu = redis_server_cpu(env.redis())
     try:
+        before_enqueue = redis_cpu()
         enqueue_together(env, kind, 0, count, PRODUCERS, recipients)
+        enqueue_redis_seconds = redis_cpu() - before_enqueue
         app = OURS_APP if kind == "ours" else BASELINE_APP
         workers = env.start_workers(app, f"{kind}-outbound")
         meter = UsageMeter(env.redis(), {
             "worker processes": children_cpu(workers),
-            "redis-server": pid_cpu(env.redis_server.process.pid),  # type: ignore[union-attr]
+            REDIS: redis_cpu,
             "zapw simulator": this_process_cpu,
         }).start()
         sampler = (Sampler(profile_title, workers[0].pid, env.log_dir / f"{kind}-outbound.raw")
@@ -104,8 +136,8 @@ def drain(env: BenchEnv, kind: str, count: int, recipients: int, *,
         simulator.stop()
     timed = [send.at for send in sends if send.at >= ready_at]
     seconds = timed[-1] - ready_at if timed else 0.0
-    return Drain(count, len(sends), len(timed),
-                 seconds, usage.per_item(len(timed)), summary)
+    return Drain(count, len(sends), len(timed), seconds, usage, enqueue_redis_seconds,
+                 summary)
 
 
 def method(env: BenchEnv, sizes: Sizes) -> list[str]:
@@ -122,6 +154,14 @@ def method(env: BenchEnv, sizes: Sizes) -> list[str]:
         "Baseline, in the same run: `bench.baseline_app`, a bare Celery task posting the "
         "same body with a shared keep-alive `requests` session, queued the same way and "
         "drained by as many workers with the same settings (celeryconfig's).",
+        f"In pairs, A B A B: the baseline's drain, then ours, {sizes.pairs} times, each from "
+        "an empty Redis; the ratio is the median of the pairs' ratios, the range their lowest "
+        "and highest, and ours and the baseline each side's median.",
+        "Redis CPU per sent message: the server's own `used_cpu_user + used_cpu_sys` (`INFO "
+        "cpu`) over the measured stretch, divided by the sends in it. It counts everything "
+        "Redis did meanwhile for the workers, Celery's fetches and acks included. Redis runs "
+        "commands on one thread, so 1 / that cost is the send rate at which one Redis would "
+        "be a full core busy: a ceiling for one Redis, whatever the number of workers.",
         f"Ours again with {sizes.outbound_solo_messages:,} messages to as many recipients "
         f"(an informative row): with {sizes.outbound_messages // sizes.outbound_recipients} "
         "messages per conversation a worker publishes each "
@@ -131,15 +171,40 @@ def method(env: BenchEnv, sizes: Sizes) -> list[str]:
     ]
 
 
-def details(ours: Drain, baseline: Drain, solo: Drain) -> list[str]:
+def details(drains: Pairs[Drain], solo: Drain) -> list[str]:
     lines = []
-    for name, drained in (("ours", ours), ("baseline", baseline), ("ours, solo", solo)):
+    named = [*((f"baseline, pair {i}", run) for i, run in enumerate(drains.baseline, 1)),
+             *((f"ours, pair {i}", run) for i, run in enumerate(drains.ours, 1)),
+             ("ours, solo", solo)]
+    for name, drained in named:
         if drained.accepted < drained.queued:
             lines.append(f"**{name}: only {drained.accepted:,} of {drained.queued:,} messages "
                          "reached the simulator** (the run stalled or timed out).")
-    solo_cpu = sum(solo.usage.cpu_seconds.values())
-    lines += ["", cpu_table(ours.usage, baseline.usage, "message"), "",
-              commands_table(ours.usage, baseline.usage, "message"), "",
+    ours = pooled([run.usage for run in drains.ours]).per_item(sum(r.sent for r in drains.ours))
+    baseline = pooled([run.usage for run in drains.baseline]).per_item(
+        sum(run.sent for run in drains.baseline))
+    solo_usage = solo.usage.per_item(solo.sent)
+    solo_cpu = sum(solo_usage.cpu_seconds.values())
+    lines += [f"The tables add up every pair's measured stretch ({len(drains.ours)} of each).",
+              "", cpu_table(ours, baseline, "message"), "",
+              commands_table(ours, baseline, "message"), "",
               f"Each message its own conversation: {solo_cpu:.2f} ms of CPU in all and "
-              f"{sum(solo.usage.redis_commands.values()):.1f} Redis commands per message."]
+              f"{sum(solo_usage.redis_commands.values()):.1f} Redis commands per message.", "",
+              *redis_whole_path(drains)]
     return lines
+
+
+def redis_whole_path(drains: Pairs[Drain]) -> list[str]:
+    """Redis's CPU for queueing and sending together: what one Redis carries end to end."""
+    lines = []
+    for name, runs in (("ours", drains.ours), ("baseline", drains.baseline)):
+        sent = sum(run.sent for run in runs)
+        queued = sum(run.queued for run in runs)
+        drain_ms = 1000 * sum(run.usage.cpu_seconds.get(REDIS, 0.0) for run in runs) / max(1, sent)
+        enqueue_ms = 1000 * sum(run.enqueue_redis_seconds for run in runs) / max(1, queued)
+        whole = drain_ms + enqueue_ms
+        lines.append(f"- {name}: Redis CPU {fmt(enqueue_ms, 'ms')} per message to queue it "
+                     f"and {fmt(drain_ms, 'ms')} to send it; {fmt(whole, 'ms')} in all, so one "
+                     f"Redis would carry about {fmt(1000 / whole if whole else None, 'msg/s')} "
+                     "queued and sent.")
+    return ["Redis CPU per message, queueing and sending together (all pairs):", "", *lines]

@@ -20,6 +20,9 @@ def render(facts: dict[str, str], sections: Sequence[Section], command: str) -> 
         f"Written by `{command}` on {facts['date']}; do not edit by hand (the prose comes "
         "from `bench/`). Each benchmark runs ours and a bare baseline in the same run on the "
         "same machine, so read the ratios: absolute numbers on a shared machine are noise. "
+        "Where a row has a range, ours and the baseline ran alternately, A B A B, in as "
+        "many pairs (`--pairs`, default 3), and its ratio is the median of the pairs' ratios: "
+        "one pair alone moved by 0.2 from day to day. "
         "Benchmarks are not tests: they assert nothing about time.",
         "",
         "Run them with `scripts/bench` (all, as below), `scripts/bench --smoke` (tiny sizes, "
@@ -35,7 +38,11 @@ def render(facts: dict[str, str], sections: Sequence[Section], command: str) -> 
         "",
         render_markdown(rows),
         "",
-        "Ratio is ours / baseline. The target column is the issue's (#7).",
+        "Ratio is ours / baseline: for a row measured in pairs, the median of the pairs' "
+        "ratios, with ours and the baseline each side's median. Range (pairs) is the lowest "
+        "and the highest pair ratio (the spread; with three pairs an interquartile range "
+        "would say no more), then how many pairs. The target column is the issue's (#7; the "
+        "slow-client rows: #14), judged on the median.",
         "",
     ]
     for section in sections:
@@ -86,8 +93,9 @@ def render_missed(rows: Sequence[Row]) -> list[str]:
         return [*lines, "None.", ""]
     for row in missed:
         cells = row.cells()
+        pairs = f", pairs {cells[5]}" if cells[5] else ""
         lines.append(f"- {row.benchmark}, {row.metric}: {cells[2]} (baseline {cells[3]}, "
-                     f"ratio {cells[4] or '-'}), target {row.target}.")
+                     f"ratio {cells[4] or '-'}{pairs}), target {row.target}.")
     lines += ["", "The CPU and Redis command tables and the profiles above show where the "
               "time goes; the analysis below says what would close each gap."]
     return lines

@@ -8,6 +8,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -42,6 +43,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="scale up to 1,000,000 waiting messages (several minutes more)")
     parser.add_argument("--only", type=lambda text: text.split(","), default=list(BENCHMARKS),
                         help=f"comma-separated, of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--pairs", type=int,
+                        help="times ours and the baseline run alternately, A B A B; each "
+                             "ratio is the median of the pairs' (default 3, 2 with --smoke)")
     parser.add_argument("--workers", type=int, default=2,
                         help="worker processes, ours and the baseline's alike (default 2)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
@@ -55,6 +59,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.only) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    if args.pairs is not None and args.pairs < 1:
+        parser.error("--pairs must be at least 1")
     return args
 
 
@@ -63,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = SMOKE if args.smoke else FULL
     if args.full_scale:
         sizes = with_full_scale(sizes)
+    if args.pairs is not None:
+        sizes = replace(sizes, pairs=args.pairs)
     # Only a run of everything at full size replaces the report; anything less prints.
     complete = not args.smoke and set(args.only) == set(BENCHMARKS)
     doc = args.doc or (DOC if complete else None)

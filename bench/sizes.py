@@ -11,6 +11,8 @@ ONE_MILLION = 1_000_000
 @dataclass(frozen=True, slots=True)
 class Sizes:
     name: str
+    # Ours and the baseline run alternately this many times each (bench.pairs).
+    pairs: int = 3
     outbound_messages: int = 20_000
     # Messages of one conversation go one at a time, in order: spread them so that order
     # does not serialise the run.
@@ -35,8 +37,8 @@ class Sizes:
 FULL = Sizes(name="full")
 
 SMOKE = Sizes(
-    name="smoke", outbound_messages=300, outbound_recipients=50, outbound_profile_messages=200,
-    outbound_solo_messages=100,
+    name="smoke", pairs=2, outbound_messages=300, outbound_recipients=50,
+    outbound_profile_messages=200, outbound_solo_messages=100,
     webhook_seconds=2.0, webhook_connections=4, warmup_seconds=0.3, profile_seconds=1.0,
     loop_rate=20.0, loop_seconds=2.0, loop_senders=50, scale_checkpoints=(100, 300),
     scale_window=100, scale_baseline_max=300,

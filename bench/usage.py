@@ -17,7 +17,6 @@ from bench.processes import (
     CLOCK_TICKS,
     Child,
     direct_children,
-    process_cpu_seconds,
     tree_cpu_seconds,
 )
 from bench.results import fmt, markdown_table
@@ -36,6 +35,16 @@ class Usage:
             return Usage({}, Counter())
         return Usage({role: 1000 * seconds / items for role, seconds in self.cpu_seconds.items()},
                      Counter({name: calls / items for name, calls in self.redis_commands.items()}))
+
+
+def pooled(usages: Sequence[Usage]) -> Usage:
+    """Several stretches' usage added up (divide by all their items with `per_item`)."""
+    cpu: Counter[str] = Counter()
+    commands: Counter[str] = Counter()
+    for usage in usages:
+        cpu.update(usage.cpu_seconds)
+        commands.update(usage.redis_commands)
+    return Usage(dict(cpu), commands)
 
 
 class UsageMeter:
@@ -66,8 +75,13 @@ def children_cpu(children: Sequence[Child]) -> CpuReader:
     return lambda: sum(child.cpu_seconds() for child in children)
 
 
-def pid_cpu(pid: int) -> CpuReader:
-    return lambda: process_cpu_seconds(pid)
+def redis_server_cpu(client: redis.Redis) -> CpuReader:
+    """The Redis server's CPU seconds, user and system, as its `INFO cpu` reports them (to
+    the microsecond; the same figure for a Redis on another machine)."""
+    def read() -> float:
+        cpu = client.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    return read
 
 
 def this_process_cpu() -> float:
