@@ -55,14 +55,14 @@ class Worker(GeventWorker):
     def load_wsgi(self) -> None:
         """A configuration error is printed as its lines alone, and stops the server
         (exit 4, gunicorn's "App failed to load") instead of a traceback per worker."""
-        from zapa_bridge.errors import ConfigError  # the worker's, after gevent's patching
+        # The worker's imports, after gevent's patching.
+        from zapa_bridge.config import print_config_error
+        from zapa_bridge.errors import ConfigError
 
         try:
             super().load_wsgi()
         except ConfigError as error:
-            for text in error.lines():
-                print(text, file=sys.stderr)
-            sys.stderr.flush()
+            print_config_error(error)
             sys.exit(APP_LOAD_ERROR)
 
     def timeout_ctx(self) -> gevent.Timeout:
@@ -120,7 +120,7 @@ def _settings_status() -> int:
     """In the child: 2 (the problems printed) for a configuration the web refuses, else 0
     (anything else is for the worker to meet and report)."""
     try:
-        from zapa_bridge.config import load_settings
+        from zapa_bridge.config import load_settings, print_config_error
         from zapa_bridge.errors import ConfigError
 
         try:
@@ -128,13 +128,10 @@ def _settings_status() -> int:
             settings.require_webhook_auth()
             settings.require_admin_token()
         except ConfigError as error:
-            for text in error.lines():
-                print(text, file=sys.stderr)
+            print_config_error(error)
             return 2
     except BaseException:  # the worker's own start meets it and reports it properly
         return 0
-    finally:
-        sys.stderr.flush()
     return 0
 
 

@@ -225,12 +225,17 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(_describe(error)) from None
 
 
-def exit_on_config_error(error: ConfigError) -> NoReturn:
-    """Print the problems, one line each and nothing else, and end the process (exit 2):
-    a traceback would only bury them."""
+def print_config_error(error: ConfigError) -> None:
+    """The problems on stderr, one line each and nothing else: a traceback would only
+    bury them."""
     for text in error.lines():
         print(text, file=sys.stderr)
     sys.stderr.flush()
+
+
+def exit_on_config_error(error: ConfigError) -> NoReturn:
+    """Print the problems and end the process (exit 2)."""
+    print_config_error(error)
     raise SystemExit(2)
 
 
