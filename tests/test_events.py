@@ -11,7 +11,9 @@ import pytest
 
 from tests.helpers import wait_until
 from workers.tasks import send_message, services
+from zapa_bridge.outbound.receipts import KEPT_FOR
 from zapa_bridge.outbound.status_store import MessageStatus
+from zapa_bridge.store import keys
 
 pytestmark = pytest.mark.slow
 
@@ -155,7 +157,7 @@ def test_media_location_and_contact_are_kept_and_a_sticker_is_unsupported_not_dr
 def test_delivered_then_read_move_the_record_and_a_late_delivered_never_moves_it_back(
         start_worker, zapw, post_event):
     zapw.add_session("s1")
-    worker = start_worker()
+    start_worker()
     message_id, bridge_id = sent_message(zapw)
 
     assert post_event(event("message.delivered", {"messageId": bridge_id, "status": 3})) == (
@@ -165,12 +167,11 @@ def test_delivered_then_read_move_the_record_and_a_late_delivered_never_moves_it
         "accepted")
     wait_status(message_id, MessageStatus.READ)
 
-    # A redelivery of the same event stops at the intake; one that arrives out of order
-    # (here without an ack level) reaches the handler, which keeps `read`.
+    # A redelivery of the same event stops at the intake's dedupe; one that arrives out of
+    # order (here without an ack level) is applied there, which keeps `read`.
     assert post_event(event("message.delivered", {"messageId": bridge_id, "status": 3})) == (
         "duplicate")
     assert post_event(event("message.delivered", {"messageId": bridge_id})) == "accepted"
-    wait_logged(worker, "zapa.handle_event", "'unchanged'")
     record = record_of(message_id)
     assert record.status == MessageStatus.READ
     assert [entry["status"] for entry in record.history] == [
@@ -186,8 +187,9 @@ def test_read_arriving_before_delivered_keeps_the_message_read(start_worker, zap
     wait_status(message_id, MessageStatus.READ)
     assert post_event(event("message.delivered", {"messageId": bridge_id, "status": 3})) == (
         "accepted")
-    wait_logged(worker, "zapa.handle_event", "'unchanged'")
     assert record_of(message_id).status == MessageStatus.READ
+    # Applied at the intake: no task ran for either receipt.
+    assert "Task zapa.handle_event[" not in worker.log()
 
 
 def test_sent_event_with_the_read_ack_level_marks_the_message_read(
@@ -212,17 +214,19 @@ def test_failed_event_on_a_sent_message_fails_it_with_the_bridge_error(
     assert [dead.id for dead in services().dead_letters.list()] == [message_id]
 
 
-def test_status_for_an_unknown_message_is_given_up_quietly_while_others_proceed(
-        start_worker, zapw, post_event):
+def test_status_for_an_unknown_message_is_kept_for_a_while_and_others_proceed(
+        start_worker, zapw, post_event, redis_db):
     zapw.add_session("s1")
     worker = start_worker()
     assert post_event(event("message.read", {"messageId": "3EB0NOBODY", "status": 4})) == (
         "accepted")
+    kept = keys.kept_receipts("s1", "3EB0NOBODY")
+    assert list(redis_db.hgetall(kept)) == ["read"]
+    assert 0 < redis_db.ttl(kept) <= KEPT_FOR
     assert post_event(received(text("3EB0AFTER", "still here"))) == "accepted"
-    wait_until(lambda: zapw.sent_to("s1"), what="echo while the unknown status retries")
+    wait_until(lambda: zapw.sent_to("s1"), what="the echo of the message after it")
     assert bodies(zapw, "s1") == [{"to": SENDER, "type": "text", "text": "echo: still here"}]
 
-    wait_logged(worker, "zapa.handle_event", "'unknown message'")
     log = worker.log()
     assert "Traceback" not in log
     assert "ERROR" not in log

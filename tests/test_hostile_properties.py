@@ -1,13 +1,16 @@
 """Generated bodies and headers at the two edges that take data from outside, the webhook
 and the admin send route: no answer is ever a 5xx, and nothing answered 2xx vanishes (an
-accepted event ends handled by a real worker or as an inbound dead letter; a queued send
-has its record). A fixed example budget keeps the run short and the same every time."""
+accepted message is recorded and its inbound task run by a real worker, an accepted receipt
+is counted where the intake applied it, a session event ends handled by the worker or as an
+inbound dead letter; a queued send has its record). A fixed example budget keeps the run
+short and the same every time."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -17,7 +20,12 @@ from hypothesis import strategies as st
 
 from tests.helpers import wait_until
 from workers.tasks import services
-from zapa_bridge.inbound.events import KNOWN_EVENTS
+from zapa_bridge.inbound.events import (
+    KNOWN_EVENTS,
+    MESSAGE_RECEIVED,
+    SESSION_EVENTS,
+    STATUS_EVENTS,
+)
 from zapa_bridge.queues import Queue
 from zapa_bridge.web import create_app, throttle
 
@@ -29,7 +37,8 @@ TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]
 ADMIN = {"Authorization": "Bearer " + os.environ["ZAPA_ADMIN_TOKEN"]}
 BUDGET = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SUCCEEDED = re.compile(r"Task zapa\.handle_event\[([0-9a-f-]+)\] succeeded")
+HANDLED = re.compile(r"Task zapa\.handle_event\[([0-9a-f-]+)\] succeeded")
+ECHOED = re.compile(r"Task zapa\.echo\[([0-9a-f-]+)\] succeeded")
 
 # Any text, lone surrogates and control characters included.
 any_text = st.text(st.characters(codec=None, categories=None), max_size=12)
@@ -85,7 +94,7 @@ def client(redis_db: Any) -> FlaskClient:
 
 def test_no_webhook_body_gets_a_5xx_and_no_accepted_event_vanishes(client, start_worker,
                                                                     redis_db):
-    accepted = 0
+    accepted: Counter[str] = Counter()
 
     @BUDGET
     @given(body=webhook_bodies, event_header=header_text,
@@ -99,21 +108,30 @@ def test_no_webhook_body_gets_a_5xx_and_no_accepted_event_vanishes(client, start
         assert answer.status_code < 500, (answer.status_code, answer.get_data()[:300])
         assert answer.is_json
         if answer.status_code == 200 and answer.json["status"] == "accepted":
-            accepted += 1
+            accepted[json.loads(body)["eventType"]] += 1
 
     post()
-    assert accepted > 10  # the examples reach the worker, not only the edge's refusals
+    assert accepted.total() > 5  # the examples reach the intake, not only the edge's refusals
+    messages = accepted[MESSAGE_RECEIVED]
+    tasks = sum(count for event, count in accepted.items() if event in SESSION_EVENTS)
+    # Receipts are applied (or kept) by the intake itself, each counted there.
+    stats = services().intake.stats()
+    assert {event: stats.get(f"{event}:accepted", 0) for event in STATUS_EVENTS} == {
+        event: accepted[event] for event in STATUS_EVENTS}
     worker = start_worker()
     letters = services().inbound_dead_letters
 
     def every_event_ended() -> bool:
-        handled = set(SUCCEEDED.findall(worker.log()))
-        return redis_db.llen(Queue.EVENTS) == 0 and len(handled) == accepted
+        log = worker.log()
+        return (redis_db.llen(Queue.EVENTS) == 0
+                and len(set(HANDLED.findall(log))) == tasks
+                and len(set(ECHOED.findall(log))) == messages)
 
-    wait_until(every_event_ended, timeout=60, what=f"{accepted} events handled")
+    wait_until(every_event_ended, timeout=60,
+               what=f"{tasks} events handled and {messages} messages handed on")
     assert "Traceback" not in worker.log()
     # Each dead letter is one of the handled events, kept where an operator sees it.
-    assert letters.count() <= accepted
+    assert letters.count() <= tasks
 
 
 def test_no_send_body_gets_a_5xx_and_every_queued_send_has_its_record(client):

@@ -172,7 +172,8 @@ def test_a_lone_surrogate_in_a_session_name_is_refused_at_the_edge_or_dead_in_th
     assert letter.error == "InvalidEvent: data.name: is not valid UTF-8 (a lone surrogate)"
     assert letter.body["data"]["name"] == "Bad \ud800"
     assert runs_of(worker, letter.id) == 1
-    assert "event.dead_letter" in worker.log()
+    # The letter is in Redis a moment before the worker's line is written.
+    wait_until(lambda: "event.dead_letter" in worker.log(), what="the dead letter's line")
     assert "\ud800" not in worker.log() and "Bad " not in worker.log()
 
 

@@ -38,6 +38,7 @@ PATH = "/api/v1/webhooks/whatsapp"
 TOKEN = os.environ["ZAPA_WEBHOOK_TOKEN"]
 SECRET = "whsec_" + base64.b64encode(b"a shared key of thirty-two bytes").decode()
 EVENTS_QUEUE = "zapa.events"
+INBOUND_QUEUE = load_settings().inbound_queue
 
 # The contract's examples, as zapw posts them.
 RECEIVED = {
@@ -47,6 +48,7 @@ RECEIVED = {
              "messageId": "3EB0AAAA1111", "timestamp": 1700000000000, "isGroup": False,
              "type": "text", "text": "Hello there!"},
 }
+RECEIVED_ID = "s1:3EB0AAAA1111"
 CONNECTED = {
     "sessionId": "s1", "origin": "1234567890", "eventType": "session.connected",
     "timestamp": 1795599312427, "data": {"phoneNumber": "1234567890", "name": "Test User"},
@@ -88,6 +90,19 @@ def queued_events(redis_db: Any) -> list[dict[str, Any]]:
         assert message["headers"]["task"] == "zapa.handle_event"
         events.append(task_kwargs(message)["event"])
     return events
+
+
+def handed_on(redis_db: Any) -> list[str]:
+    """The ids of the inbound messages handed to ZAPA_INBOUND_TASK, oldest first."""
+    tasks = [json.loads(raw) for raw in reversed(redis_db.lrange(INBOUND_QUEUE, 0, -1))]
+    assert {task["headers"]["task"] for task in tasks} <= {os.environ["ZAPA_INBOUND_TASK"]}
+    return [task_kwargs(task)["message"]["id"] for task in tasks]
+
+
+def taken_in(redis_db: Any) -> list[Any]:
+    """Every event taken in: the tasks queued for `handle_event`, then the messages
+    handed on."""
+    return [*queued_events(redis_db), *handed_on(redis_db)]
 
 
 def seen_key(event: dict[str, Any]) -> str:
@@ -154,7 +169,7 @@ def test_bad_token_is_refused_with_the_json_error_shape(post_event, redis_db):
     assert answer.status_code == 401
     assert answer.json["error"]["code"] == "unauthorized"
     assert answer.json["error"]["message"] == "invalid token"
-    assert queued_events(redis_db) == []
+    assert taken_in(redis_db) == []
 
 
 def test_request_without_credentials_is_refused(post_event, redis_db):
@@ -162,14 +177,14 @@ def test_request_without_credentials_is_refused(post_event, redis_db):
     assert answer.status_code == 401
     assert answer.json["error"]["code"] == "unauthorized"
     assert "missing credentials" in answer.json["error"]["message"]
-    assert queued_events(redis_db) == []
+    assert taken_in(redis_db) == []
 
 
 def test_valid_standard_webhooks_signature_is_accepted(signed_client, redis_db):
     body = encode(RECEIVED)
     answer = post(signed_client, body, token=None, headers=signed_headers(body))
     assert (answer.status_code, answer.json) == (200, {"status": "accepted"})
-    assert queued_events(redis_db) == [RECEIVED]
+    assert taken_in(redis_db) == [RECEIVED_ID]
 
 
 def test_correctly_signed_but_ten_minutes_old_request_is_refused(signed_client, redis_db):
@@ -179,7 +194,7 @@ def test_correctly_signed_but_ten_minutes_old_request_is_refused(signed_client, 
     assert answer.status_code == 401
     assert answer.json["error"] == {"code": "unauthorized",
                                     "message": "invalid signature: Message timestamp too old"}
-    assert queued_events(redis_db) == []
+    assert taken_in(redis_db) == []
 
 
 def test_body_that_differs_from_the_signed_one_is_refused(signed_client, redis_db):
@@ -187,7 +202,7 @@ def test_body_that_differs_from_the_signed_one_is_refused(signed_client, redis_d
     answer = post(signed_client, encode(RECEIVED), token=None, headers=signed_headers(signed))
     assert answer.status_code == 401
     assert answer.json["error"]["message"] == "invalid signature: No matching signature found"
-    assert queued_events(redis_db) == []
+    assert taken_in(redis_db) == []
 
 
 def test_signature_by_another_secret_is_refused(signed_client):
@@ -238,7 +253,7 @@ def test_body_over_the_size_limit_is_413_with_the_json_error_shape(redis_db):
     answer = post(client, big)
     assert answer.status_code == 413
     assert answer.json["error"]["code"] == "request_entity_too_large"
-    assert queued_events(redis_db) == []
+    assert taken_in(redis_db) == []
 
 
 def test_body_just_under_the_size_limit_is_accepted(redis_db):
@@ -265,7 +280,7 @@ def test_envelope_missing_a_field_is_422_naming_it(post_event, redis_db, field):
     assert answer.status_code == 422
     assert answer.json["error"]["code"] == "invalid_envelope"
     assert answer.json["error"]["field"] == field
-    assert queued_events(redis_db) == []
+    assert taken_in(redis_db) == []
 
 
 @pytest.mark.parametrize("data", ["text", ["a"], None, 3])
@@ -294,7 +309,7 @@ def test_numeric_session_id_is_accepted_and_queued_as_posted(post_event, redis_d
     event = {**RECEIVED, "sessionId": 42}
     answer = post_event(event)
     assert (answer.status_code, answer.json) == (200, {"status": "accepted"})
-    assert queued_events(redis_db) == [event]
+    assert taken_in(redis_db) == ["42:3EB0AAAA1111"]
 
 
 def test_timestamp_out_of_range_is_422_not_500(post_event, redis_db):
@@ -319,7 +334,7 @@ def test_same_message_posted_twice_is_queued_once(app, post_event, redis_db):
     first, second = post_event(RECEIVED), post_event(RECEIVED)
     assert (first.json, second.json) == ({"status": "accepted"}, {"status": "duplicate"})
     assert (first.status_code, second.status_code) == (200, 200)
-    assert queued_events(redis_db) == [RECEIVED]
+    assert taken_in(redis_db) == [RECEIVED_ID]
     assert intake_of(app).stats() == {"message.received:accepted": 1,
                                       "message.received:duplicate": 1}
     assert 0 < redis_db.ttl(seen_key(RECEIVED)) <= load_settings().dedupe_ttl
@@ -339,7 +354,7 @@ def test_same_event_posted_by_eight_threads_at_once_is_accepted_once(app, redis_
     with served(app) as url, ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(deliver, [url] * 8))
     assert sorted(outcomes) == ["accepted"] + ["duplicate"] * 7
-    assert queued_events(redis_db) == [RECEIVED]
+    assert taken_in(redis_db) == [RECEIVED_ID]
 
 
 def test_status_events_with_different_status_values_are_not_duplicates(post_event, redis_db):
@@ -347,13 +362,19 @@ def test_status_events_with_different_status_values_are_not_duplicates(post_even
               status_event("message.sent", status=4)]
     assert [post_event(event).json["status"] for event in events] == ["accepted"] * 3
     assert post_event(events[1]).json == {"status": "duplicate"}
-    assert queued_events(redis_db) == events
+    # Applied at the intake, no task: with no record knowing zapw's id yet, the two that
+    # move a record are kept for the worker's `sent` change.
+    assert taken_in(redis_db) == []
+    assert sorted(redis_db.hgetall(keys.kept_receipts("s1", "3EB0BBBB2222"))) == [
+        "delivered", "read"]
+    assert services().intake.stats() == {"message.sent:accepted": 3,
+                                         "message.sent:duplicate": 1}
 
 
 def test_same_message_id_on_two_sessions_is_not_a_duplicate(post_event, redis_db):
     other = {**RECEIVED, "sessionId": "s2"}
     assert [post_event(RECEIVED).json, post_event(other).json] == [{"status": "accepted"}] * 2
-    assert queued_events(redis_db) == [RECEIVED, other]
+    assert taken_in(redis_db) == [RECEIVED_ID, "s2:3EB0AAAA1111"]
 
 
 def test_session_events_with_different_timestamps_are_both_accepted(post_event, redis_db):
@@ -372,21 +393,21 @@ def test_event_is_spooled_when_redis_is_down_and_queued_once_drained(tmp_path, r
     assert intake_of(app).spool.count() == 1
     assert redis_db.llen(EVENTS_QUEUE) == 0
 
-    intake = Intake(redis_db, services().publisher, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = services().intake_over(redis_db, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.drain_spool() == 1
     assert intake.spool.count() == 0
-    assert queued_events(redis_db) == [RECEIVED]
+    assert taken_in(redis_db) == [RECEIVED_ID]
 
 
 def test_event_spooled_twice_is_queued_once_when_drained(tmp_path, redis_db):
     client = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)}).test_client()
     assert [post(client, RECEIVED).json for _ in range(2)] == [{"status": "spooled"}] * 2
 
-    intake = Intake(redis_db, services().publisher, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = services().intake_over(redis_db, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.spool.count() == 2
     assert intake.drain_spool() == 2
     assert intake.spool.count() == 0
-    assert queued_events(redis_db) == [RECEIVED]
+    assert taken_in(redis_db) == [RECEIVED_ID]
 
 
 def test_spooled_event_already_queued_before_the_outage_is_not_queued_again(
@@ -395,9 +416,9 @@ def test_spooled_event_already_queued_before_the_outage_is_not_queued_again(
     client = create_app({"TESTING": True, "SETTINGS": down_settings(tmp_path)}).test_client()
     assert post(client, RECEIVED).json == {"status": "spooled"}
 
-    intake = Intake(redis_db, services().publisher, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = services().intake_over(redis_db, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.drain_spool() == 1
-    assert queued_events(redis_db) == [RECEIVED]
+    assert taken_in(redis_db) == [RECEIVED_ID]
 
 
 def test_drain_while_redis_is_still_down_keeps_the_events(tmp_path, redis_db):
@@ -415,8 +436,8 @@ def test_spooled_event_whose_own_dedupe_write_landed_is_queued_at_drain(tmp_path
     spool = Spool(tmp_path / "spool.db")
     spool.put(RECEIVED, deduplicated=False, token="token-1")
     spool.put(RECEIVED, deduplicated=False, token="token-2")  # zapw's redelivery, also spooled
-    assert Intake(redis_db, services().publisher, spool, dedupe_ttl=60).drain_spool() == 2
-    assert queued_events(redis_db) == [RECEIVED]
+    assert services().intake_over(redis_db, spool, dedupe_ttl=60).drain_spool() == 2
+    assert taken_in(redis_db) == [RECEIVED_ID]
     assert 0 < redis_db.ttl(seen_key(RECEIVED)) <= 30  # the key keeps its time to live
 
 
@@ -424,12 +445,12 @@ def test_spooled_event_its_own_script_call_already_queued_is_drained_not_queued_
         tmp_path, redis_db):
     """The script ran but its answer never came back (the client's retry too): the intake
     spooled the event with its token, and the drain finds that token's queued mark."""
-    intake = Intake(redis_db, services().publisher, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
+    intake = services().intake_over(redis_db, Spool(tmp_path / "spool.db"), dedupe_ttl=60)
     assert intake.accept(parse_event(RECEIVED)) == "accepted"
     token = redis_db.get(seen_key(RECEIVED)).removesuffix(QUEUED_MARK)
     intake.spool.put(RECEIVED, deduplicated=False, token=token)
     assert intake.drain_spool() == 1
-    assert queued_events(redis_db) == [RECEIVED]
+    assert taken_in(redis_db) == [RECEIVED_ID]
     assert intake.stats() == {"message.received:accepted": 1}
 
 
@@ -439,8 +460,9 @@ def test_a_row_an_older_version_spooled_after_deduplicating_is_queued(tmp_path, 
     redis_db.set(seen_key(RECEIVED), "an-older-intakes-token", ex=60)
     spool = Spool(tmp_path / "spool.db")
     spool.put(RECEIVED, deduplicated=True)
-    assert Intake(redis_db, services().publisher, spool, dedupe_ttl=60).drain_spool() == 1
-    assert queued_events(redis_db) == [RECEIVED]
+    assert services().intake_over(redis_db, spool, dedupe_ttl=60).drain_spool() == 1
+    # Queued as it is, for the worker to take in.
+    assert taken_in(redis_db) == [RECEIVED]
 
 
 def test_event_whose_key_an_older_intake_set_is_a_duplicate_and_not_queued(app, post_event,
@@ -448,7 +470,7 @@ def test_event_whose_key_an_older_intake_set_is_a_duplicate_and_not_queued(app, 
     """During a rolling deploy the key may hold an older intake's bare token."""
     redis_db.set(seen_key(RECEIVED), "an-older-intakes-token", ex=60)
     assert post_event(RECEIVED).json == {"status": "duplicate"}
-    assert queued_events(redis_db) == []
+    assert taken_in(redis_db) == []
     assert intake_of(app).stats() == {"message.received:duplicate": 1}
 
 
@@ -462,8 +484,8 @@ def test_a_spool_written_before_events_carried_tokens_is_upgraded_and_drained(
         db.execute("INSERT INTO events (spooled_at, deduplicated, event) VALUES (0, 0, ?)",
                    (json.dumps(RECEIVED),))
         db.commit()
-    assert Intake(redis_db, services().publisher, Spool(path), dedupe_ttl=60).drain_spool() == 1
-    assert queued_events(redis_db) == [RECEIVED]
+    assert services().intake_over(redis_db, Spool(path), dedupe_ttl=60).drain_spool() == 1
+    assert taken_in(redis_db) == [RECEIVED_ID]
 
 
 def test_unwritable_spool_path_stops_the_app_at_start_up(tmp_path):
@@ -509,7 +531,7 @@ def test_event_answered_503_is_accepted_when_zapw_retries_it(tmp_path, redis_db)
         assert refused.status_code == 503
         retried = deliver()
     assert (retried.status_code, retried.json()) == (200, {"status": "accepted"})
-    assert queued_events(redis_db) == [RECEIVED]
+    assert taken_in(redis_db) == [RECEIVED_ID]
 
 
 # --- logs -----------------------------------------------------------------------------------

@@ -38,9 +38,6 @@ log = logging.getLogger("zapa.tasks")
 
 POSITIONAL_FIELDS = ("to", "text")
 HEALTH_ENTRY = "health-check"
-# A status webhook can arrive before the worker recorded `sent`: look again this often.
-UNKNOWN_MESSAGE_RETRIES = 5
-UNKNOWN_MESSAGE_DELAY = 1.0
 ACCEPTED_OPTIONS: frozenset[str] = frozenset()
 
 
@@ -192,8 +189,6 @@ def handle_event(self: Task, event: Any) -> str:
         handled = services().event_handler.handle(parse_event(event))
     except Exception as exc:  # every failure ends retried or dead-lettered, never looping
         return event_failed(self, event, exc)
-    if handled.retry and self.request.retries < UNKNOWN_MESSAGE_RETRIES:
-        retry_later(self, UNKNOWN_MESSAGE_DELAY)
     return handled.outcome
 
 

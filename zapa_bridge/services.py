@@ -32,6 +32,7 @@ from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.rate_limit import SessionRateLimiter
 from zapa_bridge.outbound.rate_spec import parse_rate, parse_session_rates
+from zapa_bridge.outbound.receipts import Receipts
 from zapa_bridge.outbound.recovery import LostMessageSweeper
 from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.outbound.status_store import StatusStore
@@ -40,6 +41,9 @@ from zapa_bridge.store import keys
 from zapa_bridge.store.broker import BrokerLayout, QueueStat
 from zapa_bridge.store.connection import fast_redis_client, redis_client
 from zapa_bridge.store.publisher import Publisher
+
+# The client type, named apart: `Services.redis` shadows the module inside the class.
+RedisClient = redis.Redis
 
 # Extra time a send claim lasts beyond the bridge call's own timeouts.
 LEASE_MARGIN = 5.0
@@ -127,8 +131,18 @@ class Services:
 
     @cached_property
     def intake(self) -> Intake:
-        return Intake(fast_redis_client(self.settings.redis_url), self.publisher, self.spool,
-                      dedupe_ttl=self.settings.dedupe_ttl)
+        return self.intake_over(fast_redis_client(self.settings.redis_url), self.spool)
+
+    def intake_over(self, client: RedisClient, spool: Spool, *,
+                    dedupe_ttl: int | None = None) -> Intake:
+        """The webhook intake over `client` and `spool` (the web tier's is `intake`)."""
+        return Intake(client, self.publisher, spool,
+                      dedupe_ttl=self.settings.dedupe_ttl if dedupe_ttl is None else dedupe_ttl,
+                      router=self.inbound_router, inbound=self.inbound, receipts=self.receipts)
+
+    @cached_property
+    def receipts(self) -> Receipts:
+        return Receipts(self.redis, retention=self.settings.status_retention)
 
     @cached_property
     def inbound_router(self) -> InboundRouter:
@@ -137,8 +151,8 @@ class Services:
 
     @cached_property
     def event_handler(self) -> EventHandler:
-        return EventHandler(self.store, self.sessions, self.inbound, self.outbox,
-                            self.inbound_router)
+        return EventHandler(self.sessions, self.inbound, self.outbox, self.inbound_router,
+                            self.receipts)
 
     @cached_property
     def lost_message_sweeper(self) -> LostMessageSweeper:

@@ -161,6 +161,19 @@ def span(name: str, *, parent: Context | None = None, links: Sequence[trace.Link
     return _span(name, parent, links, kind, attributes)
 
 
+def finished_span(name: str, *, started_ns: int, traceparent: str,
+                  links: Sequence[trace.Link] = (),
+                  attributes: Mapping[str, str | int | bool] | None = None) -> None:
+    """A span from `started_ns` to now, in the trace `traceparent` names (none when it is
+    not valid): for a step whose trace is known only once a Redis call has answered (a
+    receipt learns the send it belongs to from the record it moved)."""
+    parent = context_from({"traceparent": traceparent})
+    if parent is None:
+        return
+    tracer().start_span(name, context=parent, links=links, attributes=dict(attributes or {}),
+                        start_time=started_ns).end()
+
+
 _OFF: AbstractContextManager[trace.Span] = contextlib.nullcontext(trace.INVALID_SPAN)
 
 

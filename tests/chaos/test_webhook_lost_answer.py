@@ -1,5 +1,5 @@
-"""A webhook whose intake script (dedupe and push, one Lua call) ran in Redis, but whose
-answer was lost on the way back, is queued once and answered `accepted`, never `duplicate`.
+"""A webhook whose intake script (dedupe and take in, one Lua call) ran in Redis, but whose
+answer was lost on the way back, is handed on once and answered `accepted`, never `duplicate`.
 The web-redis-outage scenario's cut hit this now and then (a message lost) until the dedupe
 key held the token of the intake that set it; here the relay loses the answer on purpose,
 every time, and redis-py repeats the call as it does after any connection error.
@@ -19,9 +19,7 @@ from tests.chaos.tcp_gate import TcpGate
 from tests.helpers import task_kwargs
 from workers.tasks import services
 from zapa_bridge.inbound.events import parse_event
-from zapa_bridge.inbound.intake import Intake
 from zapa_bridge.inbound.spool import Spool
-from zapa_bridge.queues import Queue
 from zapa_bridge.store.connection import fast_redis_client
 
 pytestmark = pytest.mark.slow
@@ -36,10 +34,10 @@ def received(message_id: str) -> dict:
 
 
 def queued_message_ids(client: redis.Redis) -> list[str]:
-    ids = []
-    for raw in reversed(client.lrange(Queue.EVENTS, 0, -1)):
-        ids.append(task_kwargs(json.loads(raw))["event"]["data"]["messageId"])
-    return ids
+    """zapw's ids of the messages handed to the inbound task, oldest first."""
+    queue = services().settings.inbound_queue
+    return [task_kwargs(json.loads(raw))["message"]["message_id"]
+            for raw in reversed(client.lrange(queue, 0, -1))]
 
 
 @pytest.fixture
@@ -59,8 +57,8 @@ def test_a_webhook_whose_intake_answer_was_lost_is_queued_once(
     # The web tier's intake as the web process builds it (its Redis client retries once),
     # reaching Redis through the gate, after a first webhook (so Redis knows the script and
     # the lost answer is the script's own, not a NOSCRIPT).
-    intake = Intake(fast_redis_client(gate.url()), services().publisher,
-                    Spool(tmp_path / "spool.sqlite3"), dedupe_ttl=3600)
+    intake = services().intake_over(fast_redis_client(gate.url()),
+                                    Spool(tmp_path / "spool.sqlite3"), dedupe_ttl=3600)
     assert intake.accept(parse_event(received("BEFORE"))) == "accepted"
     gate.lose_answers(b"zapa:seen:", answers_lost)
     answer = intake.accept(parse_event(received("LOST-ANSWER")))

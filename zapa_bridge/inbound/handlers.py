@@ -1,10 +1,13 @@
 """What each zapw event does. Called by the `handle_event` task, one event at a time.
 
+The webhook intake applies messages and receipts itself (zapa_bridge.inbound.intake); the
+task sees them only when they were queued by an earlier version or when the intake's own
+call was refused, and applies them the same way:
 - `message.received`: normalised, recorded and handed to the AI processing (`router`) in
   one step.
 - `message.sent/delivered/read/failed`: moves the outbound message zapw's id names, only
-  forward. Its span `zapa.receipt` joins the trace of the message's send (the
-  `traceparent` its record keeps), with a link to the receipt webhook's own trace.
+  forward (zapa_bridge.outbound.receipts). Its span `zapa.receipt` joins the trace of the
+  message's send (the `traceparent` its record keeps), with a link to the event's trace.
 - `session.connected/disconnected`, `connection.status`: the session registry; a session
   that connects has its held messages released.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import AbstractContextManager
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,20 +33,12 @@ from zapa_bridge.inbound.messages import InboundLog, normalize
 from zapa_bridge.inbound.routing import InboundRouter
 from zapa_bridge.logs import line
 from zapa_bridge.outbound.outbox import Outbox
-from zapa_bridge.outbound.status_store import MessageStatus, StatusStore
+from zapa_bridge.outbound.receipts import ReceiptOutcome, Receipts, receipt_of, trace_receipt
 from zapa_bridge.redaction import mask_phone
-from zapa_bridge.tracing import context_from, span
+from zapa_bridge.tracing import span
 
 log = logging.getLogger("zapa.events")
 
-S = MessageStatus
-STATUS_BY_EVENT = {"message.sent": S.SENT, "message.delivered": S.DELIVERED,
-                   "message.read": S.READ, "message.failed": S.FAILED}
-# WhatsApp's ack levels as zapw passes them in `data.status`.
-STATUS_BY_ACK = {2: S.SENT, 3: S.DELIVERED, 4: S.READ, 5: S.READ}
-RANK = {S.SENT: 1, S.DELIVERED: 2, S.READ: 3}
-FORWARD_FROM = {S.DELIVERED: {S.SENT}, S.READ: {S.SENT, S.DELIVERED},
-                S.FAILED: {S.SENT}}
 REASON_LIMIT = 1000  # characters of a disconnect reason kept in the session registry
 SESSION_STATUS_BY_EVENT = {"session.connected": "connected",
                            "session.disconnected": "disconnected"}
@@ -51,16 +46,15 @@ SESSION_STATUS_BY_EVENT = {"session.connected": "connected",
 
 @dataclass(frozen=True, slots=True)
 class Handled:
-    """The result of one event; `retry` asks the task to try the event again shortly."""
+    """The result of one event."""
 
     outcome: str
-    retry: bool = False
 
 
 class EventHandler:
-    def __init__(self, store: StatusStore, sessions: SessionRegistry, inbound: InboundLog,
-                 outbox: Outbox, router: InboundRouter) -> None:
-        self.store = store
+    def __init__(self, sessions: SessionRegistry, inbound: InboundLog, outbox: Outbox,
+                 router: InboundRouter, receipts: Receipts) -> None:
+        self.receipts = receipts
         self.sessions = sessions
         self.inbound = inbound
         self.outbox = outbox
@@ -95,42 +89,24 @@ class EventHandler:
         return Handled("routed" if hand_on else "recorded")
 
     def _status(self, event: WebhookEvent) -> Handled:
-        bridge_id = str(event.data.get("messageId") or "")
-        if not bridge_id:
+        """A receipt queued as a task (by an earlier version, or when the intake's own call
+        was refused): applied as the intake applies it, or kept for the `sent` change."""
+        receipt = receipt_of(event.event_type, event.data, event.session)
+        if receipt is None:
             return Handled("ignored")
-        message_id = self.store.find_by_bridge_id(event.session, bridge_id)
-        if message_id is None:
-            # The webhook can beat the worker recording `sent` for the same message.
-            return Handled("unknown message", retry=True)
-        status = _status_of(event)
-        extra = {}
-        if status is S.FAILED:
-            extra["reason"] = f"bridge reported failure: {event.data.get('error') or 'unknown'}"
-        with self._receipt_span(message_id, event) as current:
-            outcome = self.store.transition(message_id, status, note=event.event_type,
-                                            fields=extra,
-                                            allowed_from=FORWARD_FROM.get(status, ()))
-            current.set_attribute("zapa.status",
-                                  str(status if outcome.applied else outcome.previous))
-            current.set_attribute("zapa.changed", outcome.applied)
-        log.info(line("message.status", message_id=message_id, session=event.session,
-                      webhook=event.event_type,
-                      status=status if outcome.applied else outcome.previous,
-                      changed=outcome.applied))
-        return Handled(str(status) if outcome.applied else "unchanged")
-
-    def _receipt_span(self, message_id: str,
-                      event: WebhookEvent) -> AbstractContextManager[trace.Span]:
-        """A child of the span that queued the message (its record keeps the context), so
-        the receipt ends the turn's trace; linked to the webhook's trace it came in by. Off
-        a trace (tracing off), the record is not read for it."""
-        here = trace.get_current_span().get_span_context()
-        turn = (context_from({"traceparent": self.store.traceparent_of(message_id) or ""})
-                if here.is_valid and trace.get_current_span().is_recording() else None)
-        return span("zapa.receipt", parent=turn,
-                    links=[trace.Link(here)] if turn is not None else [],
-                    attributes={"zapa.message_id": message_id, "zapa.session": event.session,
-                                "zapa.webhook": event.event_type})
+        here = trace.get_current_span()
+        started = time.time_ns()
+        applied = self.receipts.apply(receipt, now=started / 1e9,
+                                      want_trace=here.is_recording())
+        if applied.traceparent:
+            trace_receipt(applied, webhook=event.event_type, session=event.session,
+                          linked=here, started_ns=started)
+        log.info(line("message.status", message_id=applied.message_id or None,
+                      session=event.session, webhook=event.event_type,
+                      status=applied.status or receipt.status, outcome=applied.outcome))
+        if applied.outcome is ReceiptOutcome.APPLIED:
+            return Handled(applied.status)
+        return Handled(str(applied.outcome))
 
     def _session(self, event: WebhookEvent) -> Handled:
         data = event.data
@@ -150,14 +126,6 @@ class EventHandler:
             released = self.outbox.release_held(event.session)
             return Handled(f"connected, released {released}")
         return Handled(status)
-
-
-def _status_of(event: WebhookEvent) -> MessageStatus:
-    status = STATUS_BY_EVENT[event.event_type]
-    ack = STATUS_BY_ACK.get(event.data.get("status"))  # type: ignore[arg-type]
-    if status in RANK and ack is not None and RANK[ack] > RANK[status]:
-        return ack
-    return status
 
 
 def _optional_digits(value: Any) -> str | None:

@@ -1,7 +1,14 @@
-"""Webhook intake: deduplicate and queue an event in one Redis call; spool it locally when
-Redis is down.
+"""Webhook intake: deduplicate an event and take it in with one Redis call; spool it locally
+when Redis is down.
 
-Once `accept` returns, the event will be handled exactly once in the normal case (and at
+A message is normalised here, recorded and handed to ZAPA_INBOUND_TASK in the call that
+deduplicates it; a receipt moves the record it names in that call (zapa_bridge.outbound
+.receipts). Only session events, whose release of held messages can be long, are queued for
+the `handle_event` task. An event whose call fails for a reason other than a lost Redis (a
+key of the wrong type, say) is queued for `handle_event` instead, whose retries end in an
+inbound dead letter.
+
+Once `accept` returns, the event will be applied exactly once in the normal case (and at
 least once across a crash); `IntakeUnavailable` means it was stored nowhere, so the web edge
 answers 503 and zapw tries again.
 """
@@ -10,15 +17,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any
 
 import redis
+from opentelemetry import trace
 
 from zapa_bridge.errors import IntakeUnavailable, InvalidEvent
-from zapa_bridge.inbound.events import WebhookEvent, parse_event
+from zapa_bridge.inbound.events import MESSAGE_RECEIVED, STATUS_EVENTS, WebhookEvent, parse_event
+from zapa_bridge.inbound.messages import LUA_RECORD, InboundLog, normalize
+from zapa_bridge.inbound.routing import InboundRouter
 from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.logs import line
+from zapa_bridge.outbound.receipts import (
+    LUA_RECEIVE,
+    ReceiptOutcome,
+    Receipts,
+    applied_from,
+    receipt_of,
+    trace_receipt,
+)
+from zapa_bridge.redaction import mask_phone
 from zapa_bridge.store import keys, scripts
 from zapa_bridge.store.publisher import PreparedMessage, Publisher
 from zapa_bridge.store.replies import text, text_hash
@@ -26,23 +46,36 @@ from zapa_bridge.tracing import span
 
 log = logging.getLogger("zapa.intake")
 
+# What the seen key holds after its token once the event is taken in (`:queued` since the
+# first versions, which only queued: a rolling deploy mixes both).
 QUEUED_MARK = ":queued"
 
-_ACCEPT = scripts.read(__package__, "intake.accept.lua")
+_DEDUPE = scripts.read(__package__, "intake.dedupe.lua")
+_ACCEPT = _DEDUPE + scripts.read(__package__, "intake.accept.lua")
+_RECEIVE = _DEDUPE + LUA_RECORD + scripts.read(__package__, "intake.receive.lua")
+_RECEIPT = LUA_RECEIVE + _DEDUPE + scripts.read(__package__, "intake.receipt.lua")
 
 
 class Intake:
     def __init__(self, client: redis.Redis, publisher: Publisher, spool: Spool, *,
-                 dedupe_ttl: int) -> None:
+                 dedupe_ttl: int, router: InboundRouter, inbound: InboundLog,
+                 receipts: Receipts) -> None:
+        """`inbound` and `receipts` give the arguments of the calls this makes on `client`
+        (the web tier's own, which answers fast or fails fast)."""
         self.redis = client
         self.publisher = publisher
         self.spool = spool
         self.dedupe_ttl = dedupe_ttl
+        self.router = router
+        self.inbound = inbound
+        self.receipts = receipts
         self._accept = client.register_script(_ACCEPT)
+        self._receive = client.register_script(_RECEIVE)
+        self._receipt = client.register_script(_RECEIPT)
 
     def accept(self, event: WebhookEvent) -> str:
-        """Returns `accepted`, `duplicate`, `ignored` (unknown type) or `spooled`. The
-        queued `handle_event` task continues the trace of this call's span."""
+        """Returns `accepted`, `duplicate`, `ignored` (unknown type, or a receipt naming no
+        message) or `spooled`."""
         with span("zapa.intake", attributes={"zapa.event_type": event.stats_type,
                                              "zapa.session": event.session}) as current:
             outcome = self._accept_event(event)
@@ -50,19 +83,21 @@ class Intake:
             return outcome
 
     def _accept_event(self, event: WebhookEvent) -> str:
-        if not event.known:
+        if not event.known or (event.event_type in STATUS_EVENTS
+                               and receipt_of(event.event_type, event.data,
+                                              event.session) is None):
             self._count(event.stats_type, "ignored")
             log.warning(line("webhook.ignored", event_type=event.event_type[:60],
                              session=event.session))
             return "ignored"
         token = uuid.uuid4().hex
         try:
-            return self._queue(event, token)
+            return self._take_in(event, token)
         except redis.RedisError:
             return self._spool(event, token)
 
     def drain_spool(self) -> int:
-        """Queue what the spool holds; stops quietly at the first failure (Redis still
+        """Take in what the spool holds; stops quietly at the first failure (Redis still
         down). Returns how many events left the spool."""
         try:
             drained = self.spool.drain(self._replay)
@@ -83,10 +118,70 @@ class Intake:
             message = self._prepare(event)
             self.redis.lpush(message.queue, message.payload)
             return
-        self._queue(event, token or uuid.uuid4().hex)
+        self._take_in(event, token or uuid.uuid4().hex)
+
+    def _take_in(self, event: WebhookEvent, token: str) -> str:
+        """`accepted` or `duplicate`, in one round trip: applied here when the event is a
+        message or a receipt, else queued for `handle_event`."""
+        try:
+            if event.event_type == MESSAGE_RECEIVED:
+                return self._receive_message(event, token)
+            if event.event_type in STATUS_EVENTS:
+                return self._apply_receipt(event, token)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except redis.ResponseError as exc:
+            # Not a lost Redis: the event's own keys refused it. The task's retries and
+            # its inbound dead letter take it from here.
+            log.warning(line("intake.deferred", event_type=event.event_type,
+                             session=event.session, error=type(exc).__name__))
+        return self._queue(event, token)
+
+    def _receive_message(self, event: WebhookEvent, token: str) -> str:
+        message = normalize(event)
+        with span("zapa.inbound.received",
+                  attributes={"zapa.session": message.session, "zapa.inbound_id": message.id,
+                              "zapa.sender": mask_phone(message.sender),
+                              "zapa.message_type": str(message.type)}) as current:
+            hand_on = self.router.route(message)
+            record_keys, record_args = self.inbound.call_parts(message, hand_on)
+            answer, handed = self._receive(
+                keys=[keys.seen(event.dedupe_key()), keys.WEBHOOK_STATS, *record_keys],
+                args=[token, self.dedupe_ttl, event.stats_type, QUEUED_MARK, *record_args])
+            routed_to = hand_on.task if hand_on else "-"
+            current.set_attribute("zapa.routed_to", routed_to if handed else "-")
+        if text(answer) == "accepted" and handed:
+            log.info(line("inbound.received", message_id=message.message_id,
+                          session=message.session, sender=mask_phone(message.sender),
+                          type=message.type, group=message.is_group or None,
+                          routed_to=routed_to))
+        return text(answer)
+
+    def _apply_receipt(self, event: WebhookEvent, token: str) -> str:
+        receipt = receipt_of(event.event_type, event.data, event.session)
+        assert receipt is not None  # refused as `ignored` before
+        here = trace.get_current_span()
+        want_trace = here.is_recording()
+        started = time.time_ns()
+        receipt_keys, receipt_args = self.receipts.call_parts(
+            receipt, now=started / 1e9, want_trace=want_trace)
+        answer, *result = self._receipt(
+            keys=[keys.seen(event.dedupe_key()), keys.WEBHOOK_STATS, *receipt_keys],
+            args=[token, self.dedupe_ttl, event.stats_type, QUEUED_MARK, *receipt_args])
+        if text(answer) != "accepted" or not result[0]:
+            return text(answer)
+        applied = applied_from(result)
+        if want_trace and applied.traceparent:
+            trace_receipt(applied, webhook=event.event_type, session=event.session,
+                          linked=here, started_ns=started)
+        if applied.outcome in (ReceiptOutcome.APPLIED, ReceiptOutcome.KEPT):
+            log.info(line("message.status", message_id=applied.message_id or None,
+                          session=event.session, webhook=event.event_type,
+                          status=applied.status or receipt.status, outcome=applied.outcome))
+        return "accepted"
 
     def _queue(self, event: WebhookEvent, token: str) -> str:
-        """`accepted` or `duplicate`, in one round trip (see `_ACCEPT`)."""
+        """Dedupe and queue the event's `handle_event` task, in one round trip."""
         message = self._prepare(event)
         return text(self._accept(keys=[keys.seen(event.dedupe_key()), message.queue,
                                        keys.WEBHOOK_STATS],
@@ -115,3 +210,4 @@ class Intake:
     def stats(self) -> dict[str, int]:
         counts = text_hash(self.redis.hgetall(keys.WEBHOOK_STATS))
         return {key: int(value) for key, value in counts.items()}
+

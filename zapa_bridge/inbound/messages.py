@@ -97,7 +97,9 @@ class InboundTask:
     message: PreparedMessage
 
 
-_RECEIVE = scripts.read(__package__, "messages.receive.lua")
+# The function that records an inbound message and hands it on, for every script that does.
+LUA_RECORD = scripts.read(__package__, "messages.record.lua")
+_RECEIVE = LUA_RECORD + scripts.read(__package__, "messages.receive.lua")
 
 
 class InboundLog:
@@ -119,13 +121,19 @@ class InboundLog:
         handled again (a redelivered event) is never handed on twice. Returns False when it
         had already been handed on.
         """
+        call_keys, args = self.call_parts(message, hand_on)
+        return bool(self._receive(keys=call_keys, args=args))
+
+    def call_parts(self, message: InboundMessage,
+                   hand_on: InboundTask | None) -> tuple[list[str], list[str]]:
+        """The KEYS and ARGV of `record_inbound` (messages.receive.lua's legend), for this
+        script and the webhook intake's, which passes them on."""
         key = self.key(message.id)
         queue, payload, task = ((hand_on.message.queue, hand_on.message.payload, hand_on.task)
                                 if hand_on else (key, "", ""))
-        return bool(self._receive(
-            keys=[key, keys.INBOUND_RECENT, queue],
-            args=[json.dumps(message.as_dict()), repr(time.time()), message.type,
-                  self.retention, message.id, RECENT_LIMIT, task, payload]))
+        return ([key, keys.INBOUND_RECENT, queue],
+                [json.dumps(message.as_dict()), repr(time.time()), message.type,
+                 str(self.retention), message.id, str(RECENT_LIMIT), task, payload])
 
     def get(self, inbound_id: str) -> dict[str, Any] | None:
         raw = text_hash(self.redis.hgetall(self.key(inbound_id)))

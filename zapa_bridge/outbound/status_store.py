@@ -65,6 +65,18 @@ ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
 }
 
 
+# What each receipt of zapw's may follow (a `sent` receipt changes nothing: the worker
+# records it), and the order receipts kept for a record are applied in, the order a message
+# lives them. zapa_bridge.outbound.receipts applies them; the `sent` change applies those
+# that came before it.
+RECEIPT_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
+    S.DELIVERED: frozenset({S.SENT}),
+    S.READ: frozenset({S.SENT, S.DELIVERED}),
+    S.FAILED: frozenset({S.SENT}),
+}
+RECEIPT_ORDER = (S.DELIVERED, S.READ, S.FAILED)
+
+
 def _lua_statuses() -> str:
     """`S`, each status by its name, and the sets `FINAL` and `DEAD` (status -> true): the
     preamble of every script that reads or writes a status, which it names only so."""
@@ -79,14 +91,30 @@ def _lua_statuses() -> str:
 
 LUA_STATUSES = _lua_statuses()
 
+
+def _lua_receipt_tables() -> str:
+    def status_set(statuses: frozenset[MessageStatus]) -> str:
+        return "{" + ", ".join(f"[S.{status.name}]=true" for status in sorted(statuses)) + "}"
+
+    follows = ", ".join(f"[S.{status.name}]={status_set(before)}"
+                        for status, before in RECEIPT_FROM.items())
+    order = ", ".join(f"S.{status.name}" for status in RECEIPT_ORDER)
+    return (f"local RECEIPT_FROM = {{{follows}}}\n"
+            f"local RECEIPT_ORDER = {{{order}}}\n")
+
+
+# The functions of every script that applies receipts (after `LUA_STATUSES`).
+LUA_RECEIPT_STEPS = (_lua_receipt_tables()
+                     + scripts.read(__package__, "status_store.receipt.lua"))
+
 # Each script is the constants and functions it uses, then its body (the file that opens
 # with its legend).
 _LANE_JOIN = scripts.read(__package__, "status_store.lane_join.lua")
 _LANE_LEAVE = scripts.read(__package__, "status_store.lane_leave.lua")
 _CREATE = (keys.LUA_KEY_PART + LUA_STATUSES + _LANE_JOIN
            + scripts.read(__package__, "status_store.create.lua"))
-_TRANSITION = (keys.LUA_KEY_PART + LUA_STATUSES + _LANE_JOIN + _LANE_LEAVE
-               + scripts.read(__package__, "status_store.transition.lua"))
+_TRANSITION = (keys.LUA_KEY_PART + LUA_STATUSES + LUA_RECEIPT_STEPS + _LANE_JOIN
+               + _LANE_LEAVE + scripts.read(__package__, "status_store.transition.lua"))
 # The transition script's refusal of keys built from a session or lane the record does not
 # have (its error reply starts with this).
 _STALE_KEYS = "STALEKEYS"
@@ -330,6 +358,7 @@ class StatusStore:
                       keys.LANE_HEADS, keys.LANE_SEQ, keys.held(session),
                       keys.lane(lane) if lane else key,
                       keys.bridge(session, bridge_id) if bridge_id else key,
+                      keys.kept_receipts(session, bridge_id) if bridge_id else key,
                       *(count.key for count in counts)],
                 args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
                       json.dumps(values), "1" if count_attempt else "0", failures,

@@ -2,14 +2,15 @@
 -- sessions, KEYS[6] lane heads, KEYS[7] the lane sequence, KEYS[8] the held set of session
 -- ARGV[14], KEYS[9] the waiting set of lane ARGV[15] (KEYS[1] when not ordered), KEYS[10]
 -- zapw's id of session ARGV[14] and the fields' bridge_message_id (KEYS[1] when none),
--- KEYS[11...] the counters' hashes.
+-- KEYS[11] the receipts kept for that id (KEYS[1] when none), KEYS[12...] the counters'
+-- hashes.
 -- ARGV[1] new status, ARGV[2] allowed previous statuses (comma-separated), ARGV[3] now,
 -- ARGV[4] retention (s), ARGV[5] history note, ARGV[6] fields (JSON object), ARGV[7] '1'
 -- counts an attempt, ARGV[8] failures ('+1', '0' or ''), ARGV[9] lease until ('' none),
 -- ARGV[10] record key prefix, ARGV[11] history limit, ARGV[12] unchanged since ('' any),
 -- ARGV[13] '1' takes the next message of the lane, ARGV[14] the session KEYS[8] and
 -- KEYS[10] were built from (the fields' session, else the record's), ARGV[15] the lane
--- KEYS[9] was built from ('' not ordered), ARGV[16...] per counter hash KEYS[10 + i]: the
+-- KEYS[9] was built from ('' not ordered), ARGV[16...] per counter hash KEYS[11 + i]: the
 -- command, field and amount.
 -- A record whose session (as the fields leave it) or lane is not ARGV[14] or ARGV[15] is
 -- refused, before any write, with an error that starts 'STALEKEYS'. The one key built here
@@ -20,7 +21,7 @@ local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local session, lane = ARGV[14], ARGV[15]
 local k = {pending = KEYS[2], due = KEYS[3], dead = KEYS[4], held_sessions = KEYS[5],
            heads = KEYS[6], seq = KEYS[7], held_set = KEYS[8], members = KEYS[9],
-           bridge = KEYS[10], msg_prefix = ARGV[10]}
+           bridge = KEYS[10], kept = KEYS[11], msg_prefix = ARGV[10]}
 for i = 16, #ARGV, 3 do
   if ARGV[i] ~= 'HINCRBY' and ARGV[i] ~= 'HINCRBYFLOAT' then
     return redis.error_reply('not a counter: ' .. ARGV[i])
@@ -39,7 +40,7 @@ if cur then
 end
 -- Counters of what the caller did (metrics), whether or not the change applies.
 for i = 16, #ARGV, 3 do
-  redis.call(ARGV[i], KEYS[11 + (i - 16) / 3], ARGV[i + 1], ARGV[i + 2])
+  redis.call(ARGV[i], KEYS[12 + (i - 16) / 3], ARGV[i + 1], ARGV[i + 2])
 end
 if not cur then return {0, ''} end
 local allowed = false
@@ -98,5 +99,9 @@ end
 local bridge_id = fields['bridge_message_id']
 if bridge_id and bridge_id ~= '' then
   redis.call('SET', k.bridge, id, 'EX', ttl)
+  -- Receipts zapw posted before it answered the send wait for this change (receipts.py).
+  if new == S.SENT then
+    apply_kept_receipts(key, k.kept, ARGV[3], ttl, tonumber(ARGV[11]), k.dead)
+  end
 end
 return {1, cur, dispatch, waiting and 1 or 0, taken or ''}

@@ -89,6 +89,12 @@ def bridge(session: str, bridge_message_id: str) -> str:
     return BRIDGE_PREFIX + join(session, bridge_message_id)
 
 
+def kept_receipts(session: str, bridge_message_id: str) -> str:
+    """Hash: receipts for a send of `session` that came before its record knew zapw's id
+    (status -> note), kept for the `sent` change to apply."""
+    return f"{PREFIX}receipts:" + join(session, bridge_message_id)
+
+
 def idempotency(idempotency_key: str) -> str:
     """String: the message that owns an idempotency key."""
     return f"{PREFIX}idempotency:" + part(idempotency_key)

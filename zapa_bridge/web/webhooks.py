@@ -1,8 +1,9 @@
 """`POST /api/v1/webhooks/whatsapp`: where zapw posts every event.
 
-Thin on purpose: authenticate, parse, hand to the intake (dedupe, queue or spool), answer.
-The event's work happens in the `handle_event` task, so zapw gets its answer in
-milliseconds, far inside its 10 s timeout.
+Thin on purpose: authenticate, parse, hand to the intake (dedupe and apply, queue or
+spool: one Redis call), answer. Whatever takes longer (a session's release of its held
+messages) happens in the `handle_event` task, so zapw gets its answer in milliseconds, far
+inside its 10 s timeout.
 """
 
 from __future__ import annotations
