@@ -30,12 +30,10 @@ from zapa_bridge.inbound.events import (
     WebhookEvent,
 )
 from zapa_bridge.inbound.messages import InboundLog, normalize
-from zapa_bridge.inbound.routing import InboundRouter
+from zapa_bridge.inbound.routing import InboundRouter, log_received, receiving
 from zapa_bridge.logs import line
 from zapa_bridge.outbound.outbox import Outbox
 from zapa_bridge.outbound.receipts import ReceiptOutcome, Receipts, receipt_of, trace_receipt
-from zapa_bridge.redaction import mask_phone
-from zapa_bridge.tracing import span
 
 log = logging.getLogger("zapa.events")
 
@@ -71,10 +69,7 @@ class EventHandler:
 
     def _received(self, event: WebhookEvent) -> Handled:
         message = normalize(event)
-        with span("zapa.inbound.received",
-                  attributes={"zapa.session": message.session, "zapa.inbound_id": message.id,
-                              "zapa.sender": mask_phone(message.sender),
-                              "zapa.message_type": str(message.type)}) as current:
+        with receiving(message) as current:
             hand_on = self.router.route(message)
             # Recorded and handed on in one step, and once only, even when this event is
             # handled again after a failure.
@@ -82,10 +77,7 @@ class EventHandler:
             current.set_attribute("zapa.routed_to", hand_on.task if hand_on and first else "-")
         if not first:
             return Handled("already routed")
-        log.info(line("inbound.received", message_id=message.message_id,
-                      session=message.session, sender=mask_phone(message.sender),
-                      type=message.type, group=message.is_group or None,
-                      routed_to=hand_on.task if hand_on else "-"))
+        log_received(message, hand_on)
         return Handled("routed" if hand_on else "recorded")
 
     def _status(self, event: WebhookEvent) -> Handled:

@@ -27,7 +27,7 @@ from opentelemetry import trace
 from zapa_bridge.errors import IntakeUnavailable, InvalidEvent
 from zapa_bridge.inbound.events import MESSAGE_RECEIVED, STATUS_EVENTS, WebhookEvent, parse_event
 from zapa_bridge.inbound.messages import LUA_RECORD, InboundLog, normalize
-from zapa_bridge.inbound.routing import InboundRouter
+from zapa_bridge.inbound.routing import InboundRouter, log_received, receiving
 from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.logs import line
 from zapa_bridge.outbound.receipts import (
@@ -38,7 +38,6 @@ from zapa_bridge.outbound.receipts import (
     receipt_of,
     trace_receipt,
 )
-from zapa_bridge.redaction import mask_phone
 from zapa_bridge.store import keys, scripts
 from zapa_bridge.store.publisher import PreparedMessage, Publisher
 from zapa_bridge.store.replies import text, text_hash
@@ -139,22 +138,15 @@ class Intake:
 
     def _receive_message(self, event: WebhookEvent, token: str) -> str:
         message = normalize(event)
-        with span("zapa.inbound.received",
-                  attributes={"zapa.session": message.session, "zapa.inbound_id": message.id,
-                              "zapa.sender": mask_phone(message.sender),
-                              "zapa.message_type": str(message.type)}) as current:
+        with receiving(message) as current:
             hand_on = self.router.route(message)
             record_keys, record_args = self.inbound.call_parts(message, hand_on)
             answer, handed = self._receive(
                 keys=[keys.seen(event.dedupe_key()), keys.WEBHOOK_STATS, *record_keys],
                 args=[token, self.dedupe_ttl, event.stats_type, QUEUED_MARK, *record_args])
-            routed_to = hand_on.task if hand_on else "-"
-            current.set_attribute("zapa.routed_to", routed_to if handed else "-")
+            current.set_attribute("zapa.routed_to", hand_on.task if hand_on and handed else "-")
         if text(answer) == "accepted" and handed:
-            log.info(line("inbound.received", message_id=message.message_id,
-                          session=message.session, sender=mask_phone(message.sender),
-                          type=message.type, group=message.is_group or None,
-                          routed_to=routed_to))
+            log_received(message, hand_on)
         return text(answer)
 
     def _apply_receipt(self, event: WebhookEvent, token: str) -> str:

@@ -8,7 +8,9 @@ the conversation turn's trace.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from zapa_bridge.inbound.messages import InboundMessage, InboundTask
@@ -43,3 +45,19 @@ class InboundRouter:
                 kwargsrepr=repr({"message": message.id, "from": mask_phone(message.sender)}),
                 ignore_result=False)
         return InboundTask(self.task, prepared)
+
+
+def receiving(message: InboundMessage) -> AbstractContextManager[trace.Span]:
+    """The span of taking one inbound message in (its number masked, no text)."""
+    return span("zapa.inbound.received",
+                attributes={"zapa.session": message.session, "zapa.inbound_id": message.id,
+                            "zapa.sender": mask_phone(message.sender),
+                            "zapa.message_type": str(message.type)})
+
+
+def log_received(message: InboundMessage, hand_on: InboundTask | None) -> None:
+    """The one line of a message taken in and handed on (or kept for no one)."""
+    log.info(line("inbound.received", message_id=message.message_id,
+                  session=message.session, sender=mask_phone(message.sender),
+                  type=message.type, group=message.is_group or None,
+                  routed_to=hand_on.task if hand_on else "-"))
