@@ -177,3 +177,15 @@ def test_zapws_body_parser_500_makes_a_dead_letter_at_the_first_attempt(redis_db
     outcome = deliverer.deliver(*take_queued(redis_db))
     assert (outcome.status, outcome.attempts, outcome.retry_in) == ("failed", 1, None)
     assert services().store.get(message_id).reason.startswith("BridgeRejectedBody: ")
+
+
+def test_a_record_written_with_its_message_inside_is_sent(redis_db, zapw, deliverer):
+    """A message queued by the version before message bodies: its record holds the message
+    (session included), and there is no body key."""
+    zapw.add_session("s1")
+    message_id = send_message.delay(to=TO, text="from before", session="s1").id
+    store = services().store
+    redis_db.hset(store.key(message_id), "message", redis_db.get(store.body_key(message_id)))
+    redis_db.delete(store.body_key(message_id))
+    assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
+    assert [send.body["text"] for send in zapw.sent_to("s1")] == ["from before"]

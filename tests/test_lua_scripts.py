@@ -29,8 +29,8 @@ STATUS_LITERALS_ALLOWED: dict[tuple[str, str], str] = {}
 BUILDS_KEYS = {
     "store/key_part.lua": "the escaping function itself",
     "outbound/status_store.create.lua": "the record of the idempotency key's owner",
-    "outbound/status_store.lane_leave.lua": "the record of the lane's next message",
-    "outbound/receipts.receive.lua": "the record zapw's id names",
+    "outbound/status_store.lane_leave.lua": "the record and body of the lane's next message",
+    "outbound/receipts.receive.lua": "the record and body zapw's id names",
 }
 
 

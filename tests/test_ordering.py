@@ -44,7 +44,7 @@ def test_only_the_first_message_of_a_conversation_is_ready(store):
     assert store.redis.zscore("zapa:pending", "m2") is None
     assert store.redis.zscore(keys.DUE, "m2") is None
     assert store.redis.ttl(store.key("m2")) == -1  # kept until its turn
-    assert "waits for the earlier messages" in store.get("m2").history[0]["note"]
+    assert store.get("m2").history[0]["note"] == "queued behind earlier messages"
 
 
 def test_a_finished_message_hands_its_turn_to_the_next_one_marked_due(store):

@@ -69,7 +69,7 @@ def test_a_failure_zapw_reports_after_sent_is_a_dead_letter_kept_for_an_operator
     record = store.get("m1")
     assert (record.status, record.reason) == (S.FAILED, "bridge reported failure: blocked")
     assert redis_db.zscore(keys.DEAD, "m1") is not None
-    assert redis_db.ttl(store.key("m1")) == -1
+    assert redis_db.ttl(store.key("m1")) == redis_db.ttl(store.body_key("m1")) == -1
 
 
 def test_a_receipt_before_the_sent_record_is_kept_and_applied_by_the_sent_change(
@@ -88,6 +88,7 @@ def test_a_receipt_before_the_sent_record_is_kept_and_applied_by_the_sent_change
         "queued", "sending", "sent", "delivered", "read"]
     assert record.history[-1]["note"] == "message.read (arrived before sent)"
     assert not redis_db.exists(kept)
+    assert 0 < redis_db.ttl(store.body_key("m1")) <= 3600
 
 
 def test_a_sent_receipt_for_no_known_record_is_not_kept(receipts, redis_db):

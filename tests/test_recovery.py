@@ -71,7 +71,7 @@ def test_a_lost_message_that_cannot_be_queued_becomes_a_dead_letter(redis_db):
     redis_db.rpop(Queue.SEND_DEFAULT)
     store = services().store
     fields = dict(store.get(lost).message, priority="urgent")
-    redis_db.hset(store.key(lost), "message", json.dumps(fields))
+    redis_db.set(store.body_key(lost), json.dumps(fields))
     assert sweeper().sweep() == []
     record = store.get(lost)
     assert (record.status, record.reason) == (

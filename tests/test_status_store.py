@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -21,6 +23,7 @@ from zapa_bridge.outbound.status_store import (
     Increment,
     MessageStatus,
     StatusStore,
+    Turn,
 )
 from zapa_bridge.store import keys
 from zapa_bridge.store.publisher import PreparedMessage
@@ -243,6 +246,83 @@ def test_a_change_takes_neither_a_lane_by_fields_nor_another_messages_record(sto
     with pytest.raises(ValueError, match="m2"):
         store.transition("m1", S.SENDING, record=store.get("m2"))
     assert store.get("m1").status is S.QUEUED
+
+
+# -- the record's layout: a compact hash, and its message in a key beside it -----------------
+
+# Redis's default: a hash whose values all fit stays a compact listpack ("ziplist" before 7).
+LISTPACK_VALUE_BYTES = 64
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def written_the_old_way(store, message_id, message, *, lane=None):
+    """A record as the version before message bodies wrote it: the message inside the
+    hash, no body key."""
+    store.create(message_id, message, session=message.get("session"), lane=lane)
+    store.redis.hset(store.key(message_id), "message", json.dumps(message))
+    store.redis.delete(store.body_key(message_id))
+
+
+def test_a_waiting_record_keeps_every_value_short_and_its_message_in_its_body(store):
+    """At Redis's default settings, ready or behind an earlier message of its lane."""
+    assert store.redis.config_get("hash-max-listpack-value") == {
+        "hash-max-listpack-value": str(LISTPACK_VALUE_BYTES)}
+    message = {**MESSAGE, "text": "a long reply " * 300}
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+    for message_id in ids:
+        store.create_unique(message_id, message, session="s1", idempotency_key="",
+                            lane="s1>5511988887777", traceparent=TRACEPARENT)
+    for message_id in ids:
+        record = store.redis.hgetall(store.key(message_id))
+        assert "message" not in record
+        assert max(len(value.encode()) for value in record.values()) <= LISTPACK_VALUE_BYTES
+        assert store.redis.object("encoding", store.key(message_id)) in {"listpack", "ziplist"}
+        assert json.loads(store.redis.get(store.body_key(message_id))) == message
+        assert store.get(message_id).message == message
+    assert [record.message for record in store.get_many(ids)] == [message, message]
+
+
+def test_the_body_lives_and_dies_with_its_record(store):
+    """Kept while unfinished or dead, expired with a finished record, purged with it."""
+    ttl = store.redis.ttl
+    store.create("m1", MESSAGE, session="s1")
+    store.transition("m1", S.SENDING)
+    store.transition("m1", S.FAILED)
+    assert (ttl(store.key("m1")), ttl(store.body_key("m1"))) == (-1, -1)
+    replayed = {**MESSAGE, "text": "again"}
+    assert store.transition("m1", S.QUEUED, allowed_from=DEAD_STATUSES,
+                            fields={"message": json.dumps(replayed)}).applied
+    assert store.get("m1").message == replayed
+    assert "message" not in store.redis.hgetall(store.key("m1"))
+    store.transition("m1", S.SENDING)
+    store.transition("m1", S.SENT)
+    assert 3590 <= ttl(store.key("m1")) <= 3600
+    assert 3590 <= ttl(store.body_key("m1")) <= 3600
+
+    store.create("m2", MESSAGE, session="s1")
+    store.transition("m2", S.FAILED)
+    assert DeadLetters(store).purge() == 1
+    assert store.redis.exists(store.key("m2"), store.body_key("m2")) == 0
+
+
+def test_a_record_written_with_its_message_inside_is_read_and_handed_on(store):
+    first, second = {**MESSAGE, "text": "one"}, {**MESSAGE, "text": "two"}
+    written_the_old_way(store, "m1", first, lane="s1>a")
+    written_the_old_way(store, "m2", second, lane="s1>a")
+    assert [record.message for record in store.get_many(["m1", "m2"])] == [first, second]
+    store.transition("m1", S.SENDING)
+    assert store.transition("m1", S.SENT, hand_on=True).taken == Turn("m2", second)
+    assert 3590 <= store.redis.ttl(store.key("m1")) <= 3600
+
+
+def test_a_replay_moves_an_old_records_message_into_its_body(store):
+    written_the_old_way(store, "m1", MESSAGE)
+    store.transition("m1", S.FAILED)
+    replayed = {**MESSAGE, "text": "again"}
+    store.transition("m1", S.QUEUED, allowed_from=DEAD_STATUSES,
+                     fields={"message": json.dumps(replayed)})
+    assert store.redis.hget(store.key("m1"), "message") is None
+    assert store.get("m1").message == replayed
 
 
 def test_retry_delay_grows_exponentially_within_the_cap():

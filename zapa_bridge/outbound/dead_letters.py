@@ -18,7 +18,7 @@ from zapa_bridge.outbound.status_store import (
 from zapa_bridge.store import keys, scripts
 from zapa_bridge.store.replies import texts
 
-PURGE_BATCH = 500  # ids per purge call, each with its key in KEYS
+PURGE_BATCH = 500  # ids per purge call, each with its two keys in KEYS
 
 _PURGE = LUA_STATUSES + scripts.read(__package__, "dead_letters.purge.lua")
 
@@ -43,11 +43,13 @@ class DeadLetters:
         return [record for record in self.store.get_many(ids) if record.status in DEAD_STATUSES]
 
     def purge(self) -> int:
-        """Delete every dead letter and its record; returns how many went."""
+        """Delete every dead letter, its record and its message body; returns how many
+        went."""
         ids = texts(self.store.redis.zrange(keys.DEAD, 0, -1))
         removed = 0
         for start in range(0, len(ids), PURGE_BATCH):
             batch = ids[start:start + PURGE_BATCH]
-            removed += int(self._purge(keys=[keys.DEAD, *map(keys.message, batch)],
-                                       args=batch))
+            pairs = [key for message_id in batch
+                     for key in (keys.message(message_id), keys.message_body(message_id))]
+            removed += int(self._purge(keys=[keys.DEAD, *pairs], args=batch))
         return removed

@@ -371,14 +371,15 @@ class Deliverer:
         session = phone = ""
         if message is not None:
             session, phone = message.session or "", message.from_number or ""
-        raw, turn, session, state = self._read_script(
+        raw, turn, session, state, body = self._read_script(
             keys=[self.store.key(message_id), keys.SESSIONS, keys.SESSION_PHONES,
-                  keys.LANE_HEADS],
+                  keys.LANE_HEADS, self.store.body_key(message_id)],
             args=[session, "" if session else phone,
                   "1" if message is None else "0"])
         data = dict(zip(raw[::2], raw[1::2], strict=True))
-        return _Seen(MessageRecord.from_hash(data) if data else None, turn or None,
-                     session or None, SessionState.from_json(state) if state else None)
+        record = MessageRecord.from_hash(data, body or None) if data else None
+        return _Seen(record, turn or None, session or None,
+                     SessionState.from_json(state) if state else None)
 
     def _hold_refused(self, message_id: str, session: str, attempts: int, *,
                       since: float, counts: Counts = ()) -> Outcome:

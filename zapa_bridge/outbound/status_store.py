@@ -1,8 +1,15 @@
 """Status records of outbound messages, keyed by message id (which is the Celery task id).
 
-A record is one Redis hash. Every change of status goes through one Lua script so that the
-status, the history and the indexes that follow from it (held messages per session, dead
-letters, the bridge's message id) change together or not at all, even with many workers.
+A record is one Redis hash, and the message it carries (its JSON) a string key beside it
+(`keys.message_body`): every value of a waiting record is then at most 64 bytes, so Redis
+keeps the hash as a compact listpack at its default settings, under a third of a hash
+table's size. The body is written, expired, persisted and deleted with the record, in the
+same scripts. A record written before the body had a key of its own keeps the message in
+its `message` field, which is read when there is no body.
+
+Every change of status goes through one Lua script so that the status, the history and the
+indexes that follow from it (held messages per session, dead letters, the bridge's message
+id) change together or not at all, even with many workers.
 The same call adds to the counters its caller names (metrics) and may take the next message
 of the conversation for the caller to publish, so that a send costs few round trips.
 """
@@ -153,7 +160,9 @@ class MessageRecord:
     traceparent: str | None = None  # the trace context of the span that queued it
 
     @classmethod
-    def from_hash(cls, data: dict[str, str]) -> MessageRecord:
+    def from_hash(cls, data: dict[str, str], body: str | None = None) -> MessageRecord:
+        """The record from its hash and its message `body` (None: none stored, then the
+        hash's own `message` field, as records written before the body had a key)."""
         return cls(
             id=data["id"],
             status=MessageStatus(data["status"]),
@@ -161,7 +170,7 @@ class MessageRecord:
             to=data.get("to", ""),
             type=data.get("type", "text"),
             priority=data.get("priority", "default"),
-            message=json.loads(data.get("message", "{}")),
+            message=json.loads(data.get("message", "{}") if body is None else body),
             attempts=int(data.get("attempts", 0)),
             failures=int(data.get("failures", 0)),
             bridge_message_id=data.get("bridge_message_id") or None,
@@ -242,6 +251,10 @@ class StatusStore:
     def key(message_id: str) -> str:
         return keys.message(message_id)
 
+    @staticmethod
+    def body_key(message_id: str) -> str:
+        return keys.message_body(message_id)
+
     def create(
         self,
         message_id: str,
@@ -276,9 +289,8 @@ class StatusStore:
             "id": message_id, "status": S.QUEUED, "session": session or "",
             "to": message.get("to", ""), "type": message.get("type", "text"),
             "priority": message.get("priority", "default"),
-            "message": json.dumps(message, separators=(",", ":")),
             "attempts": 0, "failures": 0, "created": now, "updated": now,
-            "history": json.dumps([[now, S.QUEUED, note]]),
+            "history": json.dumps([[now, S.QUEUED, note]], separators=(",", ":")),
         }
         if traceparent:
             fields["traceparent"] = traceparent
@@ -288,10 +300,11 @@ class StatusStore:
             keys=[key, push.queue if push else key,
                   keys.idempotency(idempotency_key) if idempotency_key else key,
                   keys.lane(lane) if lane else key,
-                  keys.LANE_HEADS, keys.LANE_SEQ, keys.MESSAGES_RECENT, keys.PENDING],
+                  keys.LANE_HEADS, keys.LANE_SEQ, keys.MESSAGES_RECENT, keys.PENDING,
+                  self.body_key(message_id)],
             args=[json.dumps(flat), self.retention, keys.MESSAGE_PREFIX, repr(now), message_id,
                   RECENT_LIMIT, lane or "", "1" if idempotency_key else "",
-                  push.payload if push else ""])
+                  push.payload if push else "", json.dumps(message, separators=(",", ":"))])
         return Created(int(created)), owner[0] if owner else message_id
 
     def recent(self, limit: int = 50) -> list[MessageRecord]:
@@ -300,14 +313,18 @@ class StatusStore:
         return self.get_many(texts(ids))
 
     def get(self, message_id: str) -> MessageRecord | None:
-        data = text_hash(self.redis.hgetall(self.key(message_id)))
-        return MessageRecord.from_hash(data) if data else None
+        return next(iter(self.get_many([message_id])), None)
 
     def get_many(self, message_ids: Iterable[str]) -> list[MessageRecord]:
-        pipe = self.redis.pipeline(transaction=False)
+        """The records that exist, each read with its body in one step (MULTI): a record
+        deleted or replayed meanwhile is never seen with another moment's body."""
+        pipe = self.redis.pipeline(transaction=True)
         for message_id in message_ids:
             pipe.hgetall(self.key(message_id))
-        return [MessageRecord.from_hash(data) for data in pipe.execute() if data]
+            pipe.get(self.body_key(message_id))
+        replies = pipe.execute()
+        return [MessageRecord.from_hash(text_hash(data), optional_text(body))
+                for data, body in zip(replies[::2], replies[1::2], strict=True) if data]
 
     def transition(
         self,
@@ -358,13 +375,15 @@ class StatusStore:
                       keys.LANE_HEADS, keys.LANE_SEQ, keys.held(session),
                       keys.lane(lane) if lane else key,
                       keys.bridge(session, bridge_id) if bridge_id else key,
+                      self.body_key(message_id),
                       keys.kept_receipts(session, bridge_id) if bridge_id else key,
                       *(count.key for count in counts)],
                 args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
                       json.dumps(values), "1" if count_attempt else "0", failures,
                       "" if lease_until is None else repr(lease_until), keys.MESSAGE_PREFIX,
                       HISTORY_LIMIT, "" if unchanged_since is None else repr(unchanged_since),
-                      "1" if hand_on else "0", session, lane, *counters],
+                      "1" if hand_on else "0", session, lane, keys.MESSAGE_BODY_PREFIX,
+                      *counters],
             )
 
         try:

@@ -2,27 +2,29 @@
 -- sessions, KEYS[6] lane heads, KEYS[7] the lane sequence, KEYS[8] the held set of session
 -- ARGV[14], KEYS[9] the waiting set of lane ARGV[15] (KEYS[1] when not ordered), KEYS[10]
 -- zapw's id of session ARGV[14] and the fields' bridge_message_id (KEYS[1] when none),
--- KEYS[11] the receipts kept for that id (KEYS[1] when none), KEYS[12...] the counters'
--- hashes.
+-- KEYS[11] the record's message body, KEYS[12] the receipts kept for zapw's id (KEYS[1]
+-- when none), KEYS[13...] the counters' hashes.
 -- ARGV[1] new status, ARGV[2] allowed previous statuses (comma-separated), ARGV[3] now,
 -- ARGV[4] retention (s), ARGV[5] history note, ARGV[6] fields (JSON object), ARGV[7] '1'
 -- counts an attempt, ARGV[8] failures ('+1', '0' or ''), ARGV[9] lease until ('' none),
 -- ARGV[10] record key prefix, ARGV[11] history limit, ARGV[12] unchanged since ('' any),
 -- ARGV[13] '1' takes the next message of the lane, ARGV[14] the session KEYS[8] and
 -- KEYS[10] were built from (the fields' session, else the record's), ARGV[15] the lane
--- KEYS[9] was built from ('' not ordered), ARGV[16...] per counter hash KEYS[11 + i]: the
--- command, field and amount.
+-- KEYS[9] was built from ('' not ordered), ARGV[16] message body key prefix, ARGV[17...] per
+-- counter hash KEYS[12 + i]: the command, field and amount.
 -- A record whose session (as the fields leave it) or lane is not ARGV[14] or ARGV[15] is
--- refused, before any write, with an error that starts 'STALEKEYS'. The one key built here
--- is the record of the lane's next message (lane_leave), whose id this step reads.
+-- refused, before any write, with an error that starts 'STALEKEYS'. The keys built here are
+-- the record and message body of the lane's next message (lane_leave), whose id this step
+-- reads. A `message` among the fields is written to the body (KEYS[11]), not the record.
 -- Statuses are named through `S`, `FINAL` and `DEAD` (status_store.LUA_STATUSES, prepended).
 local key, new = KEYS[1], ARGV[1]
 local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local session, lane = ARGV[14], ARGV[15]
 local k = {pending = KEYS[2], due = KEYS[3], dead = KEYS[4], held_sessions = KEYS[5],
            heads = KEYS[6], seq = KEYS[7], held_set = KEYS[8], members = KEYS[9],
-           bridge = KEYS[10], kept = KEYS[11], msg_prefix = ARGV[10]}
-for i = 16, #ARGV, 3 do
+           bridge = KEYS[10], body = KEYS[11], kept = KEYS[12], msg_prefix = ARGV[10],
+           body_prefix = ARGV[16]}
+for i = 17, #ARGV, 3 do
   if ARGV[i] ~= 'HINCRBY' and ARGV[i] ~= 'HINCRBYFLOAT' then
     return redis.error_reply('not a counter: ' .. ARGV[i])
   end
@@ -39,8 +41,8 @@ if cur then
   end
 end
 -- Counters of what the caller did (metrics), whether or not the change applies.
-for i = 16, #ARGV, 3 do
-  redis.call(ARGV[i], KEYS[12 + (i - 16) / 3], ARGV[i + 1], ARGV[i + 2])
+for i = 17, #ARGV, 3 do
+  redis.call(ARGV[i], KEYS[13 + (i - 17) / 3], ARGV[i + 1], ARGV[i + 2])
 end
 if not cur then return {0, ''} end
 local allowed = false
@@ -50,6 +52,12 @@ if ARGV[12] ~= '' and redis.call('HGET', key, 'updated') ~= ARGV[12] then return
 if cur == S.SENDING and new == S.SENDING then
   local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0')
   if lease > now then return {-1, tostring(lease)} end
+end
+if fields['message'] then
+  -- The message has a key of its own; one written before that leaves the record here.
+  redis.call('SET', k.body, fields['message'])
+  redis.call('HDEL', key, 'message')
+  fields['message'] = nil
 end
 local flat = {'status', new, 'updated', ARGV[3]}
 for f, v in pairs(fields) do table.insert(flat, f); table.insert(flat, v) end
@@ -85,11 +93,13 @@ elseif lane ~= '' and FINAL[cur] and not FINAL[new] then
 end
 if dies then redis.call('ZADD', k.dead, now, id) end
 -- Only a record that is done expires: queued messages carry their id alone (the message
--- is here), and dead letters wait for an operator.
+-- is in its body), and dead letters wait for an operator. The body goes with its record.
 if FINAL[new] and not dies then
   redis.call('EXPIRE', key, ttl)
+  redis.call('EXPIRE', k.body, ttl)
 else
   redis.call('PERSIST', key)
+  redis.call('PERSIST', k.body)
 end
 if (new == S.QUEUED or new == S.SENDING) and not waiting then
   redis.call('ZADD', k.pending, now, id)
@@ -101,7 +111,7 @@ if bridge_id and bridge_id ~= '' then
   redis.call('SET', k.bridge, id, 'EX', ttl)
   -- Receipts zapw posted before it answered the send wait for this change (receipts.py).
   if new == S.SENT then
-    apply_kept_receipts(key, k.kept, ARGV[3], ttl, tonumber(ARGV[11]), k.dead)
+    apply_kept_receipts(key, k.body, k.kept, ARGV[3], ttl, tonumber(ARGV[11]), k.dead)
   end
 end
 return {1, cur, dispatch, waiting and 1 or 0, taken or ''}

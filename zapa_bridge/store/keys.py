@@ -7,8 +7,9 @@ the same key. An ordinary part (no ':' nor '%') is left as it is: those keys are
 the bridge always wrote.
 
 Lua scripts take their keys in KEYS, built here. The two that must name a key of something
-only they can find (the record of a lane's next message, the record of an idempotency key's
-owner) build it with `LUA_KEY_PART`, the same escaping in Lua, from `MESSAGE_PREFIX`.
+only they can find (the record and message body of a lane's next message, the record of an
+idempotency key's owner) build it with `LUA_KEY_PART`, the same escaping in Lua, from
+`MESSAGE_PREFIX` (and `MESSAGE_BODY_PREFIX`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ MESSAGES_RECENT = f"{PREFIX}msg-recent"  # list: latest message ids
 DEAD = f"{PREFIX}dead"  # zset: dead letters, by when they died
 HELD_SESSIONS = f"{PREFIX}held-sessions"  # set: sessions with held messages
 MESSAGE_PREFIX = f"{PREFIX}msg:"
+MESSAGE_BODY_PREFIX = f"{PREFIX}msg-body:"
 HELD_PREFIX = f"{PREFIX}held:"
 LANE_PREFIX = f"{PREFIX}lane:"
 BRIDGE_PREFIX = f"{PREFIX}bridge:"
@@ -72,6 +74,12 @@ def join(*parts: str) -> str:
 def message(message_id: str) -> str:
     """Hash: an outbound message's status record."""
     return MESSAGE_PREFIX + part(message_id)
+
+
+def message_body(message_id: str) -> str:
+    """String: the message a status record carries (its JSON), kept apart from the record so
+    that every value of the record stays short enough for Redis's compact hash encoding."""
+    return MESSAGE_BODY_PREFIX + part(message_id)
 
 
 def lane(lane_id: str) -> str:
