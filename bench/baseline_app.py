@@ -41,3 +41,9 @@ def bare_send(session: str, to: str, text: str) -> Any:
                           timeout=(_settings.zapw_connect_timeout, _settings.zapw_timeout))
     response.raise_for_status()
     return None
+
+
+@app.task(name="bench.bare_echo", ignore_result=True)
+def bare_echo(session: str, sender: str, text: str) -> None:
+    """The loop baseline's inbound handler: queue the echo's send, one hop as ours does."""
+    bare_send.delay(session, sender, f"echo: {text}")

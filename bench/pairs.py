@@ -68,3 +68,10 @@ def median(values: Sequence[float | None]) -> float | None:
 def spread(ratios: Sequence[float]) -> tuple[float, float] | None:
     """The lowest and the highest pair ratio."""
     return (min(ratios), max(ratios)) if ratios else None
+
+
+def width(ratios: Sequence[float]) -> float | None:
+    """The highest pair ratio less the lowest: how far one pair can be trusted, as a number
+    a target can bound."""
+    lowest_highest = spread(ratios)
+    return None if lowest_highest is None else lowest_highest[1] - lowest_highest[0]

@@ -41,7 +41,8 @@ def render(facts: dict[str, str], sections: Sequence[Section], command: str) -> 
         "Ratio is ours / baseline: for a row measured in pairs, the median of the pairs' "
         "ratios, with ours and the baseline each side's median. Range (pairs) is the lowest "
         "and the highest pair ratio (the spread; with three pairs an interquartile range "
-        "would say no more), then how many pairs. The target column is the issue's (#7; the "
+        "would say no more), then how many pairs; a \"spread\" row gives that range as one "
+        "number, the highest pair ratio less the lowest. The target column is the issue's (#7; the "
         "slow-client rows: #14), judged on the median.",
         "",
     ]

@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from bench.pairs import Figure, median, spread
+from bench.pairs import Figure, median, spread, width
 from bench.profiling import ProfileSummary
 
 HEADERS = ("benchmark", "metric", "ours", "baseline", "ratio", "range (pairs)", "target",
@@ -63,6 +63,22 @@ def ceiling_row(benchmark: str, metric: str, ours: float | None, baseline: float
     met = None if ours is None else ours <= at_most
     return Row(benchmark, metric, ours, baseline, unit, f"<= {at_most:g} {unit}".rstrip(), met,
                ratios)
+
+
+def floor_row(benchmark: str, metric: str, ours: float | None, baseline: float | None,
+              unit: str, at_least: float, *, ratios: tuple[float, ...] = ()) -> Row:
+    """A figure where more is better, with an absolute target."""
+    met = None if ours is None else ours >= at_least
+    return Row(benchmark, metric, ours, baseline, unit, f">= {at_least:g} {unit}".rstrip(), met,
+               ratios)
+
+
+def spread_row(benchmark: str, metric: str, ratios: tuple[float, ...], at_most: float) -> Row:
+    """The range of a figure's pair ratios, highest less lowest, against a ceiling: a median
+    ratio means little if one pair can read far from another."""
+    value = width(ratios)
+    return Row(benchmark, metric, value, None, "", f"<= {at_most:g}",
+               None if value is None else value <= at_most)
 
 
 def info_row(benchmark: str, metric: str, ours: float | None, baseline: float | None = None,

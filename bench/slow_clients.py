@@ -1,7 +1,7 @@
 """Slow clients: legitimate webhooks posted at a steady rate while many connections hold
 requests open by sending a byte every few seconds (issue 14: eight such connections took
 the gthread workers down). The baseline is the same webhooks with no slow connection,
-against the same server, in the same run."""
+against the same server, in the same run; the two alternate, in pairs (bench.pairs)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 from bench.bridge import SESSION, SESSION_PHONE
 from bench.environment import OURS_WSGI, BenchEnv
+from bench.pairs import alternate
 from bench.processes import run_module
-from bench.results import Section, ceiling_row, info_row, percentile
+from bench.results import Section, ceiling_row, info_row, pairs_note, percentile
 from bench.sizes import Sizes
 from zapa_bridge.web.webhooks import WEBHOOK_PATH
 
@@ -64,15 +65,22 @@ class SlowStats:
 
 def run(env: BenchEnv, sizes: Sizes, *, profile: bool) -> Section:
     size = SIZES.get(sizes.name, SIZES["full"])
-    baseline = load(env, sizes, size, slow_connections=0, tag="no-slow")
-    ours = load(env, sizes, size, slow_connections=size.slow_connections, tag="slow")
+    loads = alternate(
+        sizes.pairs,
+        lambda pair: load(env, sizes, size, slow_connections=0, tag=f"no-slow{pair}"),
+        lambda pair: load(env, sizes, size, slow_connections=size.slow_connections,
+                          tag=f"slow{pair}"))
+    p50 = loads.figure(lambda run: run.p50_ms)
+    p99 = loads.figure(lambda run: run.p99_ms)
     section = Section(TITLE, method=method(sizes, size), rows=[
         info_row(TITLE, f"webhook p50, {size.slow_connections} slow connections open",
-                 ours.p50_ms, baseline.p50_ms, "ms"),
+                 p50.ours, p50.baseline, "ms", ratios=p50.ratios),
         ceiling_row(TITLE, f"webhook p99, {size.slow_connections} slow connections open",
-                    ours.p99_ms, baseline.p99_ms, "ms", TARGET_P99_MS),
+                    p99.ours, p99.baseline, "ms", TARGET_P99_MS, ratios=p99.ratios),
     ])
-    section.details += details(ours, baseline)
+    section.details += [pairs_note("p99", p99, "ms"), ""]
+    for index, (ours, baseline) in enumerate(zip(loads.ours, loads.baseline, strict=True), 1):
+        section.details += [f"Pair {index}:", "", *details(ours, baseline), ""]
     return section
 
 
@@ -199,6 +207,10 @@ def method(sizes: Sizes, size: Size) -> list[str]:
         "Procfile runs it (gevent workers, `WEB_CONCURRENCY` 2), `ZAPA_ENV=production`; no "
         "Celery worker runs. Baseline, in the same run: the same server and webhooks with no "
         "slow connection. The target is the issue's (#14): p99 under 100 ms.",
+        f"In pairs, A B A B: the server without slow connections, then with them, "
+        f"{sizes.pairs} times, each a fresh server from an empty Redis; a ratio is the "
+        "median of the pairs' ratios, the range their lowest and highest, and ours and the "
+        "baseline each side's median (the target is judged on ours' median).",
     ]
 
 
@@ -206,13 +218,13 @@ def details(ours: Load, baseline: Load) -> list[str]:
     lines = []
     for name, served in (("with slow connections", ours), ("baseline", baseline)):
         other = {code: n for code, n in served.statuses.items() if code != "200"}
-        lines.append(f"{name}: {served.answered:,} webhooks answered in the measured time; "
+        lines.append(f"- {name}: {served.answered:,} webhooks answered in the measured time; "
                      f"answers other than 200: {other or 'none'}; connection errors: "
                      f"{served.errors or 'none'}.")
     if ours.slow is not None:
         answered = ", ".join(f"{n} `{status}`" for status, n in
                              sorted(ours.slow.answered.items())) or "none"
-        lines.append(f"Slow connections opened: {ours.slow.opened:,}; closed by the server "
+        lines.append(f"- Slow connections opened: {ours.slow.opened:,}; closed by the server "
                      f"without an answer (header timeout): {ours.slow.closed_unanswered:,}; "
                      f"answered: {answered}.")
     return lines

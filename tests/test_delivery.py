@@ -1,10 +1,11 @@
 """One delivery attempt, run in this process against the zapw stub over HTTP and the suite's
-Redis: what it reads, what it counts, and how it hands its conversation on, in how many
-round trips."""
+Redis: what it reads, what it counts, and how it hands its conversation on (or sends its next
+messages itself), in how many round trips."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,18 +38,32 @@ class CountingConnection(redis.Connection):
         super().send_packed_command(command, check_health)
 
 
-@pytest.fixture
-def core(redis_db: redis.Redis, zapw: ZapwStub) -> Iterator[Services]:
+def counted_core(zapw: ZapwStub, **env: str) -> Services:
     """The worker's core objects over a Redis client that counts its round trips."""
-    settings = load_settings(ZAPW_URL=zapw.url)
+    settings = load_settings(ZAPW_URL=zapw.url, **env)
     pool = redis.ConnectionPool.from_url(settings.redis_url, decode_responses=True,
                                          connection_class=CountingConnection)
     core = Services(settings, KombuRedisLayout(app))
     core.redis = redis.Redis(connection_pool=pool)  # before anything builds on it
     core.redis.ping()  # connected (and its handshake sent) before counting starts
+    return core
+
+
+@pytest.fixture
+def core(redis_db: redis.Redis, zapw: ZapwStub) -> Iterator[Services]:
+    core = counted_core(zapw)
     yield core
     core.bridge.close()
-    pool.disconnect()
+    core.redis.connection_pool.disconnect()
+
+
+@pytest.fixture
+def limited(redis_db: redis.Redis, zapw: ZapwStub) -> Iterator[Services]:
+    """`core`, with sessions limited to 2 sends in any 5 s."""
+    core = counted_core(zapw, ZAPA_RATE_LIMIT="2/5s")
+    yield core
+    core.bridge.close()
+    core.redis.connection_pool.disconnect()
 
 
 @pytest.fixture
@@ -66,9 +81,9 @@ def queued_ids(client: redis.Redis, queue: str = Queue.SEND_DEFAULT) -> list[str
     return [json.loads(raw)["headers"]["id"] for raw in client.lrange(queue, 0, -1)]
 
 
-def test_a_send_reads_once_and_counts_and_hands_on_in_its_sent_change(redis_db, zapw,
-                                                                      deliverer):
-    """Four round trips to Redis: the read, the claim, the `sent` change (which also counts
+def test_a_send_reads_and_claims_in_one_call_and_counts_and_hands_on_in_its_sent_change(
+        redis_db, zapw, deliverer):
+    """Three round trips to Redis: the read that claims, the `sent` change (which also counts
     the send and its latency, and takes the next message of the conversation), and the one
     LPUSH that publishes that next message (through the same client, so it is counted)."""
     zapw.add_session("s1")
@@ -81,8 +96,11 @@ def test_a_send_reads_once_and_counts_and_hands_on_in_its_sent_change(redis_db, 
 
     CountingConnection.round_trips = 0
     assert deliverer.deliver(message_id, kwargs).status == "sent"
-    assert CountingConnection.round_trips == 4
+    assert CountingConnection.round_trips == 3
 
+    record = services().store.get(message_id)
+    assert (record.attempts, [entry["note"] for entry in record.history]) == (
+        1, ["queued", "attempt 1", "accepted by bridge"])
     assert redis_db.hget(keys.METRICS_COUNTERS, "sends:sent") == "2"
     latency = redis_db.hgetall(keys.METRICS_SEND_LATENCY)
     assert sum(int(count) for bucket, count in latency.items() if bucket != "sum") == 2
@@ -93,6 +111,111 @@ def test_a_send_reads_once_and_counts_and_hands_on_in_its_sent_change(redis_db, 
     assert redis_db.zscore(keys.DUE, ids[1]) is None
     assert services().dispatcher.move_due() == 0
     assert queued_ids(redis_db) == [ids[1]]
+
+
+def test_a_run_sends_the_next_messages_of_its_conversation_itself_two_calls_each(
+        redis_db, zapw, deliverer):
+    """Chained: each next message is sent in the same run, in order, with no publish (no
+    LPUSH, no Celery message): the read that claims and the `sent` change, per message."""
+    zapw.add_session("s1")
+    send_message.delay(to=recipient(1), text="first of all", session="s1")
+    assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
+    ids = [send_message.delay(to=TO, text=f"m{n}", session="s1").id for n in range(4)]
+    message_id, kwargs = take_queued(redis_db)
+
+    CountingConnection.round_trips = 0
+    outcome = deliverer.deliver(message_id, kwargs, go_on_for=30)
+    assert (outcome.status, outcome.attempts) == ("sent", 1)
+    assert CountingConnection.round_trips == 2 * 4
+    assert [send.body["text"] for send in zapw.sent_to("s1")][1:] == [f"m{n}" for n in range(4)]
+    assert all(record.status is S.SENT for record in services().store.get_many(ids))
+    assert queued_ids(redis_db) == []
+    assert redis_db.zcard(keys.PENDING) == 0
+    assert services().store.turn_of(f"s1>{TO}") is None
+
+
+def test_a_run_past_its_time_publishes_the_next_message_as_before(redis_db, zapw, deliverer):
+    zapw.add_session("s1")
+    zapw.latency = 0.3
+    ids = [send_message.delay(to=TO, text=f"m{n}", session="s1").id for n in range(4)]
+    assert deliverer.deliver(*take_queued(redis_db), go_on_for=0.5).status == "sent"
+    assert [send.body["text"] for send in zapw.sent_to("s1")] == ["m0", "m1"]
+    assert queued_ids(redis_db) == [ids[2]]
+    assert redis_db.zscore(keys.PENDING, ids[2]) is not None
+
+
+def test_a_run_leaves_a_next_message_held_by_another_worker_to_wait_in_the_due_set(
+        redis_db, zapw, deliverer):
+    """Its wait (for the other worker's lease) is in Redis: no Celery countdown of its own,
+    since the run's message is another's."""
+    zapw.add_session("s1")
+    ids = [send_message.delay(to=TO, text=f"m{n}", session="s1").id for n in range(3)]
+    store = services().store
+    assert store.transition(ids[1], S.SENDING, count_attempt=True,
+                            lease_until=time.time() + 30).applied  # another worker's
+    assert deliverer.deliver(*take_queued(redis_db), go_on_for=30).status == "sent"
+    assert [send.body["text"] for send in zapw.sent_to("s1")] == ["m0"]
+    assert time.time() < redis_db.zscore(keys.DUE, ids[1]) < time.time() + 1
+    assert redis_db.zscore(keys.PENDING, ids[1]) is None
+    assert (store.get(ids[2]).status, queued_ids(redis_db)) == (S.QUEUED, [])
+
+
+def test_a_run_leaves_a_next_message_without_a_rate_slot_in_the_due_set(redis_db, zapw,
+                                                                        limited):
+    zapw.add_session("s1")
+    ids = [send_message.delay(to=TO, text=f"m{n}", session="s1").id for n in range(3)]
+    assert limited.deliverer.deliver(*take_queued(redis_db), go_on_for=30).status == "sent"
+    assert [send.body["text"] for send in zapw.sent_to("s1")] == ["m0", "m1"]
+    store = services().store
+    assert (store.get(ids[2]).status, store.get(ids[2]).attempts) == (S.QUEUED, 0)
+    assert redis_db.zscore(keys.DUE, ids[2]) > time.time() + 4
+    assert redis_db.zscore(keys.PENDING, ids[2]) is None
+    assert queued_ids(redis_db) == []
+
+
+def test_a_claim_takes_the_rate_slot_and_the_sent_change_settles_it(redis_db, zapw, limited):
+    zapw.add_session("s1")
+    deliverer = limited.deliverer
+    send_message.delay(to=recipient(1), text="first of all", session="s1")
+    assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
+    message_id = send_message.delay(to=TO, text="hi", session="s1").id
+
+    CountingConnection.round_trips = 0
+    before = time.time()
+    assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
+    assert CountingConnection.round_trips == 2
+    # Counted from when zapw answered, after the call began.
+    assert redis_db.zscore(keys.rate("s1"), f"{message_id}:1") > before
+
+
+def test_a_claim_with_no_rate_slot_claims_nothing_and_waits_in_the_due_set(redis_db, zapw,
+                                                                           limited):
+    zapw.add_session("s1")
+    deliverer = limited.deliverer
+    for n in range(2):
+        send_message.delay(to=recipient(n), text="fills the window", session="s1")
+        assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
+    message_id = send_message.delay(to=TO, text="hi", session="s1").id
+    outcome = deliverer.deliver(*take_queued(redis_db))
+    assert (outcome.status, outcome.attempts, outcome.retry_in) == ("queued", 0, None)
+    record = services().store.get(message_id)
+    assert (record.status, record.attempts) == (S.QUEUED, 0)
+    assert redis_db.zscore(keys.DUE, message_id) > time.time() + 4
+    assert redis_db.zscore(keys.PENDING, message_id) is None
+    assert redis_db.zcard(keys.rate("s1")) == 2
+
+
+def test_a_session_other_than_the_expected_one_still_gets_its_own_slot(redis_db, zapw,
+                                                                       limited):
+    zapw.add_session("s1")
+    zapw.add_session("s2")
+    deliverer = limited.deliverer
+    first = send_message.delay(to=TO, text="on s1", session="s1").id
+    assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
+    second = send_message.delay(to=TO, text="on s2", session="s2").id
+    assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
+    assert redis_db.zrange(keys.rate("s1"), 0, -1) == [f"{first}:1"]
+    assert redis_db.zrange(keys.rate("s2"), 0, -1) == [f"{second}:1"]
 
 
 def test_a_handed_on_conversation_is_sent_in_order_one_publish_each(redis_db, zapw,

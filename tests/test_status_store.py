@@ -13,6 +13,7 @@ import redis
 
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
+from zapa_bridge.outbound.rate_limit import Slot
 from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.outbound.status_store import (
     ALLOWED_FROM,
@@ -95,6 +96,22 @@ def test_a_transition_adds_its_counts_whether_or_not_it_applies(store):
     assert not store.transition("m1", S.DELIVERED, allowed_from={S.SENT}, counts=counts).applied
     assert store.transition("missing", S.SENDING, counts=counts).previous is None
     assert store.redis.hgetall("zapa:test-counts") == {"n": "3", "sum": "0.75"}
+
+
+def test_a_transition_settles_its_rate_slot_whether_or_not_it_applies(store):
+    """The slot of a bridge call counts from the change that records the answer; a slot no
+    longer in the log (given back, or aged out) is not put back."""
+    store.create("m1", MESSAGE, session="s1")
+    log = keys.rate("s1")
+    store.redis.zadd(log, {"m1:1": 1.0})
+    assert store.transition("m1", S.SENDING, settle=Slot(log, "m1:1")).applied
+    assert store.redis.zscore(log, "m1:1") > time.time() - 5
+    store.redis.zadd(log, {"m1:1": 1.0})
+    assert not store.transition("m1", S.QUEUED, allowed_from={S.HELD},
+                                settle=Slot(log, "m1:1")).applied
+    assert store.redis.zscore(log, "m1:1") > time.time() - 5
+    store.transition("m1", S.SENT, settle=Slot(log, "gone"))
+    assert store.redis.zscore(log, "gone") is None
 
 
 def test_history_keeps_only_the_latest_entries(store):

@@ -1,17 +1,21 @@
 """Celery signal handlers: an enqueue timestamp on every message, worker heartbeats, and
-tracing set up in each worker process (off unless configured: zapa_bridge.tracing)."""
+tracing set up in each worker process (off unless configured: zapa_bridge.tracing). Also
+Celery's per-task log lines of a send, lowered to DEBUG."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import redis
+from celery.app import trace
 from celery.signals import (
     before_task_publish,
     worker_init,
@@ -23,13 +27,37 @@ from celery.signals import (
 from zapa_bridge.config import get_settings
 from zapa_bridge.store import keys
 from zapa_bridge.store.connection import redis_client
-from zapa_bridge.store.publisher import ENQUEUED_AT_HEADER
+from zapa_bridge.store.publisher import ENQUEUED_AT_HEADER, TaskName
 from zapa_bridge.tracing import configure_tracing
 
 HEARTBEAT_EVERY = 10.0
 HEARTBEAT_TTL = 30
 
 _heartbeat_stop = threading.Event()
+
+
+class SendLinesAtDebug(logging.Filter):
+    """Celery's "received" and "succeeded" lines of each `send_message`, at DEBUG: a send
+    logs one line at INFO, its own (`message.sent`), and each line is CPU on the hot path.
+    Its retries and failures keep their levels, and so do other tasks' lines (an event's
+    "succeeded" line is where its outcome is told)."""
+
+    LINES = (trace.LOG_RECEIVED, trace.LOG_SUCCESS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.msg not in self.LINES:
+            return True
+        context = record.args
+        if not isinstance(context, Mapping) or context.get("name") != TaskName.SEND_MESSAGE:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+# The loggers Celery writes those lines with: the worker's strategy ("received") and the
+# task tracer ("succeeded", and retries, failures, which the filter lets through as they are).
+for _name in ("celery.worker.strategy", "celery.app.trace"):
+    logging.getLogger(_name).addFilter(SendLinesAtDebug())
 
 
 @before_task_publish.connect

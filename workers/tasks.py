@@ -22,7 +22,7 @@ from workers.celery_app import app
 from workers.runtime import services
 from zapa_bridge.bridge.reconcile import ReconcileReport
 from zapa_bridge.bridge.reconcile import reconcile as reconcile_bridge
-from zapa_bridge.config import get_settings
+from zapa_bridge.config import Settings, get_settings
 from zapa_bridge.errors import InvalidMessage
 from zapa_bridge.inbound.echo import echo_reply
 from zapa_bridge.inbound.events import parse_event
@@ -80,16 +80,28 @@ def _fields(args: Any, kwargs: Any) -> dict[str, Any]:
           reject_on_worker_lost=True, max_retries=None, ignore_result=True)
 def send_message(self: SendMessageTask, to: str | None = None, text: str | None = None,
                  **fields: Any) -> dict[str, Any]:
-    """Send one WhatsApp message through zapw (the task id is the message id)."""
+    """Send one WhatsApp message through zapw (the task id is the message id), then the
+    next ones of its conversation that are due at once, for as long as `go_on_for` allows."""
     task_kwargs = {key: value for key, value in {"to": to, "text": text, **fields}.items()
                    if value is not None}
+    core = services()
     try:
-        outcome = services().deliverer.deliver(self.request.id, task_kwargs)
+        outcome = core.deliverer.deliver(self.request.id, task_kwargs,
+                                         go_on_for=go_on_for(core.settings))
     except redis.RedisError as exc:
         return send_failed(self, exc)
     if outcome.retry_in is None:
         return outcome.summary()
     retry_later(self, outcome.retry_in)
+
+
+def go_on_for(settings: Settings) -> float:
+    """How long a run of `send_message` may go on sending the next messages of its
+    conversation: well inside the visibility timeout, after which its own message would be
+    delivered again, leaving room for the one bridge call that may start last."""
+    spare = (settings.visibility_timeout - settings.zapw_connect_timeout
+             - settings.zapw_timeout)
+    return max(0.0, spare / 2)
 
 
 def send_failed(task: Task, error: redis.RedisError) -> dict[str, Any]:

@@ -2,10 +2,19 @@
 
 The Celery task hands every message it receives to `Deliverer.deliver` and acts on the
 outcome; every rule about what is sent, held, retried or dead-lettered lives here.
+
+A send's common path (its record queued, its turn, its session not known offline, a rate
+slot free) is two calls to Redis: one that reads and claims (`delivery.claim.lua`), and the
+change that records the bridge's answer, settles the slot and takes the conversation's next
+message. That next message, due at once, is sent in the same run rather than published,
+while the run is young (`deliver`'s `go_on_for`); a crash meanwhile loses none of them, since
+each was taken as pending, which the lost-message sweep watches. Every other path reads
+first and decides in Python, at a call or two more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -14,6 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import redis
 from opentelemetry import trace
 
 from zapa_bridge.bridge.client import BridgeClient, SendReceipt
@@ -31,16 +41,19 @@ from zapa_bridge.logs import line
 from zapa_bridge.ops.metrics import Metrics
 from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.messages import OutboundMessage, build_message
-from zapa_bridge.outbound.rate_limit import SessionRateLimiter
+from zapa_bridge.outbound.rate_limit import LUA_RATE_TAKE, SessionRateLimiter, Slot
 from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.outbound.status_store import (
     FINAL_STATUSES,
+    HISTORY_LIMIT,
+    LUA_CHANGE,
     FailureCount,
     Increment,
     MessageRecord,
     MessageStatus,
     StatusStore,
     Transition,
+    Turn,
 )
 from zapa_bridge.redaction import mask_phone
 from zapa_bridge.store import keys, scripts
@@ -49,33 +62,42 @@ from zapa_bridge.tracing import context_from, span
 log = logging.getLogger("zapa.delivery")
 # Spread of the wake-up times of sends waiting for the same rate-limit slot, in seconds.
 JITTER = 0.02
+# The most next messages of its conversation one run sends after its own.
+CHAIN_MOST = 50
 S = MessageStatus
 
 
 Counts = tuple[Increment, ...]
 
-# The record, the head of its lane and the state of its session, in one call.
-_READ = scripts.read(__package__, "delivery.read.lua")
+# The record, the head of its lane and the state of its session, in one call that also
+# claims the message (and its rate slot) on the common path.
+_CLAIM = LUA_CHANGE + LUA_RATE_TAKE + scripts.read(__package__, "delivery.claim.lua")
 
 
 @dataclass(frozen=True, slots=True)
 class _Seen:
-    """What `_READ` found; `session` is None when the message names none and the registry
-    knows no session with its number."""
+    """What `_CLAIM` found; `session` is None when the message names none and the registry
+    knows no session with its number. `claimed`: the call claimed the message (and its rate
+    slot), as read in `record`; `wait`: it would have, but no slot was free for that long."""
 
     record: MessageRecord | None
     turn: str | None
     session: str | None
     state: SessionState | None
+    claimed: bool = False
+    wait: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of a delivery attempt; `retry_in` is set when the task must run again."""
+    """What became of a delivery attempt; `retry_in` is set when the task must run again.
+    `taken`: the conversation's next message, taken by the attempt's last change, for
+    `deliver` to send or publish."""
 
     status: str
     attempts: int = 0
     retry_in: float | None = None
+    taken: Turn | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"status": self.status, "attempts": self.attempts}
@@ -117,7 +139,12 @@ class _Attempt:
     @property
     def slot(self) -> str:
         """Its rate-limit slot: one per attempt, so a retry takes a new one."""
-        return f"{self.message_id}:{self.number}"
+        return _slot(self.message_id, self.number)
+
+
+def _slot(message_id: str, attempt: int) -> str:
+    """The rate-limit slot of attempt `attempt` (as delivery.claim.lua names it too)."""
+    return f"{message_id}:{attempt}"
 
 
 def _delivery_span(record: MessageRecord) -> AbstractContextManager[trace.Span]:
@@ -140,7 +167,8 @@ def _delivery_span(record: MessageRecord) -> AbstractContextManager[trace.Span]:
 
 
 class Deliverer:
-    """Sends one message through the bridge and records what happened."""
+    """Sends a message through the bridge and records what happened; then, in the same run,
+    the next messages of its conversation while they are due at once."""
 
     def __init__(
         self,
@@ -169,13 +197,28 @@ class Deliverer:
         self.lease_seconds = lease_seconds
         self.managed_sessions = frozenset(managed_sessions)
         self.reconcile_requests = reconcile_requests
-        self._read_script = store.redis.register_script(_READ)
+        self._claim_script = store.redis.register_script(_CLAIM)
+        # The session the last claim was for: the rate log the next claim expects, since a
+        # queued task names only its message (most deployments send through one session).
+        self._recent_session: str | None = None
 
-    def deliver(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome:
+    def deliver(self, message_id: str, task_kwargs: dict[str, Any], *,
+                go_on_for: float = 0.0) -> Outcome:
         """`task_kwargs` is empty for the messages we queue (the record holds the message);
-        a message published by name carries its fields. Each step either ends the attempt
-        with an outcome or passes it on to the next."""
-        loaded = self._load(message_id, task_kwargs)
+        a message published by name carries its fields. `go_on_for`: for how many seconds
+        from now this run may go on sending the next messages of the conversation, each as
+        its turn comes (at most the claim's lease, and CHAIN_MOST of them); the one it stops
+        at is published. The outcome is this message's."""
+        until = time.monotonic() + min(go_on_for, self.lease_seconds)
+        outcome = self._deliver_one(message_id, task_kwargs)
+        self._go_on(outcome.taken, until=until)
+        return outcome
+
+    def _deliver_one(self, message_id: str, task_kwargs: dict[str, Any],
+                     expected: str | None = None) -> Outcome:
+        """One message. Each step either ends the attempt with an outcome or passes it on
+        to the next. `expected`: the session it likely goes through, if known."""
+        loaded = self._load(message_id, task_kwargs, expected)
         if isinstance(loaded, Outcome):
             return loaded
         with _delivery_span(loaded.record) as current:
@@ -183,24 +226,82 @@ class Deliverer:
             current.set_attribute("zapa.outcome", outcome.status)
             return outcome
 
+    def _go_on(self, turn: Turn | None, *, until: float) -> None:
+        """Send the conversation's next messages here while the run is young (its Celery
+        message is delivered again once it outlasts the visibility timeout); publish the
+        one it stops at."""
+        for _ in range(CHAIN_MOST):
+            if turn is None or time.monotonic() >= until:
+                break
+            turn = self._deliver_turn(turn)
+        if turn is not None:
+            self.dispatcher.publish_taken(turn)
+
+    def _deliver_turn(self, turn: Turn) -> Turn | None:
+        """Deliver a message this run took as the next of its conversation; the one after
+        it, when it handed on. One that must wait (a retry, a lease held elsewhere) waits
+        in the due set; one whose state could not be used goes back on its queue, or, with
+        the broker away too, is left pending for the lost-message sweep."""
+        session = turn.message.get("session")
+        try:
+            outcome = self._deliver_one(turn.id, {},
+                                        session if isinstance(session, str) else None)
+            if outcome.retry_in is not None:
+                self.dispatcher.defer(turn.id, time.time() + outcome.retry_in)
+                return None
+        except redis.RedisError as exc:
+            log.warning(line("message.chain_interrupted", message_id=turn.id,
+                             error=type(exc).__name__))
+            with contextlib.suppress(redis.RedisError):
+                self.dispatcher.publish_taken(turn)
+            return None
+        return outcome.taken
+
     def _deliver(self, loaded: _Loaded) -> Outcome:
+        attempt = self._claimed(loaded) if loaded.seen.claimed else self._prepared(loaded)
+        if isinstance(attempt, Outcome):
+            return attempt
+        self._recent_session = attempt.session
+        return self._attempt(attempt)
+
+    def _prepared(self, loaded: _Loaded) -> Outcome | _Attempt:
+        """Off the common path: the checks, then the rate slot and the claim, each a call
+        of its own."""
         attempt = self._precheck(loaded)
         if isinstance(attempt, Outcome):
             return attempt
+        if loaded.seen.wait > 0:  # the read found every check passed but no slot free
+            return self._defer_for_slot(attempt, loaded.seen.wait)
         waiting = self._acquire(attempt)
         if waiting is not None:
             return waiting
         unclaimed = self._claim(attempt)
         if unclaimed is not None:
             return unclaimed
-        return self._attempt(attempt)
+        return attempt
 
-    def _load(self, message_id: str, task_kwargs: dict[str, Any]) -> Outcome | _Loaded:
-        """Read the record, its lane's turn and its session in one call; a message published
-        by name has no record yet, and gets one from the fields it carries."""
+    def _claimed(self, loaded: _Loaded) -> Outcome | _Attempt:
+        """The read claimed the message and its slot, having checked all but the message
+        itself: one no longer valid (changed by hand, or by a newer version's rules) gives
+        its slot back and becomes a dead letter."""
+        record, session = loaded.record, loaded.seen.session
+        assert session is not None
+        if loaded.message is None:
+            self.limiter.give_back(session, _slot(loaded.message_id, record.attempts + 1))
+            return self._dead(loaded.message_id, f"invalid message: {loaded.invalid}",
+                              record.attempts + 1, session)
+        return _Attempt(loaded.message_id, record, loaded.message, session, loaded.seen.state,
+                        checked=loaded.checked, too_late=False, claimed=loaded.checked)
+
+    def _load(self, message_id: str, task_kwargs: dict[str, Any],
+              expected: str | None) -> Outcome | _Loaded:
+        """Read the record, its lane's turn and its session in one call, which claims the
+        message on the common path; a message published by name has no record yet, and
+        gets one from the fields it carries."""
         message, invalid = self._message(task_kwargs) if task_kwargs else (None, None)
+        may_claim = invalid is None
         checked = time.time()
-        seen = self._read(message_id, message)
+        seen = self._read(message_id, message, checked, expected, may_claim=may_claim)
         if seen.record is None:
             if not task_kwargs:
                 # Nothing to send: its record was deleted (by hand, or a FLUSHDB).
@@ -211,7 +312,8 @@ class Deliverer:
             session = task_kwargs.get("session") if isinstance(task_kwargs, dict) else None
             self.store.create(message_id, dict(task_kwargs), session=session,
                               note="queued by name")
-            seen = self._read(message_id, message)
+            checked = time.time()
+            seen = self._read(message_id, message, checked, expected, may_claim=may_claim)
         record = seen.record
         assert record is not None
         if not task_kwargs:
@@ -273,16 +375,18 @@ class Deliverer:
         """Take a slot of the session's rate limit; without one, put the message off to
         when a slot frees (None: the attempt goes on)."""
         wait = self.limiter.acquire(attempt.session, attempt.slot)
-        if wait > 0:
-            # Waits in Redis, not in this worker, and costs no attempt. The jitter keeps the
-            # session's waiting messages from always waking in the same order (none starves).
-            self.dispatcher.defer(attempt.message_id,
-                                  time.time() + wait + random.uniform(0, JITTER))
-            self.metrics.count_rate_limited()
-            log.info(line("message.rate_limited", message_id=attempt.message_id,
-                          session=attempt.session, wait=f"{wait:.2f}"))
-            return Outcome(str(attempt.record.status), attempt.record.attempts)
-        return None
+        return self._defer_for_slot(attempt, wait) if wait > 0 else None
+
+    def _defer_for_slot(self, attempt: _Attempt, wait: float) -> Outcome:
+        """Put the message off to when a slot of its session frees, in `wait` seconds."""
+        # Waits in Redis, not in this worker, and costs no attempt. The jitter keeps the
+        # session's waiting messages from always waking in the same order (none starves).
+        self.dispatcher.defer(attempt.message_id,
+                              time.time() + wait + random.uniform(0, JITTER))
+        self.metrics.count_rate_limited()
+        log.info(line("message.rate_limited", message_id=attempt.message_id,
+                      session=attempt.session, wait=f"{wait:.2f}"))
+        return Outcome(str(attempt.record.status), attempt.record.attempts)
 
     def _claim(self, attempt: _Attempt) -> Outcome | None:
         """Mark the message `sending` under a lease, so no other worker sends it meanwhile
@@ -320,7 +424,8 @@ class Deliverer:
 
     def _attempt(self, attempt: _Attempt) -> Outcome:
         """Send through the bridge and hand its answer to the handler of that outcome. The
-        slot is settled whatever the answer: the call was made."""
+        slot is settled whatever the answer, the call was made: by the change of status
+        that records the answer."""
         message_id, session, attempts = attempt.message_id, attempt.session, attempt.number
         started = time.monotonic()
         failed: BridgeError | None = None
@@ -328,35 +433,38 @@ class Deliverer:
             receipt = self.client.send(session, attempt.message)
         except BridgeError as exc:
             failed = exc
-        finally:
+        except BaseException:
             self.limiter.settle(session, attempt.slot)
+            raise
         # The latency (and the outcome) are counted by the status change that follows.
         latency = self.metrics.send_latency(time.monotonic() - started)
+        settle = self.limiter.slot(session, attempt.slot)
         if isinstance(failed, SessionNotConnected):
             return self._hold_refused(message_id, session, attempts, since=attempt.claimed,
-                                      counts=latency)
+                                      counts=latency, settle=settle)
         if isinstance(failed, SessionNotFound) and self._bridge_lost(session, attempt.state):
             return self._hold_missing(message_id, session, attempts, since=attempt.claimed,
-                                      counts=latency)
+                                      counts=latency, settle=settle)
         if failed is not None:
             return self._retry_or_dead(message_id, attempt.record.failures, attempts, failed,
-                                       counts=latency)
-        return self._sent(attempt, receipt, counts=latency)
+                                       counts=latency, settle=settle)
+        return self._sent(attempt, receipt, counts=latency, settle=settle)
 
-    def _sent(self, attempt: _Attempt, receipt: SendReceipt, *, counts: Counts) -> Outcome:
-        """Record the bridge's id for the send (its status events name it), and hand the
-        conversation on to its next message."""
-        self._next_in_line(self.store.transition(
+    def _sent(self, attempt: _Attempt, receipt: SendReceipt, *, counts: Counts,
+              settle: Slot | None) -> Outcome:
+        """Record the bridge's id for the send (its status events name it), and take the
+        conversation's next message."""
+        taken = self._next_in_line(self.store.transition(
             attempt.message_id, MessageStatus.SENT, note="accepted by bridge",
             fields={"bridge_message_id": receipt.message_id, "reason": "",
                     "bridge_timestamp": receipt.timestamp},
-            counts=(*counts, *self.metrics.sends("sent")), hand_on=True,
+            counts=(*counts, *self.metrics.sends("sent")), hand_on=True, settle=settle,
             record=replace(attempt.record, session=attempt.session),  # as the claim left it
         ))
         log.info(line("message.sent", message_id=attempt.message_id, session=attempt.session,
                       to=mask_phone(attempt.message.to), attempt=attempt.number,
                       bridge_message_id=receipt.message_id))
-        return Outcome(str(MessageStatus.SENT), attempt.number)
+        return Outcome(str(MessageStatus.SENT), attempt.number, taken=taken)
 
     def _message(self, fields: dict[str, Any]) -> tuple[OutboundMessage | None,
                                                         InvalidMessage | None]:
@@ -366,27 +474,37 @@ class Deliverer:
         except InvalidMessage as exc:
             return None, exc
 
-    def _read(self, message_id: str, message: OutboundMessage | None) -> _Seen:
-        """`message`: the one the task carried; None to take it from the record."""
+    def _read(self, message_id: str, message: OutboundMessage | None, now: float,
+              expected: str | None, *, may_claim: bool) -> _Seen:
+        """`message`: the one the task carried; None to take it from the record. The claim
+        takes a rate slot only in the log of the session it expects: the message's own,
+        else `expected`, else the one of the last claim."""
         session = phone = ""
         if message is not None:
             session, phone = message.session or "", message.from_number or ""
-        raw, turn, session, state, body = self._read_script(
-            keys=[self.store.key(message_id), keys.SESSIONS, keys.SESSION_PHONES,
-                  keys.LANE_HEADS, self.store.body_key(message_id)],
-            args=[session, "" if session else phone,
-                  "1" if message is None else "0"])
+        terms = self.limiter.terms(session or expected or self._recent_session)
+        limit = terms.limit
+        key = self.store.key(message_id)
+        raw, turn, session, state, claimed, wait, body = self._claim_script(
+            keys=[key, keys.SESSIONS, keys.SESSION_PHONES, keys.LANE_HEADS, keys.PENDING,
+                  terms.key or key, self.store.body_key(message_id)],
+            args=[session, "" if session else phone, "1" if message is None else "0",
+                  repr(now), repr(now + self.lease_seconds), HISTORY_LIMIT,
+                  "1" if may_claim else "0", "1" if terms.anywhere else "0", terms.session,
+                  limit.limit if limit else "", repr(limit.window) if limit else "",
+                  terms.keep_ms])
         data = dict(zip(raw[::2], raw[1::2], strict=True))
         record = MessageRecord.from_hash(data, body or None) if data else None
         return _Seen(record, turn or None, session or None,
-                     SessionState.from_json(state) if state else None)
+                     SessionState.from_json(state) if state else None,
+                     claimed=claimed == 1, wait=float(wait))
 
     def _hold_refused(self, message_id: str, session: str, attempts: int, *,
-                      since: float, counts: Counts = ()) -> Outcome:
+                      since: float, counts: Counts, settle: Slot | None) -> Outcome:
         """Hold a send the bridge refused as not connected."""
         self.store.transition(message_id, MessageStatus.HELD, note="session not connected",
                               fields={"reason": f"session {session} not connected"},
-                              counts=counts)
+                              counts=counts, settle=settle)
         return self._held_unless_back(message_id, session, attempts, since, "not connected")
 
     def _hold_offline(self, message_id: str, session: str, state: SessionState,
@@ -413,12 +531,13 @@ class Deliverer:
             or self.sessions.get(session) is not None
 
     def _hold_missing(self, message_id: str, session: str, attempts: int, *,
-                      since: float, counts: Counts = ()) -> Outcome:
+                      since: float, counts: Counts, settle: Slot | None) -> Outcome:
         """Hold a send the bridge answered 404 for a session it must have: it lost it
         (restarted). The registry learns it (unless the session came back meanwhile), so
         the next sends wait without calling the bridge, and a reconciliation creates it."""
         self.store.transition(message_id, MessageStatus.HELD, note="session missing on bridge",
-                              fields={"reason": MISSING_REASON}, counts=counts)
+                              fields={"reason": MISSING_REASON}, counts=counts,
+                              settle=settle)
         self.sessions.mark_missing(session, learnt_at=since)
         self.reconcile_requests.ask()
         return self._held_unless_back(message_id, session, attempts, since, "missing")
@@ -452,16 +571,18 @@ class Deliverer:
         return found
 
     def _retry_or_dead(self, message_id: str, failures: int, attempts: int,
-                       error: BridgeError, *, counts: Counts = ()) -> Outcome:
+                       error: BridgeError, *, counts: Counts = (),
+                       settle: Slot | None = None) -> Outcome:
         """Queue a failed send again after the policy's backoff; an error no retry can
         help, or one failure too many, makes it a dead letter so its conversation goes on."""
         reason = f"{type(error).__name__}: {error.message}"
         failures += 1
         if not error.retryable:
-            return self._dead(message_id, reason, attempts, error.session_id, counts=counts)
+            return self._dead(message_id, reason, attempts, error.session_id, counts=counts,
+                              settle=settle)
         if not self.policy.allows(failures):
             return self._dead(message_id, f"gave up after {attempts} attempts: {reason}",
-                              attempts, error.session_id, counts=counts)
+                              attempts, error.session_id, counts=counts, settle=settle)
         delay = self.policy.delay(failures, slow=isinstance(error, BridgeUnauthorized))
         note = f"retry in {delay:.1f} s"
         if error.maybe_sent:
@@ -469,7 +590,7 @@ class Deliverer:
             note += "; outcome unknown (possible duplicate)"
             self.metrics.count_possible_duplicate()
         self.store.transition(message_id, MessageStatus.QUEUED, failures=FailureCount.COUNT,
-                              note=note, fields={"reason": reason},
+                              note=note, fields={"reason": reason}, settle=settle,
                               counts=(*counts, *self.metrics.retries()))
         log.warning(line("message.retry", message_id=message_id, session=error.session_id,
                          attempt=attempts, error=type(error).__name__, retry_in=f"{delay:.2f}"))
@@ -482,30 +603,38 @@ class Deliverer:
         outcome = self.store.transition(message_id, MessageStatus.EXPIRED, note="too late",
                                         fields={"reason": reason}, allowed_from=allowed_from,
                                         counts=self.metrics.sends("expired"), hand_on=True)
-        self._next_in_line(outcome)
+        taken = self._next_in_line(outcome)
         log.warning(line("message.expired", message_id=message_id, session=session,
                          attempts=attempts))
         status = MessageStatus.EXPIRED if outcome.applied else outcome.previous
-        return Outcome(str(status), attempts)
+        return Outcome(str(status), attempts, taken=taken)
 
     def fail(self, message_id: str, reason: str) -> Outcome:
         """Make a message a dead letter for a reason found outside an attempt (its state
         could not be used), so its conversation goes on."""
         record = self.store.get(message_id)
-        return self._dead(message_id, reason, record.attempts if record else 0,
-                          record.session if record else None)
+        outcome = self._dead(message_id, reason, record.attempts if record else 0,
+                             record.session if record else None)
+        if outcome.taken is not None:
+            self.dispatcher.publish_taken(outcome.taken)
+        return replace(outcome, taken=None)
 
     def _dead(self, message_id: str, reason: str, attempts: int,
-              session: str | None = None, *, counts: Counts = ()) -> Outcome:
+              session: str | None = None, *, counts: Counts = (),
+              settle: Slot | None = None) -> Outcome:
         """Give up on the message: it waits for an operator, and its conversation goes on."""
-        self._next_in_line(self.store.transition(
+        taken = self._next_in_line(self.store.transition(
             message_id, MessageStatus.FAILED, note="dead letter", fields={"reason": reason},
-            counts=(*counts, *self.metrics.sends("failed")), hand_on=True))
+            counts=(*counts, *self.metrics.sends("failed")), hand_on=True, settle=settle))
         log.error(line("message.failed", message_id=message_id, session=session,
                        attempts=attempts, reason=reason))
-        return Outcome(str(MessageStatus.FAILED), attempts)
+        return Outcome(str(MessageStatus.FAILED), attempts, taken=taken)
 
-    def _next_in_line(self, change: Transition) -> None:
-        """Send on the next message of the conversation now (taken by the change that
-        finished this one) rather than at the next tick of the due-message mover."""
-        self.dispatcher.hand_on(change)
+    def _next_in_line(self, change: Transition) -> Turn | None:
+        """The next message of the conversation, taken by the change that finished this one
+        for `deliver` to send or publish now; one the change only marked due (the change
+        was not the finishing one) is published now unless another worker took it first,
+        rather than at the next tick of the due-message mover."""
+        if change.taken is None:
+            self.dispatcher.hand_on(change)
+        return change.taken

@@ -8,7 +8,7 @@ taking a due message and marking it pending is one atomic step, so one worker pu
 A crash between taking and publishing leaves it pending, and the lost-message sweep of
 zapa_bridge.outbound.recovery queues it again. A worker that finishes a message takes the
 next one of its conversation in that same status change (`hand_on`), so it skips the due
-set.
+set: it sends it itself, or publishes it here (`publish_taken`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import redis
 from zapa_bridge.errors import QueueUnavailable
 from zapa_bridge.logs import line
 from zapa_bridge.outbound.messages import Priority
-from zapa_bridge.outbound.status_store import MessageStatus, StatusStore, Transition
+from zapa_bridge.outbound.status_store import MessageStatus, StatusStore, Transition, Turn
 from zapa_bridge.store import scripts
 from zapa_bridge.store.keys import DUE, PENDING
 from zapa_bridge.store.publisher import Publisher
@@ -63,8 +63,12 @@ class Dispatcher:
         """Publish the message whose turn came with `change`: the one it took (asked with
         `hand_on=True`), or else the one it marked due, unless another worker took it."""
         if change.taken is not None:
-            return self._publish_message(change.taken.id, change.taken.message)
+            return self.publish_taken(change.taken)
         return change.dispatch is not None and self.dispatch_now(change.dispatch)
+
+    def publish_taken(self, turn: Turn) -> bool:
+        """Publish the next message of a conversation that a change took (pending)."""
+        return self._publish_message(turn.id, turn.message)
 
     def move_due(self, now: float | None = None) -> int:
         """Publish the messages whose moment has come; returns how many."""

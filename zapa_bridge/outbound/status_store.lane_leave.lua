@@ -3,14 +3,18 @@
 -- `pending`) and the record and message body key prefixes (k.msg_prefix, k.body_prefix).
 -- Hands a finished head's lane to its next message, or ends the lane. The next message is
 -- marked due now; with `take`, a queued one is marked pending instead (as the due-message
--- mover's take would) and its message returned too, for the caller to publish at once.
+-- mover's take would) and its message returned too, for the caller to send or publish at
+-- once.
 -- The next message's record and its message body are the keys built here (k.msg_prefix ..
 -- key_part(nxt), k.body_prefix .. key_part(nxt)): its id is read from the waiting set in
 -- this same step. A record written before the body had a key of its own keeps its message
 -- in its `message` field.
 local function lane_leave(id, lane, now, take, k)
-  redis.call('ZREM', k.members, id)
-  if redis.call('HGET', k.heads, lane) ~= id then return '' end
+  if redis.call('HGET', k.heads, lane) ~= id then
+    redis.call('ZREM', k.members, id)
+    return ''
+  end
+  -- The head is never in the waiting set: lane_join and the hand-on below keep it out.
   local nxt = redis.call('ZRANGE', k.members, 0, 0)[1]
   if not nxt then redis.call('HDEL', k.heads, lane); return '' end
   redis.call('ZREM', k.members, nxt)

@@ -9,9 +9,12 @@ its `message` field, which is read when there is no body.
 
 Every change of status goes through one Lua script so that the status, the history and the
 indexes that follow from it (held messages per session, dead letters, the bridge's message
-id) change together or not at all, even with many workers.
-The same call adds to the counters its caller names (metrics) and may take the next message
-of the conversation for the caller to publish, so that a send costs few round trips.
+id) change together or not at all, even with many workers. The same call adds to the
+counters its caller names (metrics), settles the rate-limit slot of the bridge call it
+records, applies the receipts that came before the `sent` it records, and may take the
+next message of the conversation for the caller to send or publish, so that a send costs
+few round trips. The script's body is a Lua function (`LUA_CHANGE`), so that the
+delivery's claim can read and claim in one call.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, NamedTuple
 
 import redis
 
+from zapa_bridge.outbound.rate_limit import Slot
 from zapa_bridge.store import keys, scripts
 from zapa_bridge.store.publisher import PreparedMessage
 from zapa_bridge.store.replies import optional_text, text_hash, texts
@@ -120,8 +124,11 @@ _LANE_JOIN = scripts.read(__package__, "status_store.lane_join.lua")
 _LANE_LEAVE = scripts.read(__package__, "status_store.lane_leave.lua")
 _CREATE = (keys.LUA_KEY_PART + LUA_STATUSES + _LANE_JOIN
            + scripts.read(__package__, "status_store.create.lua"))
-_TRANSITION = (keys.LUA_KEY_PART + LUA_STATUSES + LUA_RECEIPT_STEPS + _LANE_JOIN
-               + _LANE_LEAVE + scripts.read(__package__, "status_store.transition.lua"))
+# change(K, A), the body of the transition script, with what it uses: other scripts that
+# end in a change of status open with it too.
+LUA_CHANGE = (keys.LUA_KEY_PART + LUA_STATUSES + LUA_RECEIPT_STEPS + _LANE_JOIN + _LANE_LEAVE
+              + scripts.read(__package__, "status_store.change.lua"))
+_TRANSITION = LUA_CHANGE + scripts.read(__package__, "status_store.transition.lua")
 # The transition script's refusal of keys built from a session or lane the record does not
 # have (its error reply starts with this).
 _STALE_KEYS = "STALEKEYS"
@@ -341,6 +348,7 @@ class StatusStore:
         counts: Iterable[Increment] = (),
         hand_on: bool = False,
         record: MessageRecord | None = None,
+        settle: Slot | None = None,
     ) -> Transition:
         """Move a record to `status` if its current status allows it.
 
@@ -353,6 +361,8 @@ class StatusStore:
         sets one) name the keys the change touches; without it they are read first. The
         script checks them, and keys of a session or lane the record no longer has are
         built again, once, from a fresh read.
+        `settle`: the rate-limit slot of the bridge call this change records, which counts
+        from now on (when the bridge answered), whether or not the change applies.
         """
         if record is not None and record.id != message_id:
             raise ValueError(f"the record of {record.id} given for a change of {message_id}")
@@ -375,14 +385,15 @@ class StatusStore:
                       keys.LANE_HEADS, keys.LANE_SEQ, keys.held(session),
                       keys.lane(lane) if lane else key,
                       keys.bridge(session, bridge_id) if bridge_id else key,
-                      self.body_key(message_id),
+                      settle.key if settle else key, self.body_key(message_id),
                       keys.kept_receipts(session, bridge_id) if bridge_id else key,
                       *(count.key for count in counts)],
                 args=[status, ",".join(allowed), repr(time.time()), self.retention, note,
                       json.dumps(values), "1" if count_attempt else "0", failures,
                       "" if lease_until is None else repr(lease_until), keys.MESSAGE_PREFIX,
                       HISTORY_LIMIT, "" if unchanged_since is None else repr(unchanged_since),
-                      "1" if hand_on else "0", session, lane, keys.MESSAGE_BODY_PREFIX,
+                      "1" if hand_on else "0", session, lane, settle.name if settle else "",
+                      keys.MESSAGE_BODY_PREFIX,
                       *counters],
             )
 
