@@ -82,8 +82,9 @@ worker_send_task_events = True
 task_send_sent_event = False
 
 # The schedule and its lock live in Redis: a second beat started by mistake waits for the
-# lock instead of running every periodic task twice.
-beat_scheduler = "redbeat.RedBeatScheduler"
+# lock instead of running every periodic task twice. RedBeat's scheduler, except that a tick
+# which cannot reach Redis waits and tries again instead of ending beat.
+beat_scheduler = "workers.scheduler:SteadyRedBeatScheduler"
 redbeat_redis_url = _settings.redis_url
 redbeat_redis_options = {"socket_timeout": 5, "socket_connect_timeout": 5}
 redbeat_key_prefix = keys.BEAT_PREFIX
