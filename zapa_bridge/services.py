@@ -52,7 +52,7 @@ class Services:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis_client(self.settings.redis_url)
+        return redis_client(self.settings.redis)
 
     @cached_property
     def publisher(self) -> Publisher:
@@ -60,7 +60,8 @@ class Services:
 
     @cached_property
     def store(self) -> StatusStore:
-        return StatusStore(self.redis, retention=self.settings.status_retention)
+        return StatusStore(self.redis, retention=self.settings.status_retention,
+                           durability=self.settings.durability)
 
     @cached_property
     def bridge(self) -> BridgeClient:
@@ -127,8 +128,9 @@ class Services:
 
     @cached_property
     def intake(self) -> Intake:
-        return Intake(fast_redis_client(self.settings.redis_url), self.publisher, self.spool,
-                      dedupe_ttl=self.settings.dedupe_ttl)
+        return Intake(fast_redis_client(self.settings.redis), self.publisher, self.spool,
+                      dedupe_ttl=self.settings.dedupe_ttl,
+                      durability=self.settings.durability)
 
     @cached_property
     def inbound_router(self) -> InboundRouter:

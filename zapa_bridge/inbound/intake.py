@@ -20,6 +20,7 @@ from zapa_bridge.inbound.events import WebhookEvent, parse_event
 from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.logs import line
 from zapa_bridge.store import keys, scripts
+from zapa_bridge.store.durability import NO_WAIT, ReplicaWait
 from zapa_bridge.store.publisher import PreparedMessage, Publisher
 from zapa_bridge.store.replies import text, text_hash
 from zapa_bridge.tracing import span
@@ -33,12 +34,14 @@ _ACCEPT = scripts.read(__package__, "intake.accept.lua")
 
 class Intake:
     def __init__(self, client: redis.Redis, publisher: Publisher, spool: Spool, *,
-                 dedupe_ttl: int) -> None:
+                 dedupe_ttl: int, durability: ReplicaWait = NO_WAIT) -> None:
         self.redis = client
         self.publisher = publisher
         self.spool = spool
         self.dedupe_ttl = dedupe_ttl
-        self._accept = client.register_script(_ACCEPT)
+        # A queued event is an answered webhook: it waits for the replicas asked for (short
+        # of them, the event is spooled).
+        self._accept = durability.wrap(client.register_script(_ACCEPT))
 
     def accept(self, event: WebhookEvent) -> str:
         """Returns `accepted`, `duplicate`, `ignored` (unknown type) or `spooled`. The
