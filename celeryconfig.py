@@ -98,10 +98,9 @@ beat_scheduler = "workers.scheduler:SteadyRedBeatScheduler"
 redbeat_redis_url = _settings.redis_url
 redbeat_redis_options: dict[str, object] = {"socket_timeout": 5, "socket_connect_timeout": 5}
 if _sentinel is not None:
-    # RedBeat's Sentinel form: a redis-sentinel:// URL (only its scheme is read) and the rest
-    # in the options.
-    redbeat_redis_url = "redis-sentinel://" + ",".join(f"{host}:{port}"
-                                                       for host, port in _sentinel.sentinels)
+    # RedBeat's Sentinel form: a redis-sentinel:// URL (its scheme says Sentinel, its banner
+    # shows the first one) and the rest in the options.
+    redbeat_redis_url = "redis-sentinel://{}:{}".format(*_sentinel.sentinels[0])
     redbeat_redis_options = {
         "sentinels": list(_sentinel.sentinels), "service_name": _redis.master_name,
         "db": _sentinel.db, "password": _sentinel.password, "username": _sentinel.username,

@@ -73,7 +73,7 @@ class ReplicatedRedis:
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="zapa-redis-ha-")
         root = Path(directory or self._tmp.name)  # type: ignore[union-attr]
         for name in ("master", "replica", "sentinels"):
-            (root / name).mkdir(exist_ok=True)
+            (root / name).mkdir(parents=True, exist_ok=True)
         self.master_name = master_name
         self.master = ReplicatedServer(persistent=persistent, directory=str(root / "master"))
         self.replica = EmbeddedReplica(self.master.port, persistent=persistent,
