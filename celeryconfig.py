@@ -19,7 +19,9 @@ try:
 except ConfigError as error:  # worker and beat: the lines, not Celery's traceback
     exit_on_config_error(error)
 
-broker_url = _settings.redis_url
+_redis = _settings.redis
+_sentinel = _redis.sentinel
+broker_url = _redis.broker_url
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # Poll queues in their declared order instead of kombu's default round robin, so high
@@ -44,6 +46,14 @@ broker_transport_options = {
     "socket_timeout": 2,
     "socket_connect_timeout": 2,
 }
+# Sentinel: kombu asks the Sentinels for the master on each new connection (and moves to the
+# next Sentinel of the URL when one does not answer).
+_sentinel_kwargs: dict[str, object] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+if _redis.sentinel_password:
+    _sentinel_kwargs["password"] = _redis.sentinel_password
+if _sentinel is not None:
+    broker_transport_options |= {"master_name": _redis.master_name,
+                                 "sentinel_kwargs": _sentinel_kwargs}
 visibility_timeout = _settings.visibility_timeout
 
 _consumed: list[str] = list(CONSUME_ORDER)
@@ -82,10 +92,19 @@ worker_send_task_events = True
 task_send_sent_event = False
 
 # The schedule and its lock live in Redis: a second beat started by mistake waits for the
-# lock instead of running every periodic task twice.
-beat_scheduler = "redbeat.RedBeatScheduler"
+# lock instead of running every periodic task twice. RedBeat's scheduler, except that a tick
+# which cannot reach Redis waits and tries again instead of ending beat.
+beat_scheduler = "workers.scheduler:SteadyRedBeatScheduler"
 redbeat_redis_url = _settings.redis_url
-redbeat_redis_options = {"socket_timeout": 5, "socket_connect_timeout": 5}
+redbeat_redis_options: dict[str, object] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+if _sentinel is not None:
+    # RedBeat's Sentinel form: a redis-sentinel:// URL (its scheme says Sentinel, its banner
+    # shows the first one) and the rest in the options.
+    redbeat_redis_url = "redis-sentinel://{}:{}".format(*_sentinel.sentinels[0])
+    redbeat_redis_options = {
+        "sentinels": list(_sentinel.sentinels), "service_name": _redis.master_name,
+        "db": _sentinel.db, "password": _sentinel.password, "username": _sentinel.username,
+        "socket_timeout": 5, "sentinel_kwargs": _sentinel_kwargs}
 redbeat_key_prefix = keys.BEAT_PREFIX
 redbeat_lock_key = keys.BEAT_LOCK
 # A standby beat takes over this long after the lock holder died.

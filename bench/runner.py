@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from bench import loop, outbound, scale, slow_clients, webhook
+from bench import durability, loop, outbound, scale, slow_clients, webhook
 from bench.environment import BenchEnv, bench_env
 from bench.machine import facts
 from bench.processes import ROOT, BenchError
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "loop": loop.run,
     "scale": scale.run,
     "slow_clients": slow_clients.run,
+    "durability": durability.run,
 }
 DOC = ROOT / "docs" / "benchmarks.md"
 

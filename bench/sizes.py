@@ -34,6 +34,7 @@ class Sizes:
     # The baseline's checkpoints stop here: its cost per message is not in question.
     scale_baseline_max: int = 10_000
     scale_producers: int = 2
+    durability_calls: int = 2_000
 
 
 FULL = Sizes(name="full")
@@ -44,7 +45,7 @@ SMOKE = Sizes(
     webhook_seconds=2.0, webhook_connections=4, warmup_seconds=0.3, profile_seconds=1.0,
     loop_rate=20.0, loop_capacity_rate=30.0, loop_seconds=2.0, loop_senders=50,
     scale_checkpoints=(100, 300),
-    scale_window=100, scale_baseline_max=300,
+    scale_window=100, scale_baseline_max=300, durability_calls=100,
 )
 
 

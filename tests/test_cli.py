@@ -133,24 +133,30 @@ def test_dead_letters_purge_deletes_the_dead_letter_and_its_record(cli, dead_let
     assert json.loads(cli("dead-letters", "list").output) == []
 
 
+def output_line(output: str, start: str) -> str:
+    """The first line of `output` that starts with `start`."""
+    return next(line for line in output.splitlines() if line.startswith(start))
+
+
 def test_check_exits_1_when_the_bridge_is_unreachable(cli, redis_db):
     result = cli("check", ZAPW_URL=f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 1
     assert "configuration: ok" in result.output
-    assert ": ok" in result.output.splitlines()[1]  # redis line
-    assert "NOT REACHABLE" in result.output.splitlines()[2]
+    assert ": ok, master at 127.0.0.1:" in output_line(result.output, "redis redis://")
+    assert "NOT REACHABLE" in output_line(result.output, "bridge ")
 
 
 def test_check_exits_0_when_redis_and_the_bridge_answer(cli, redis_db, zapw):
     result = cli("check", ZAPW_URL=zapw.url)
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[2] == f"bridge {zapw.url}: ok, up 12 s"
+    assert output_line(result.output, "bridge ") == f"bridge {zapw.url}: ok, up 12 s"
+    assert output_line(result.output, "redis replicas:") == "redis replicas: 0 replicas"
 
 
 def test_check_exits_1_when_redis_is_unreachable(cli, zapw):
     result = cli("check", ZAPW_URL=zapw.url, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     assert result.exit_code == 1
-    assert "NOT REACHABLE" in result.output.splitlines()[1]
+    assert "NOT REACHABLE" in output_line(result.output, "redis ")
 
 
 def test_a_bad_setting_makes_every_command_fail_naming_the_variable(cli, redis_db):

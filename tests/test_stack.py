@@ -299,6 +299,20 @@ def test_an_external_bridge_gets_no_default_session(redis_db):
     assert f"REDIS_URL={os.environ['REDIS_URL']}" in local.export_line()
 
 
+def test_a_replicated_redis_stack_points_every_process_at_its_sentinels():
+    local = LocalStack(replicated_redis=True, env=clean_env())
+    try:
+        local.prepare()
+        assert local.env["REDIS_URL"].startswith("sentinel://127.0.0.1:")
+        assert local.env["ZAPA_REDIS_WAIT_REPLICAS"] == "1"
+        assert answers(local.settings().redis)
+        assert "master, replica and 3 Sentinels" in local.banner()
+        assert "ZAPA_REDIS_WAIT_REPLICAS=1" in local.export_line()
+    finally:
+        assert local.redis is not None
+        local.redis.close()
+
+
 def _drain(fd: int) -> None:
     with contextlib.suppress(OSError):
         while os.read(fd, 65536):

@@ -7,6 +7,9 @@ from celery import Celery
 
 def create_celery_app() -> Celery:
     import workers.signals  # noqa: F401  (connects the publish stamp and worker heartbeats)
+    from workers import broker_transport
+
+    broker_transport.install()
 
     app = Celery("zapa_bridge", include=["workers.tasks"])
     app.config_from_object("celeryconfig")

@@ -79,7 +79,7 @@ def start_tracing(**_: Any) -> None:
 def start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
     started = time.time()
-    client = redis_client(get_settings().redis_url)
+    client = redis_client(get_settings().redis)
 
     def beat() -> None:
         while True:
@@ -98,4 +98,4 @@ def start_heartbeat(sender: Any = None, **_: Any) -> None:
 def stop_heartbeat(sender: Any = None, **_: Any) -> None:
     _heartbeat_stop.set()
     with contextlib.suppress(redis.RedisError):
-        redis_client(get_settings().redis_url).delete(keys.worker(str(sender)))
+        redis_client(get_settings().redis).delete(keys.worker(str(sender)))

@@ -23,7 +23,7 @@ from workers.runtime import services
 from zapa_bridge.bridge.reconcile import ReconcileReport
 from zapa_bridge.bridge.reconcile import reconcile as reconcile_bridge
 from zapa_bridge.config import Settings, get_settings
-from zapa_bridge.errors import InvalidMessage
+from zapa_bridge.errors import InvalidMessage, QueueUnavailable
 from zapa_bridge.inbound.echo import echo_reply
 from zapa_bridge.inbound.events import parse_event
 from zapa_bridge.inbound.failures import can_pass
@@ -229,9 +229,11 @@ def event_failed(task: Task, event: Any, error: Exception) -> str:
     return "dead letter"
 
 
-@app.task(name="zapa.echo", ignore_result=True)
-def echo(message: dict[str, Any]) -> str | None:
-    """Built-in inbound handler for the local stack: reply with the message's own text."""
+@app.task(name="zapa.echo", bind=True, ignore_result=True)
+def echo(self: Task, message: dict[str, Any]) -> str | None:
+    """Built-in inbound handler for the local stack: reply with the message's own text. A
+    send refused (Redis unreachable, or no replica confirmed it) is tried again for as long
+    as that lasts, as Zapa's handler should; the reply's idempotency key keeps it to one."""
     reply = echo_reply(message)
     if reply is None:
         return None
@@ -240,3 +242,8 @@ def echo(message: dict[str, Any]) -> str | None:
     except InvalidMessage as exc:
         log.warning(line("echo.not_sent", inbound_id=message.get("id"), reason=str(exc)))
         return None
+    except QueueUnavailable as exc:
+        delay = services().retry_policy.delay(self.request.retries + 1)
+        log.warning(line("echo.retry", inbound_id=message.get("id"),
+                         error=str(exc), retry_in=f"{delay:.2f}"))
+        retry_later(self, delay)

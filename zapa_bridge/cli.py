@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import click
 
 from zapa_bridge.config import Settings, load_settings
-from zapa_bridge.devtools.embedded_redis import answers
 from zapa_bridge.devtools.local_stack import LocalStack, zapw_environment
 from zapa_bridge.errors import ConfigError, InvalidMessage, QueueUnavailable, ZapaError
 from zapa_bridge.outbound.messages import MessageType, Priority
@@ -55,10 +54,12 @@ def _echo_json(data: Any) -> None:
 @main.command()
 @click.option("--bind", default="127.0.0.1:8000", show_default=True,
               help="Address of the web process.")
-@click.option("--redis", "redis_mode", type=click.Choice(["auto", "embedded"]), default="auto",
+@click.option("--redis", "redis_mode", type=click.Choice(["auto", "embedded", "replicated"]),
+              default="auto",
               show_default=True,
               help="auto: REDIS_URL, else a Redis answering on the default address, else an "
-                   "embedded one; embedded: always a fresh embedded Redis.")
+                   "embedded one; embedded: always a fresh embedded Redis; replicated: a "
+                   "fresh embedded master, replica and 3 Sentinels.")
 @click.option("--bridge", "bridge_mode", type=click.Choice(["simulator", "external"]),
               default="simulator", show_default=True,
               help="simulator: run the built-in zapw simulator; external: use ZAPW_URL.")
@@ -67,6 +68,7 @@ def stack(bind: str, redis_mode: str, bridge_mode: str) -> None:
     the zapw simulator."""
     _settings()
     local = LocalStack(bind=bind, embedded_redis=redis_mode == "embedded",
+                       replicated_redis=redis_mode == "replicated",
                        simulate_bridge=bridge_mode == "simulator")
     local.prepare()
     problem = local.redis_problem()
@@ -246,15 +248,55 @@ def check() -> None:
             require()
         except ConfigError as exc:
             click.echo(f"web process would refuse to start: {exc}")
-    redis_ok = answers(settings.redis_url)
-    click.echo(f"redis {redact_url(settings.redis_url)}: "
-               f"{'ok' if redis_ok else 'NOT REACHABLE'}")
+    redis_ok = _check_redis(settings)
     bridge_ok = _check_bridge(settings)
     click.echo("\nzapw's environment, to post its events here:")
     for line in zapw_environment(settings):
         click.echo(f"  {line}")
     if not (redis_ok and bridge_ok):
         sys.exit(1)
+
+
+def _check_redis(settings: Settings) -> bool:
+    """The master (and with Sentinel, how many Sentinels answer), its replicas, and the
+    durability setting, which cannot hold without as many online replicas."""
+    import redis
+
+    from zapa_bridge.store.topology import topology
+
+    shown = redact_url(settings.redis_url)
+    target = settings.redis
+    try:
+        found = topology(target)
+    except redis.RedisError as exc:
+        via = f" (Sentinel master {target.master_name!r})" if target.sentinel else ""
+        click.echo(f"redis {shown}{via}: NOT REACHABLE ({type(exc).__name__}: {exc})")
+        return False
+    if found.sentinels_answering is not None:
+        sentinels = len(target.sentinel.sentinels) if target.sentinel else 0
+        click.echo(f"redis {shown}: ok, Sentinel master {target.master_name!r} at "
+                   f"{found.master} ({found.sentinels_answering} of {sentinels} Sentinels "
+                   "answering)")
+    else:
+        click.echo(f"redis {shown}: ok, {found.role} at {found.master}")
+    online = [replica for replica in found.replicas if replica.state == "online"]
+    click.echo(f"redis replicas: {counted(len(found.replicas), 'replica')}"
+               + "".join(f"\n  {replica.address} {replica.state}"
+                         + (f", lag {replica.lag} s" if replica.lag is not None else "")
+                         for replica in found.replicas))
+    wanted = settings.redis_wait_replicas
+    if not wanted:
+        click.echo("redis durability: accepted sends and webhooks are not waited on a "
+                   "replica (ZAPA_REDIS_WAIT_REPLICAS=0)")
+        return True
+    click.echo(f"redis durability: each accepted send and webhook waits for "
+               f"{counted(wanted, 'replica')} (ZAPA_REDIS_WAIT_REPLICAS), at most "
+               f"{settings.redis_wait_timeout:g} s")
+    if len(online) < wanted:
+        click.echo(f"redis durability: NOT MET: {len(online)} online, so every send is "
+                   "refused and every webhook spooled")
+        return False
+    return True
 
 
 def _check_bridge(settings: Settings) -> bool:

@@ -13,6 +13,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from zapa_bridge.errors import ConfigError
 from zapa_bridge.outbound.rate_spec import RateLimit, parse_rate, parse_session_rates, rate_for
 from zapa_bridge.session_ids import session_id_problem
+from zapa_bridge.store.connection import FAST_TIMEOUT
+from zapa_bridge.store.durability import ReplicaWait
+from zapa_bridge.store.redis_endpoint import (
+    DEFAULT_MASTER,
+    SENTINEL_SCHEME,
+    RedisEndpoint,
+    SentinelUrl,
+)
 
 DAY = 24 * 3600
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -32,6 +40,14 @@ class Settings(BaseSettings):
         "production", alias="ZAPA_ENV"
     )
     redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
+    redis_sentinel_master: str = Field(DEFAULT_MASTER, min_length=1,
+                                       alias="REDIS_SENTINEL_MASTER")
+    redis_sentinel_password: SecretStr | None = Field(None, alias="REDIS_SENTINEL_PASSWORD")
+    # Replicas that must confirm an accepted send or webhook (WAIT); 0 trusts the master.
+    redis_wait_replicas: int = Field(0, ge=0, le=16, alias="ZAPA_REDIS_WAIT_REPLICAS")
+    # Under the webhook client's socket timeout, or the WAIT itself would time out its call.
+    redis_wait_timeout: float = Field(0.25, gt=0, lt=FAST_TIMEOUT,
+                                      alias="ZAPA_REDIS_WAIT_TIMEOUT")
     zapw_url: AnyHttpUrl = Field(AnyHttpUrl("http://127.0.0.1:3000"), alias="ZAPW_URL")
     zapw_api_key: SecretStr | None = Field(None, alias="ZAPW_API_KEY")
     zapw_timeout: float = Field(15.0, gt=0, alias="ZAPW_TIMEOUT")
@@ -85,12 +101,15 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if value.startswith(SENTINEL_SCHEME):
+            SentinelUrl.parse(value)
+        elif not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss://, unix:// or sentinel://")
         return value
 
     @field_validator("default_session", "zapw_api_key", "webhook_token", "webhook_secret",
-                     "inbound_task", "admin_token", "cookie_secure", mode="before")
+                     "inbound_task", "admin_token", "cookie_secure", "redis_sentinel_password",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -196,6 +215,19 @@ class Settings(BaseSettings):
         """The send limit of `session` (None: unlimited)."""
         return rate_for(session, parse_rate(self.rate_limit),
                         parse_session_rates(self.session_rate_limits))
+
+    @property
+    def redis(self) -> RedisEndpoint:
+        """REDIS_URL with its Sentinel settings: what every Redis client of ours is built
+        from."""
+        password = self.redis_sentinel_password
+        return RedisEndpoint(self.redis_url, self.redis_sentinel_master,
+                             password.get_secret_value() if password else None)
+
+    @property
+    def durability(self) -> ReplicaWait:
+        """ZAPA_REDIS_WAIT_REPLICAS and ZAPA_REDIS_WAIT_TIMEOUT."""
+        return ReplicaWait(self.redis_wait_replicas, self.redis_wait_timeout)
 
     @property
     def zapw_base_url(self) -> str:

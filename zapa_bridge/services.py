@@ -40,6 +40,7 @@ from zapa_bridge.queues import SEND_QUEUE_BY_PRIORITY
 from zapa_bridge.store import keys
 from zapa_bridge.store.broker import BrokerLayout, QueueStat
 from zapa_bridge.store.connection import fast_redis_client, redis_client
+from zapa_bridge.store.durability import ReplicaWait
 from zapa_bridge.store.publisher import Publisher
 
 # The client type, named apart: `Services.redis` shadows the module inside the class.
@@ -56,7 +57,7 @@ class Services:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis_client(self.settings.redis_url)
+        return redis_client(self.settings.redis)
 
     @cached_property
     def publisher(self) -> Publisher:
@@ -64,7 +65,8 @@ class Services:
 
     @cached_property
     def store(self) -> StatusStore:
-        return StatusStore(self.redis, retention=self.settings.status_retention)
+        return StatusStore(self.redis, retention=self.settings.status_retention,
+                           durability=self.settings.durability)
 
     @cached_property
     def bridge(self) -> BridgeClient:
@@ -131,14 +133,16 @@ class Services:
 
     @cached_property
     def intake(self) -> Intake:
-        return self.intake_over(fast_redis_client(self.settings.redis_url), self.spool)
+        return self.intake_over(fast_redis_client(self.settings.redis), self.spool)
 
-    def intake_over(self, client: RedisClient, spool: Spool, *,
-                    dedupe_ttl: int | None = None) -> Intake:
-        """The webhook intake over `client` and `spool` (the web tier's is `intake`)."""
+    def intake_over(self, client: RedisClient, spool: Spool, *, dedupe_ttl: int | None = None,
+                    durability: ReplicaWait | None = None) -> Intake:
+        """The webhook intake over `client` and `spool` (the web tier's is `intake`); the
+        settings' dedupe TTL and replica wait unless given."""
         return Intake(client, self.publisher, spool,
                       dedupe_ttl=self.settings.dedupe_ttl if dedupe_ttl is None else dedupe_ttl,
-                      router=self.inbound_router, inbound=self.inbound, receipts=self.receipts)
+                      router=self.inbound_router, inbound=self.inbound, receipts=self.receipts,
+                      durability=self.settings.durability if durability is None else durability)
 
     @cached_property
     def receipts(self) -> Receipts:

@@ -18,9 +18,10 @@ def chaos(tmp_path: Path, redis_db: object) -> Iterator[Callable[..., ChaosStack
     started: list[ChaosStack] = []
 
     def start(*, redis_url: str | None = None, web_redis_url: str | None = None,
-              worker_env: dict[str, str] | None = None) -> ChaosStack:
+              worker_env: dict[str, str] | None = None,
+              env: dict[str, str] | None = None) -> ChaosStack:
         stack = start_stack(tmp_path, redis_url=redis_url or os.environ["REDIS_URL"],
-                            web_redis_url=web_redis_url, worker_env=worker_env)
+                            web_redis_url=web_redis_url, worker_env=worker_env, env=env)
         started.append(stack)
         return stack
 

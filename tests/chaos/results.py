@@ -27,8 +27,8 @@ BEGIN = "<!-- chaos-results:begin (scripts/reliability rewrites this part) -->"
 END = "<!-- chaos-results:end -->"
 # The order of the table, which is the order of the list.
 SCENARIOS = ("worker-sigkill", "bridge-refusing", "bridge-500s", "session-drop",
-             "bridge-restart", "redis-restart", "web-redis-outage", "rate-limit",
-             "idempotency-race")
+             "bridge-restart", "redis-restart", "redis-failover", "web-redis-outage",
+             "rate-limit", "idempotency-race")
 
 
 @dataclass

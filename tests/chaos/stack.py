@@ -161,13 +161,15 @@ class ChaosStack:
 
 
 def start_stack(tmp_path: Path, *, redis_url: str, web_redis_url: str | None = None,
-                worker_env: dict[str, str] | None = None) -> ChaosStack:
+                worker_env: dict[str, str] | None = None,
+                env: dict[str, str] | None = None) -> ChaosStack:
     """Web, one worker, beat (reconciling every second) and the simulator, in the order a
     deployment starts them; returns once sessions A and B are connected in the registry.
-    The web process reaches Redis at `web_redis_url` when given (through a gate)."""
+    The web process reaches Redis at `web_redis_url` when given (through a gate); `env` is
+    for every process, `worker_env` for the workers alone."""
     zapw_port = free_port()
     zapw_url = f"http://127.0.0.1:{zapw_port}"
-    base = {**os.environ, "REDIS_URL": redis_url, "ZAPW_URL": zapw_url}
+    base = {**os.environ, **(env or {}), "REDIS_URL": redis_url, "ZAPW_URL": zapw_url}
     web = Web(tmp_path / "web.log", {
         **base, "REDIS_URL": web_redis_url or redis_url,
         "ZAPA_SPOOL_PATH": str(tmp_path / "spool.sqlite3"), "ZAPA_SPOOL_DRAIN_INTERVAL": "0.2"})
@@ -176,7 +178,7 @@ def start_stack(tmp_path: Path, *, redis_url: str, web_redis_url: str | None = N
     sim = Simulator(SimulatorConfig(
         port=zapw_port, webhook_url=webhook_url, sessions=SESSIONS, phones=PHONES,
         connect_delay=0.05, webhook_retry_delay=0.05, flavour="mock"), seed=7)
-    stack = ChaosStack(sim, web, redis_url, tmp_path, dict(worker_env or {}))
+    stack = ChaosStack(sim, web, redis_url, tmp_path, {**(env or {}), **(worker_env or {})})
     try:
         web.start()
         stack.start_worker()

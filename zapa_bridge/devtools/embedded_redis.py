@@ -14,6 +14,9 @@ from pathlib import Path
 import redis
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from zapa_bridge.store.connection import probe_client
+from zapa_bridge.store.redis_endpoint import RedisEndpoint
+
 
 def redis_server_binary() -> str:
     """Path of a redis-server executable, or RuntimeError naming what to install."""
@@ -37,11 +40,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def answers(url: str) -> bool:
-    """Whether a Redis server answers PING at `url`."""
+def answers(target: str | RedisEndpoint) -> bool:
+    """Whether Redis answers PING at `target` (with Sentinel: whether the master does)."""
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5,
-                                         socket_timeout=0.5).ping())
+        with probe_client(target) as client:
+            return bool(client.ping())
     except redis.RedisError:
         return False
 
@@ -61,11 +64,14 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> EmbeddedRedis:
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+    def argv(self) -> list[str]:
+        return [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", self.directory, "--save", "", "--daemonize", "no",
                 "--maxmemory-policy", "noeviction", "--loglevel", "warning",
                 "--appendonly", "yes" if self.persistent else "no"]
+
+    def start(self) -> EmbeddedRedis:
+        args = self.argv()
         # A session of its own: a Ctrl-C at the terminal reaches the processes that use it,
         # not Redis, which its owner stops last.
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
@@ -85,6 +91,13 @@ class EmbeddedRedis:
         owner = redis.Redis.from_url(self.url, socket_timeout=0.5).info("server")["process_id"]
         if self.process is not None and owner != self.process.pid:
             raise RuntimeError(f"port {self.port} answered by another redis-server")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no last write reaches the disk."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

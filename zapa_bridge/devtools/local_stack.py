@@ -21,6 +21,7 @@ from typing import IO
 
 from zapa_bridge.config import DEFAULT_REDIS_URL, Settings, load_settings
 from zapa_bridge.devtools.embedded_redis import EmbeddedRedis, answers, free_port
+from zapa_bridge.devtools.replicated_redis import ReplicatedRedis
 from zapa_bridge.redaction import redact_url
 from zapa_bridge.web.webhooks import WEBHOOK_PATH
 
@@ -58,9 +59,12 @@ def next_steps(simulated: bool) -> list[str]:
 class LocalStack:
     bind: str = "127.0.0.1:8000"
     embedded_redis: bool = False
+    # A master, a replica and three Sentinels instead of one server; sends and webhooks then
+    # wait for the replica (ZAPA_REDIS_WAIT_REPLICAS=1), as a replicated deployment's should.
+    replicated_redis: bool = False
     simulate_bridge: bool = True
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    redis: EmbeddedRedis | None = None
+    redis: EmbeddedRedis | ReplicatedRedis | None = None
 
     def prepare(self) -> None:
         """Fill in the environment every process gets; start Redis if it has to."""
@@ -73,7 +77,12 @@ class LocalStack:
         env["ZAPA_WEB_BIND"] = self.bind
         # The Procfile's commands (gunicorn, celery) live beside this interpreter.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        if self.embedded_redis or ("REDIS_URL" not in env and not answers(DEFAULT_REDIS_URL)):
+        if self.replicated_redis:
+            self.redis = ReplicatedRedis().start()
+            env["REDIS_URL"] = self.redis.url
+            env.setdefault("ZAPA_REDIS_WAIT_REPLICAS", "1")
+        elif self.embedded_redis or ("REDIS_URL" not in env
+                                     and not answers(DEFAULT_REDIS_URL)):
             self.redis = EmbeddedRedis().start()
             env["REDIS_URL"] = self.redis.url
         env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
@@ -94,7 +103,7 @@ class LocalStack:
         """What a second shell needs for the CLI to see this stack as its processes do."""
         names = ("REDIS_URL", "ZAPW_URL", "ZAPW_API_KEY", "ZAPA_ENV", "ZAPA_PUBLIC_URL",
                  "ZAPA_WEBHOOK_TOKEN", "ZAPA_ADMIN_TOKEN", "ZAPA_DEFAULT_SESSION",
-                 "ZAPA_SESSIONS", "ZAPA_INBOUND_TASK")
+                 "ZAPA_SESSIONS", "ZAPA_INBOUND_TASK", "ZAPA_REDIS_WAIT_REPLICAS")
         shown = {name: self.env[name] for name in names if self.env.get(name)}
         shown["PATH"] = f"{Path(sys.executable).parent}:$PATH"
         return shown
@@ -125,7 +134,9 @@ class LocalStack:
 
     def banner(self) -> str:
         env, bind = self.env, self.bind
-        redis_note = "  (embedded, discarded on exit)" if self.redis else ""
+        redis_note = ("  (master, replica and 3 Sentinels, embedded, discarded on exit)"
+                      if isinstance(self.redis, ReplicatedRedis)
+                      else "  (embedded, discarded on exit)" if self.redis else "")
         bridge_note = (f"zapw simulator; session '{SIMULATED_SESSION}' connects by itself"
                        if self.simulate_bridge else "zapw")
         zapw_lines = "\n".join(f"  {line}" for line in zapw_environment(self.settings()))

@@ -39,6 +39,7 @@ from zapa_bridge.outbound.receipts import (
     trace_receipt,
 )
 from zapa_bridge.store import keys, scripts
+from zapa_bridge.store.durability import NO_WAIT, ReplicaWait
 from zapa_bridge.store.publisher import PreparedMessage, Publisher
 from zapa_bridge.store.replies import text, text_hash
 from zapa_bridge.tracing import span
@@ -58,7 +59,7 @@ _RECEIPT = LUA_RECEIVE + _DEDUPE + scripts.read(__package__, "intake.receipt.lua
 class Intake:
     def __init__(self, client: redis.Redis, publisher: Publisher, spool: Spool, *,
                  dedupe_ttl: int, router: InboundRouter, inbound: InboundLog,
-                 receipts: Receipts) -> None:
+                 receipts: Receipts, durability: ReplicaWait = NO_WAIT) -> None:
         """`inbound` and `receipts` give the arguments of the calls this makes on `client`
         (the web tier's own, which answers fast or fails fast)."""
         self.redis = client
@@ -68,9 +69,11 @@ class Intake:
         self.router = router
         self.inbound = inbound
         self.receipts = receipts
-        self._accept = client.register_script(_ACCEPT)
-        self._receive = client.register_script(_RECEIVE)
-        self._receipt = client.register_script(_RECEIPT)
+        # An event taken in is an answered webhook: each call waits for the replicas asked
+        # for (short of them, the event is spooled).
+        self._accept = durability.wrap(client.register_script(_ACCEPT))
+        self._receive = durability.wrap(client.register_script(_RECEIVE))
+        self._receipt = durability.wrap(client.register_script(_RECEIPT))
 
     def accept(self, event: WebhookEvent) -> str:
         """Returns `accepted`, `duplicate`, `ignored` (unknown type, or a receipt naming no

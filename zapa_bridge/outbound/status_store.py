@@ -30,6 +30,7 @@ import redis
 
 from zapa_bridge.outbound.rate_limit import Slot
 from zapa_bridge.store import keys, scripts
+from zapa_bridge.store.durability import NO_WAIT, ReplicaWait
 from zapa_bridge.store.publisher import PreparedMessage
 from zapa_bridge.store.replies import optional_text, text_hash, texts
 
@@ -248,10 +249,12 @@ class StatusStore:
     """Reads and changes message records in Redis, through a client that decodes responses
     (store.connection): its replies are str, which redis-py types as bytes | str."""
 
-    def __init__(self, client: redis.Redis, *, retention: int) -> None:
+    def __init__(self, client: redis.Redis, *, retention: int,
+                 durability: ReplicaWait = NO_WAIT) -> None:
         self.redis = client
         self.retention = retention
-        self._create = client.register_script(_CREATE)
+        # A created record is an accepted send: it waits for the replicas asked for.
+        self._create = durability.wrap(client.register_script(_CREATE))
         self._transition = client.register_script(_TRANSITION)
 
     @staticmethod
