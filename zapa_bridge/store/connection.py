@@ -55,13 +55,7 @@ def _cached_client(target: RedisEndpoint, timeout: float, retries: int,
         "retry": Retry(ExponentialBackoff(cap=backoff_cap, base=0.02), retries=retries),
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
     }
-    parts = target.sentinel
-    if parts is None:
-        return redis.Redis.from_url(target.url, **options)
-    client: redis.Redis = sentinel_manager(target, parts, timeout).master_for(  # type: ignore[no-untyped-call]
-        target.master_name, redis_class=redis.Redis, db=parts.db, username=parts.username,
-        password=parts.password, **options)
-    return client
+    return _connect(target, timeout, options)
 
 
 def probe_client(target: str | RedisEndpoint, timeout: float = FAST_TIMEOUT) -> redis.Redis:
@@ -70,6 +64,12 @@ def probe_client(target: str | RedisEndpoint, timeout: float = FAST_TIMEOUT) -> 
     target = endpoint(target)
     options: dict[str, Any] = {"decode_responses": True, "socket_timeout": timeout,
                                "socket_connect_timeout": timeout}
+    return _connect(target, timeout, options)
+
+
+def _connect(target: RedisEndpoint, timeout: float, options: dict[str, Any]) -> redis.Redis:
+    """A client of `target` with `options`: the URL's server, or the master its Sentinels
+    name (asked again on every new connection)."""
     parts = target.sentinel
     if parts is None:
         return redis.Redis.from_url(target.url, **options)
