@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import redis
 
-from tests.chaos.ledger import Ledger
+from tests.chaos.ledger import Conversation, Ledger
 from tests.helpers import wait_until
 from tests.processes import Beat, Web, Worker
 from zapa_bridge.bridge.sessions import SessionRegistry
@@ -121,6 +121,14 @@ class ChaosStack:
         self.sim.stop()
 
     # -- what the stack's Redis says ----------------------------------------------------------
+
+    def user_writes(self, user: Conversation, index: int, ledger: Ledger) -> str:
+        """`user` writes message `index` on WhatsApp (zapw posts it to us); the ledger
+        expects its echo. Returns the inbound id."""
+        event = self.sim.inject_inbound(user.session, sender=user.to, text=user.text(index))
+        inbound_id = f"{user.session}:{event['data']['messageId']}"
+        ledger.add(user, index, inbound_id, text=f"echo: {user.text(index)}")
+        return inbound_id
 
     def ids_in(self, ids: Iterable[str], status: MessageStatus) -> set[str]:
         return {record.id for record in self.store.get_many(ids) if record.status is status}

@@ -74,11 +74,7 @@ def test_the_master_sigkilled_mid_run_loses_nothing_accepted_and_no_process_exit
                 killed.wait(timeout=60)
                 started = time.monotonic() - k / WEBHOOK_RATE
             time.sleep(max(0.0, started + k / WEBHOOK_RATE - time.monotonic()))
-            event = stack.sim.inject_inbound(user.session, sender=user.to,
-                                             text=user.text(index))
-            inbound_id = f"{user.session}:{event['data']['messageId']}"
-            inbound_ids.append(inbound_id)
-            ledger.add(user, index, inbound_id, text=f"echo: {user.text(index)}")
+            inbound_ids.append(stack.user_writes(user, index, ledger))
 
     writer = threading.Thread(target=write, daemon=True, name="whatsapp-users")
     started = time.monotonic()

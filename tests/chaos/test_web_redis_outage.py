@@ -48,11 +48,7 @@ def test_1000_webhooks_with_redis_cut_off_from_the_web_tier_for_10_s_are_process
         started = time.monotonic()
         for k, (user, index) in enumerate(round_robin(users, 0, WEBHOOKS)):
             time.sleep(max(0.0, started + k / RATE - time.monotonic()))  # a steady pace
-            event = stack.sim.inject_inbound(user.session, sender=user.to,
-                                             text=user.text(index))
-            inbound_id = f"{user.session}:{event['data']['messageId']}"
-            inbound_ids.append(inbound_id)
-            ledger.add(user, index, inbound_id, text=f"echo: {user.text(index)}")
+            inbound_ids.append(stack.user_writes(user, index, ledger))
 
     writer = threading.Thread(target=write, daemon=True, name="whatsapp-users")
     started = time.monotonic()
