@@ -87,6 +87,7 @@ def test_metrics_parse_as_prometheus_text_with_every_documented_family(client):
         "zapa_queue_oldest_age_seconds": "gauge", "zapa_held_messages": "gauge",
         "zapa_dead_letters": "gauge", "zapa_bridge_up": "gauge",
         "zapa_inbound_dead_letters": "gauge", "zapa_inbound_dead_lettered": "counter",
+        "zapa_webhook_events_recovered": "counter",
     }
 
 
