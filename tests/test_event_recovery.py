@@ -129,3 +129,12 @@ def test_health_says_zapw_is_not_posting_webhooks_until_one_arrives(sim, recover
     assert post_event(sim.inject_inbound("s1", text="delivered")) == "accepted"
     recovery().poll()
     assert checker.check_webhooks().status == Health.HEALTHY
+
+
+def test_the_newest_event_offered_decides_whether_webhooks_are_posting(sim, recovery, redis_db,
+                                                                        post_event):
+    assert post_event(sim.inject_inbound("s1", text="delivered")) == "accepted"
+    sim.inject_inbound("s1", text="then missed")
+    report = recovery().poll()
+    assert report is not None and (report.arrived, dict(report.recovered)) == (1, {"s1": 2})
+    assert DeliveryState.read(redis_db).not_posting

@@ -8,11 +8,12 @@ makes an event that did arrive a `duplicate`, and a later webhook for one recove
 free repeat.
 
 What the intake answers is also the evidence of delivery: `duplicate` means the webhook came,
-`accepted` means it did not (a recovered event). The latest evidence wins: a poll that
-recovered events and saw none arrive marks webhooks as not posting (`DeliveryState`), the
-first event found delivered clears it. Session events are keyed for deduplication by their
-timestamp, which differs between the list and the webhook, so for them the session
-registry says whether the webhook came: a state of that status recorded near that time.
+`accepted` means it did not (a recovered event). The newest event offered decides: one
+recovered marks webhooks as not posting (`DeliveryState`), one found delivered clears it.
+
+Session events are keyed for deduplication by their timestamp, which differs between the
+list and the webhook, so for them the session registry says whether the webhook came: a
+state of that status recorded near that time.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class PollReport:
     waiting: int = 0
     arrived: int = 0
     recovered: Counter[str] = field(default_factory=Counter)  # by session
+    # Whether the newest event offered had come as a webhook; None: no evidence either way.
+    newest_arrived: bool | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"listed": self.listed, "waiting": self.waiting, "arrived": self.arrived,
@@ -148,8 +151,10 @@ class EventRecovery:
             outcome = self.intake.accept(event, spool=False)
         if outcome == "duplicate":
             report.arrived += 1
+            report.newest_arrived = True
         elif outcome == "accepted":
             report.recovered[event.session] += 1
+            report.newest_arrived = False
             log.warning(line("webhook.recovered", event_type=event.stats_type,
                              session=event.session, event_id=stored.id))
 
@@ -170,13 +175,11 @@ class EventRecovery:
             pipe.hset(keys.EVENTS_SIGHTINGS, mapping=sightings)
         for session, count in report.recovered.items():
             pipe.hincrby(keys.METRICS_RECOVERED, session, count)
-        # The latest evidence decides: any event delivered clears a missed one.
-        if report.arrived:
-            pipe.hset(keys.EVENTS_DELIVERY, "arrived_at", repr(now))
-        elif report.recovered:
-            pipe.hset(keys.EVENTS_DELIVERY, "missed_at", repr(now))
+        if report.newest_arrived is not None:
+            field_name = "arrived_at" if report.newest_arrived else "missed_at"
+            pipe.hset(keys.EVENTS_DELIVERY, field_name, repr(now))
         pipe.execute()
-        if report.recovered and not report.arrived:
+        if report.newest_arrived is False:
             log.warning(line("webhooks.not_posting", recovered=sum(report.recovered.values())))
 
 
