@@ -165,16 +165,26 @@ def run_reconcile(core: Services | None = None) -> ReconcileReport:
                             sweeper=core.lost_message_sweeper)
 
 
+# The kind of error the last poll of GET /events failed with in this process, if it did.
+_poll_failing: list[str] = []
+
+
 @app.task(name=TaskName.RECOVER_EVENTS, ignore_result=True)
 def recover_events() -> dict[str, object] | None:
     """Periodic: offer the events of zapw's GET /events whose webhook never came to the
-    intake (None when another poll still runs)."""
+    intake (None when another poll still runs). A failure is logged when it starts or
+    changes, not at every poll: the list is still there at the next one."""
     try:
         report = services().event_recovery.poll()
     except (BridgeError, IntakeUnavailable, redis.RedisError) as exc:
-        # The list is still there at the next poll (or gone with a zapw restart).
-        log.warning(line("events.poll_failed", error=type(exc).__name__))
+        kind = type(exc).__name__
+        if _poll_failing != [kind]:
+            log.warning(line("events.poll_failed", error=kind))
+            _poll_failing[:] = [kind]
         return None
+    if _poll_failing:
+        log.info(line("events.poll_resumed"))
+        _poll_failing.clear()
     return None if report is None else report.as_dict()
 
 
