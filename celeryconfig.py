@@ -67,6 +67,7 @@ task_routes = {
     "zapa.release_held": {"queue": "zapa.maintenance"},
     "zapa.reconcile": {"queue": "zapa.maintenance"},
     "zapa.health_check": {"queue": "zapa.maintenance"},
+    "zapa.recover_events": {"queue": "zapa.maintenance"},
     "zapa.handle_event": {"queue": "zapa.events"},
 }
 task_create_missing_queues = False
@@ -116,6 +117,12 @@ beat_schedule = {
         "task": "zapa.reconcile",
         "schedule": _settings.reconcile_interval,
         "options": {"queue": "zapa.maintenance", "expires": _settings.reconcile_interval},
+    },
+    # One poll of GET /events at a time: a stale entry expires, and the poll takes a lock.
+    "recover-events": {
+        "task": "zapa.recover_events",
+        "schedule": _settings.events_poll_interval,
+        "options": {"queue": "zapa.maintenance", "expires": _settings.events_poll_interval},
     },
     "health-check": {
         "task": "zapa.health_check",

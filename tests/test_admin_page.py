@@ -137,6 +137,17 @@ def test_right_token_signs_in_and_shows_every_section_of_the_dashboard(client):
     assert "zapa.send.default" in page
 
 
+def test_the_health_card_says_so_while_zapw_is_not_posting_webhooks(client, redis_db):
+    sign_in(client)
+    assert 'id="webhooks-not-posting"' not in dashboard(client)
+    redis_db.hset(keys.EVENTS_DELIVERY, mapping={"arrived_at": "100.0", "missed_at": "200.0"})
+    card = section(dashboard(client), "health")
+    assert 'id="webhooks-not-posting"' in card
+    assert "zapw is not posting webhooks here: check ENABLE_WEBHOOK and WEBHOOK_URL" in card
+    redis_db.hset(keys.EVENTS_DELIVERY, "arrived_at", "300.0")
+    assert 'id="webhooks-not-posting"' not in dashboard(client)
+
+
 def test_sign_out_ends_the_session(client):
     sign_in(client)
     answer = client.post("/admin/logout", data={"csrf_token": csrf_token(dashboard(client))})

@@ -17,6 +17,7 @@ from zapa_bridge.bridge.client import (
     BridgeHealth,
     SendReceipt,
     SessionInfo,
+    StoredEvent,
 )
 from zapa_bridge.config import Settings
 from zapa_bridge.errors import (
@@ -612,3 +613,49 @@ def test_delete_unknown_session_raises_session_not_found(bridge, client):
 
     with pytest.raises(SessionNotFound):
         client.delete_session("s9")
+
+
+# -- GET /events ----------------------------------------------------------------------------
+
+STORED = {"id": "evt_7", "sessionId": "s1", "eventType": "message.received",
+          "timestamp": 1795599514489,
+          "data": {"from": f"{PHONE}@s.whatsapp.net", "messageId": "3EB0AAAA1111",
+                   "type": "text", "text": "Hello there!"}}
+
+
+def test_recent_events_lists_zapws_stored_events_as_webhook_envelopes(bridge):
+    bridge.add(responses.GET, f"{BASE}/events", json=success([STORED, {**STORED, "id": "evt_6",
+                                                                       "sessionId": 42}]))
+    keyed = BridgeClient(BASE, api_key="k1")
+    events = keyed.recent_events()
+    assert bridge.calls[0].request.headers["Authorization"] == "Bearer k1"
+    assert [(e.id, e.session_id) for e in events] == [("evt_7", "s1"), ("evt_6", 42)]
+    assert events[0] == StoredEvent("evt_7", "s1", "message.received", 1795599514489,
+                                    STORED["data"])
+    assert events[0].envelope() == {"sessionId": "s1", "eventType": "message.received",
+                                    "timestamp": 1795599514489, "data": STORED["data"]}
+
+
+def test_recent_events_skips_entries_that_are_not_objects(bridge, client):
+    bridge.add(responses.GET, f"{BASE}/events", json=success([STORED, "evt_5", None]))
+    assert [e.id for e in client.recent_events()] == ["evt_7"]
+
+
+def test_recent_events_answered_without_a_list_raises_unexpected_response(bridge, client):
+    bridge.add(responses.GET, f"{BASE}/events", json=success({"events": []}))
+    with pytest.raises(UnexpectedBridgeResponse, match="event list is not a list"):
+        client.recent_events()
+
+
+def test_recent_events_refused_for_the_api_key_raises_unauthorized(bridge, client):
+    bridge.add(responses.GET, f"{BASE}/events", status=401,
+               json={"error": "Unauthorized", "message": "API key is required"})
+    with pytest.raises(BridgeUnauthorized):
+        client.recent_events()
+
+
+def test_recent_events_of_a_zapw_without_the_route_raises_unexpected_response(bridge, client):
+    bridge.add(responses.GET, f"{BASE}/events", status=404, body=EXPRESS_404,
+               content_type="text/html; charset=utf-8")
+    with pytest.raises(UnexpectedBridgeResponse):
+        client.recent_events()

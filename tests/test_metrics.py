@@ -18,6 +18,7 @@ from tests.zapw_stub import ZapwStub
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
 from zapa_bridge.outbound.status_store import MessageStatus
+from zapa_bridge.store import keys
 from zapa_bridge.web import create_app
 
 pytestmark = pytest.mark.slow
@@ -87,6 +88,7 @@ def test_metrics_parse_as_prometheus_text_with_every_documented_family(client):
         "zapa_queue_oldest_age_seconds": "gauge", "zapa_held_messages": "gauge",
         "zapa_dead_letters": "gauge", "zapa_bridge_up": "gauge",
         "zapa_inbound_dead_letters": "gauge", "zapa_inbound_dead_lettered": "counter",
+        "zapa_webhook_events_recovered": "counter",
     }
 
 
@@ -139,6 +141,14 @@ def test_an_accepted_webhook_counts_under_its_event_type_and_a_duplicate_apart(c
             - value(before, "zapa_webhooks_total", outcome="accepted", **labels)) == 1
     assert (value(after, "zapa_webhooks_total", outcome="duplicate", **labels)
             - value(before, "zapa_webhooks_total", outcome="duplicate", **labels)) == 1
+
+
+def test_events_recovered_from_zapws_list_count_by_session(client, redis_db):
+    redis_db.hincrby(keys.METRICS_RECOVERED, "A", 3)
+    redis_db.hincrby(keys.METRICS_RECOVERED, "B", 1)
+    samples = scrape(client)
+    assert value(samples, "zapa_webhook_events_recovered_total", session="A") == 3
+    assert value(samples, "zapa_webhook_events_recovered_total", session="B") == 1
 
 
 def test_queue_depth_shows_messages_waiting_with_no_worker(client):

@@ -23,7 +23,7 @@ from workers.runtime import services
 from zapa_bridge.bridge.reconcile import ReconcileReport
 from zapa_bridge.bridge.reconcile import reconcile as reconcile_bridge
 from zapa_bridge.config import Settings, get_settings
-from zapa_bridge.errors import InvalidMessage, QueueUnavailable
+from zapa_bridge.errors import BridgeError, IntakeUnavailable, InvalidMessage, QueueUnavailable
 from zapa_bridge.inbound.echo import echo_reply
 from zapa_bridge.inbound.events import parse_event
 from zapa_bridge.inbound.failures import can_pass
@@ -163,6 +163,29 @@ def run_reconcile(core: Services | None = None) -> ReconcileReport:
                             hold_validity=core.settings.hold_validity,
                             managed_sessions=core.settings.managed_sessions,
                             sweeper=core.lost_message_sweeper)
+
+
+# The kind of error the last poll of GET /events failed with in this process, if it did.
+_poll_failing: list[str] = []
+
+
+@app.task(name=TaskName.RECOVER_EVENTS, ignore_result=True)
+def recover_events() -> dict[str, object] | None:
+    """Periodic: offer the events of zapw's GET /events whose webhook never came to the
+    intake (None when another poll still runs). A failure is logged when it starts or
+    changes, not at every poll: the list is still there at the next one."""
+    try:
+        report = services().event_recovery.poll()
+    except (BridgeError, IntakeUnavailable, redis.RedisError) as exc:
+        kind = type(exc).__name__
+        if _poll_failing != [kind]:
+            log.warning(line("events.poll_failed", error=kind))
+            _poll_failing[:] = [kind]
+        return None
+    if _poll_failing:
+        log.info(line("events.poll_resumed"))
+        _poll_failing.clear()
+    return None if report is None else report.as_dict()
 
 
 def health_checker(core: Services | None = None) -> HealthChecker:

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     spool_drain_interval: float = Field(1.0, gt=0, alias="ZAPA_SPOOL_DRAIN_INTERVAL")
     inbound_task: str | None = Field(None, alias="ZAPA_INBOUND_TASK")
     inbound_queue: str = Field("zapa.inbound", min_length=1, alias="ZAPA_INBOUND_QUEUE")
+    # GET /events: how often it is polled, and how long an event may wait for its webhook
+    # before it counts as one zapw never posted.
+    events_poll_interval: float = Field(2.0, gt=0, alias="ZAPA_EVENTS_POLL_INTERVAL")
+    events_grace: float = Field(5.0, ge=0, alias="ZAPA_EVENTS_GRACE")
     public_url: str = Field("http://127.0.0.1:8000", alias="ZAPA_PUBLIC_URL")
 
     admin_token: SecretStr | None = Field(None, alias="ZAPA_ADMIN_TOKEN")

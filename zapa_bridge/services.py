@@ -22,6 +22,7 @@ from zapa_bridge.inbound.dead_letters import InboundDeadLetters
 from zapa_bridge.inbound.handlers import EventHandler
 from zapa_bridge.inbound.intake import Intake
 from zapa_bridge.inbound.messages import InboundLog
+from zapa_bridge.inbound.recovery import EventRecovery
 from zapa_bridge.inbound.routing import InboundRouter
 from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.ops.metrics import Metrics
@@ -143,6 +144,14 @@ class Services:
                       dedupe_ttl=self.settings.dedupe_ttl if dedupe_ttl is None else dedupe_ttl,
                       router=self.inbound_router, inbound=self.inbound, receipts=self.receipts,
                       durability=self.settings.durability if durability is None else durability)
+
+    @cached_property
+    def event_recovery(self) -> EventRecovery:
+        """The poller of zapw's GET /events, over the worker's client: it runs as a task. An
+        event first seen when half its dedupe window is gone is left alone."""
+        return EventRecovery(self.redis, self.bridge, self.intake_over(self.redis, self.spool),
+                             self.sessions, grace=self.settings.events_grace,
+                             too_old=self.settings.dedupe_ttl / 2)
 
     @cached_property
     def receipts(self) -> Receipts:

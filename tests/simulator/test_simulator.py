@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_until
-from tests.simulator.support import TO, Simulators, connected
+from tests.simulator.support import TO, Simulators, connected, holds
 from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.errors import (
     BridgeInvalidRequest,
@@ -426,6 +426,29 @@ def test_events_are_kept_whether_the_webhook_failed_or_there_is_no_url(simulator
         events = requests.get(f"{sim.url}/events", timeout=5).json()["data"]
         assert [e["eventType"] for e in events] == ["message.received", "session.connected"]
     assert silent.webhook_deliveries() == []
+
+
+def test_with_webhooks_disabled_nothing_is_posted_to_the_url_but_every_event_is_listed(
+        simulators, receiver):
+    sim = simulators.start(webhook_url=receiver.url, webhooks_enabled=False)
+    connected(sim)
+    sim.inject_inbound("s1", text="unposted")
+    events = requests.get(f"{sim.url}/events", timeout=5).json()["data"]
+    assert [e["eventType"] for e in events] == ["message.received", "session.connected"]
+    holds(lambda: receiver.received() == [], 0.3, "no post")
+    assert sim.webhook_deliveries() == []
+
+
+def test_webhooks_can_be_enabled_again_at_run_time(simulators, receiver):
+    sim = simulators.start(webhook_url=receiver.url, webhooks_enabled=False)
+    connected(sim)
+    sim.configure(webhooks_enabled=True)
+    sim.inject_inbound("s1", text="posted")
+    (post,) = receiver.wait_for("message.received")
+    assert post.json["data"]["text"] == "posted"
+    assert receiver.received("session.connected") == []  # emitted while disabled
+    with pytest.raises(ValueError, match="webhooks_enabled"):
+        sim.configure(webhooks_enabled="yes")
 
 
 def test_an_event_is_stored_with_its_own_timestamp_close_to_the_webhooks(simulators, receiver):

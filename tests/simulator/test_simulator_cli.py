@@ -14,6 +14,7 @@ import requests
 
 from tests.helpers import wait_until
 from zapa_bridge.bridge.client import BridgeClient
+from zapa_bridge.simulator.__main__ import build_config, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,3 +121,11 @@ def test_the_cli_says_so_when_its_port_is_taken(tmp_path):
         process = run(log, "--port", str(taken.getsockname()[1]))
         assert process.wait(timeout=15) == 1
     assert "cannot listen on 127.0.0.1:" in log.read_text()
+
+
+def test_no_webhooks_keeps_the_url_and_posts_nothing_as_enable_webhook_unset():
+    plain = build_config(parse_args(["--webhook-url", "http://127.0.0.1:9/hook"]))
+    silent = build_config(parse_args(["--webhook-url", "http://127.0.0.1:9/hook",
+                                      "--no-webhooks"]))
+    assert (plain.webhook_url, plain.webhooks_enabled) == ("http://127.0.0.1:9/hook", True)
+    assert (silent.webhook_url, silent.webhooks_enabled) == ("http://127.0.0.1:9/hook", False)

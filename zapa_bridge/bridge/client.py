@@ -91,6 +91,33 @@ class SendReceipt:
     status: str
 
 
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of zapw's `GET /events` list, kept whether or not its webhook was posted.
+
+    `session_id` is the JSON value zapw holds (usually a string); `timestamp` is when zapw
+    stored the event (epoch ms), a few ms from the webhook's own.
+    """
+
+    id: str
+    session_id: Any
+    event_type: Any
+    timestamp: Any
+    data: Any
+
+    @classmethod
+    def from_bridge(cls, item: dict[str, Any]) -> StoredEvent:
+        return cls(id=str(item.get("id", "")), session_id=item.get("sessionId"),
+                   event_type=item.get("eventType"), timestamp=item.get("timestamp"),
+                   data=item.get("data"))
+
+    def envelope(self) -> dict[str, Any]:
+        """The webhook body this event would have been posted as (zapw's list keeps no
+        `origin`)."""
+        return {"sessionId": self.session_id, "eventType": self.event_type,
+                "timestamp": self.timestamp, "data": self.data}
+
+
 class BridgeClient:
     """A keep-alive connection pool to one zapw bridge."""
 
@@ -157,6 +184,13 @@ class BridgeClient:
 
     def delete_session(self, session_id: str) -> None:
         self._call("DELETE", _session_path(session_id), session_id=session_id)
+
+    def recent_events(self) -> list[StoredEvent]:
+        """`GET /events`: the last events zapw emitted, for every session, newest first."""
+        data = self._call("GET", "/events")
+        if not isinstance(data, list):
+            raise UnexpectedBridgeResponse("event list is not a list", status_code=200)
+        return [StoredEvent.from_bridge(item) for item in data if isinstance(item, dict)]
 
     def send(self, session_id: str, message: OutboundMessage) -> SendReceipt:
         with span("zapa.bridge.send", kind=SpanKind.CLIENT,

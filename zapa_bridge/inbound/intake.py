@@ -75,16 +75,17 @@ class Intake:
         self._receive = durability.wrap(client.register_script(_RECEIVE))
         self._receipt = durability.wrap(client.register_script(_RECEIPT))
 
-    def accept(self, event: WebhookEvent) -> str:
+    def accept(self, event: WebhookEvent, *, spool: bool = True) -> str:
         """Returns `accepted`, `duplicate`, `ignored` (unknown type, or a receipt naming no
-        message) or `spooled`."""
+        message) or `spooled`. Without `spool`, a lost Redis raises `IntakeUnavailable`
+        instead: the caller still holds the event and can offer it again."""
         with span("zapa.intake", attributes={"zapa.event_type": event.stats_type,
                                              "zapa.session": event.session}) as current:
-            outcome = self._accept_event(event)
+            outcome = self._accept_event(event, spool=spool)
             current.set_attribute("zapa.outcome", outcome)
             return outcome
 
-    def _accept_event(self, event: WebhookEvent) -> str:
+    def _accept_event(self, event: WebhookEvent, *, spool: bool = True) -> str:
         if not event.known or (event.event_type in STATUS_EVENTS
                                and receipt_of(event.event_type, event.data,
                                               event.session) is None):
@@ -95,7 +96,9 @@ class Intake:
         token = uuid.uuid4().hex
         try:
             return self._take_in(event, token)
-        except redis.RedisError:
+        except redis.RedisError as exc:
+            if not spool:
+                raise IntakeUnavailable(f"event not taken in: {type(exc).__name__}") from exc
             return self._spool(event, token)
 
     def drain_spool(self) -> int:

@@ -19,6 +19,7 @@ from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.config import Settings
 from zapa_bridge.errors import BridgeError
 from zapa_bridge.inbound.dead_letters import InboundDeadLetters
+from zapa_bridge.inbound.recovery import NOT_POSTING, DeliveryState, recovered_counts
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.redaction import redact_url
@@ -114,6 +115,7 @@ class HealthChecker:
             "held_messages": self.check_held(),
             "dead_letters": self.check_dead_letters(),
             "inbound_dead_letters": self.check_inbound_dead_letters(),
+            "webhooks": self.check_webhooks(),
         }
         snapshot = HealthSnapshot(components, time.time())
         self.redis.set(keys.HEALTH_SNAPSHOT, json.dumps(snapshot.as_dict()))
@@ -225,3 +227,15 @@ class HealthChecker:
             return ComponentHealth(Health.DEGRADED, f"{counted(count, 'zapw event')} could not be "
                                                     "applied: review them", {"count": count})
         return ComponentHealth(Health.HEALTHY, "every zapw event applied", {"count": 0})
+
+    def check_webhooks(self) -> ComponentHealth:
+        """Whether zapw posts its events here, as recovery from GET /events last found."""
+        state = DeliveryState.read(self.redis)
+        metadata = {"missed_at": state.missed_at, "arrived_at": state.arrived_at,
+                    "recovered": sum(recovered_counts(self.redis).values())}
+        if state.not_posting:
+            return ComponentHealth(Health.DEGRADED, NOT_POSTING, metadata)
+        if state.arrived_at is None:
+            return ComponentHealth(Health.HEALTHY, "no event of zapw's list checked yet",
+                                   metadata)
+        return ComponentHealth(Health.HEALTHY, "webhooks arriving", metadata)

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from zapa_bridge.inbound.dead_letters import INBOUND_DEAD_COUNTER, InboundDeadLetters
 from zapa_bridge.inbound.events import KNOWN_EVENTS, OTHER_EVENTS
+from zapa_bridge.inbound.recovery import recovered_counts
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.outbound.status_store import Increment
@@ -118,6 +119,13 @@ class RedisCollector(Collector):
         for (event_type, outcome), count in sorted(self._webhook_counts().items()):
             webhooks.add_metric([event_type, outcome], count)
         yield webhooks
+        recovered = CounterMetricFamily(
+            "zapa_webhook_events_recovered",
+            "Events taken from zapw's GET /events list because their webhook never came",
+            labels=["session"])
+        for session, count in sorted(bounded_by_label(recovered_counts(self.redis)).items()):
+            recovered.add_metric([session], count)
+        yield recovered
 
         yield self._latency()
 

@@ -28,6 +28,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000, help="0 picks a free port")
     parser.add_argument("--webhook-url", help="where events are posted (none: nothing is)")
+    parser.add_argument("--no-webhooks", action="store_true",
+                        help="post nothing even with --webhook-url, as zapw with "
+                             "ENABLE_WEBHOOK unset; GET /events still lists every event")
     parser.add_argument("--api-key", help="require this key, as zapw's API_KEY")
     parser.add_argument("--connect-delay", type=float, default=2.0,
                         help="seconds until a new session connects; negative: never by itself")
@@ -52,7 +55,8 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
     base = SimulatorConfig(host=args.host, port=args.port, sessions=tuple(args.sessions))
     return with_changes(base, {
         "flavour": "mock" if args.mock else "real",
-        "webhook_url": args.webhook_url, "api_key": args.api_key,
+        "webhook_url": args.webhook_url, "webhooks_enabled": not args.no_webhooks,
+        "api_key": args.api_key,
         "connect_delay": None if args.connect_delay < 0 else args.connect_delay,
         "phone": args.phone, "name": args.name, "auto_status": args.auto_status,
         "webhook_attempts": args.webhook_attempts,

@@ -341,7 +341,8 @@ class SimulatedBridge:
 
     def _webhook_settings(self) -> WebhookSettings:
         config = self._config
-        return WebhookSettings(config.webhook_url, config.webhook_attempts,
+        url = config.webhook_url if config.webhooks_enabled else None
+        return WebhookSettings(url, config.webhook_attempts,
                                config.webhook_retry_delay, config.webhook_timeout)
 
 

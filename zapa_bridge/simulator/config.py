@@ -33,6 +33,9 @@ class SimulatorConfig:
     flavour: Flavour = "real"
     # zapw's WEBHOOK_URL with ENABLE_WEBHOOK=true; None posts nothing, as ENABLE_WEBHOOK unset.
     webhook_url: str | None = None
+    # ENABLE_WEBHOOK: False posts nothing even with a URL (the usual setup mistake); events
+    # are still kept for GET /events either way.
+    webhooks_enabled: bool = True
     api_key: str | None = None
     # Seconds from creation (QR shown) to "connected"; None: only `connect()` scans the QR.
     connect_delay: float | None = 2.0
@@ -64,7 +67,8 @@ class SimulatorConfig:
 
 
 RUNTIME_FIELDS = frozenset({
-    "flavour", "webhook_url", "api_key", "connect_delay", "phone", "phones", "name", "device",
+    "flavour", "webhook_url", "webhooks_enabled", "api_key", "connect_delay", "phone",
+    "phones", "name", "device",
     "qr_ttl", "webhook_attempts", "webhook_retry_delay", "webhook_timeout", "auto_status",
     "delivered_delay", "read_delay", "restore_delay",
 })
@@ -89,6 +93,10 @@ def _check(key: str, value: Any) -> Any:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{key}: must be a string or null")
         return value or None
+    if key == "webhooks_enabled":
+        if not isinstance(value, bool):
+            raise ValueError("webhooks_enabled: must be true or false")
+        return value
     if key == "connect_delay":
         return None if value is None else _seconds(key, value)
     if key in ("phone", "name"):

@@ -48,6 +48,11 @@ METRICS_COUNTERS = f"{PREFIX}metrics:counters"
 METRICS_SEND_LATENCY = f"{PREFIX}metrics:send-latency"
 HEALTH_SNAPSHOT = f"{PREFIX}health:snapshot"
 HEALTH_BRIDGE_STARTED = f"{PREFIX}health:bridge-started"
+# Polling zapw's GET /events for events whose webhook never came (zapa_bridge.inbound.recovery).
+EVENTS_POLL_LOCK = f"{PREFIX}events-poll:lock"  # lock: one poll at a time
+EVENTS_SIGHTINGS = f"{PREFIX}events-poll:sightings"  # hash: event in the ring -> first seen
+EVENTS_DELIVERY = f"{PREFIX}events-poll:delivery"  # hash: last missed / arrived webhook
+METRICS_RECOVERED = f"{PREFIX}metrics:recovered"  # hash: session -> events recovered
 WORKERS_PATTERN = f"{PREFIX}workers:*"
 
 # Kept by kombu (unacked messages) and redbeat (the schedule), under our prefix.

@@ -49,6 +49,7 @@ class TaskName(enum.StrEnum):
     SEND_MESSAGE = "zapa.send_message"
     HANDLE_EVENT = "zapa.handle_event"
     RECONCILE = "zapa.reconcile"
+    RECOVER_EVENTS = "zapa.recover_events"
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 
 from zapa_bridge.errors import BridgeError, NotADeadLetter, QueueUnavailable
 from zapa_bridge.inbound.dead_letters import InboundDeadLetter
+from zapa_bridge.inbound.recovery import NOT_POSTING, DeliveryState
 from zapa_bridge.logs import line
 from zapa_bridge.ops.health import HealthChecker, HealthSnapshot
 from zapa_bridge.outbound.status_store import (
@@ -459,6 +460,8 @@ class InboundRow:
 @dataclass
 class Dashboard:
     health: HealthSnapshot | None = None
+    # Read live, not from the snapshot: the notice shows within a poll of GET /events.
+    webhooks_not_posting: str | None = None
     sessions: list[SessionRow] = field(default_factory=list)
     sessions_notice: str | None = None
     queues: dict[str, Any] | None = None
@@ -483,6 +486,8 @@ def gather() -> Dashboard:
     services, board = web(), Dashboard()
     core = services.core
     board.health = board.read("health", lambda: _health(services.health_checker()), None)
+    board.webhooks_not_posting = board.read("health", lambda: (
+        NOT_POSTING if DeliveryState.read(core.redis).not_posting else None), None)
     board.queues = board.read("queues", services.queue_overview, None)
     board.held_counts = board.read("held", core.held.counts, {})
     board.sessions = board.read("sessions", lambda: _sessions(board, board.held_counts), [])
