@@ -40,7 +40,7 @@ def sentinel_manager(target: RedisEndpoint, parts: SentinelUrl,
                                        "socket_connect_timeout": timeout}
     if target.sentinel_password:
         sentinel_kwargs["password"] = target.sentinel_password
-    return Sentinel(list(parts.sentinels),  # type: ignore[no-untyped-call]
+    return Sentinel(list(parts.sentinels),  # type: ignore[no-untyped-call, unused-ignore]
                     sentinel_kwargs=sentinel_kwargs)
 
 
@@ -73,7 +73,7 @@ def _connect(target: RedisEndpoint, timeout: float, options: dict[str, Any]) -> 
     parts = target.sentinel
     if parts is None:
         return redis.Redis.from_url(target.url, **options)
-    client: redis.Redis = sentinel_manager(target, parts, timeout).master_for(  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel_manager(target, parts, timeout).master_for(  # type: ignore[no-untyped-call, unused-ignore]
         target.master_name, redis_class=redis.Redis, db=parts.db, username=parts.username,
         password=parts.password, **options)
     return client

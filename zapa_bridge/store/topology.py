@@ -33,7 +33,7 @@ def topology(target: RedisEndpoint, timeout: float = 1.0) -> Topology:
     parts = target.sentinel
     if parts is not None:
         manager = sentinel_manager(target, parts, timeout)
-        host, port = manager.discover_master(target.master_name)  # type: ignore[no-untyped-call]
+        host, port = manager.discover_master(target.master_name)  # type: ignore[no-untyped-call, unused-ignore]
         answering = sum(1 for sentinel in manager.sentinels if _answers(sentinel))
         address = f"{host}:{port}"
     with probe_client(target, timeout) as client:
