@@ -133,26 +133,8 @@ def test_whitespace_only_text_is_refused():
     assert rejected_field(**text(text="  \n\t ")) == "text"
 
 
-def test_text_of_4097_characters_is_accepted_as_two_parts():
-    message = build_message(**text(text="a" * (MAX_TEXT_CHARS + 1)))
-    assert [len(part.text or "") for part in message.parts()] == [MAX_TEXT_CHARS, 1]
-
-
-def test_text_of_more_parts_than_allowed_is_refused_naming_the_setting():
-    long_text = "word " * (MAX_TEXT_CHARS * 3 // 5)  # three parts
-    assert len(build_message(max_text_parts=3, **text(text=long_text)).parts()) == 3
-    with pytest.raises(InvalidMessage) as caught:
-        build_message(max_text_parts=2, **text(text=long_text))
-    assert caught.value.field == "text"
-    assert "ZAPA_MAX_TEXT_PARTS (2)" in caught.value.reason
-
-
-def test_each_part_of_a_split_text_is_measured_against_the_body_limit():
-    long_text = "😀 " * MAX_TEXT_CHARS  # two parts, each a body of ~25 kB
-    assert len(build_message(max_body_bytes=40_000, **text(text=long_text)).parts()) == 2
-    with pytest.raises(InvalidMessage) as caught:
-        build_message(max_body_bytes=20_000, **text(text=long_text))
-    assert caught.value.field == "text"
+def test_text_of_4097_characters_is_refused():
+    assert rejected_field(**text(text="a" * (MAX_TEXT_CHARS + 1))) == "text"
 
 
 def test_text_of_4096_characters_is_accepted():

@@ -55,8 +55,6 @@ class Settings(BaseSettings):
     zapw_max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024,
                                      alias="ZAPW_MAX_BODY_BYTES")
     default_session: str | None = Field(None, alias="ZAPA_DEFAULT_SESSION")
-    # A text over 4,096 characters goes out as parts; a reply of more is refused.
-    max_text_parts: int = Field(10, ge=1, le=100, alias="ZAPA_MAX_TEXT_PARTS")
 
     max_retries: int = Field(8, ge=0, le=100, alias="ZAPA_MAX_RETRIES")
     retry_backoff: float = Field(2.0, gt=0, alias="ZAPA_RETRY_BACKOFF")

@@ -470,10 +470,7 @@ class Deliverer:
                                                         InvalidMessage | None]:
         try:
             # A body over zapw's limit would be refused on every attempt: a dead letter now.
-            # Its parts were counted when it was accepted: a lower ZAPA_MAX_TEXT_PARTS since
-            # does not make it a dead letter.
-            return build_message(fields, max_body_bytes=self.client.max_body_bytes,
-                                 max_text_parts=None), None
+            return build_message(fields, max_body_bytes=self.client.max_body_bytes), None
         except InvalidMessage as exc:
             return None, exc
 

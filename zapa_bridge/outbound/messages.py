@@ -13,18 +13,14 @@ import json
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlparse
 
 from zapa_bridge.errors import InvalidMessage
-from zapa_bridge.outbound.text_split import UncuttableText, split_text
 from zapa_bridge.session_ids import session_id_problem
 
-# zapw's limit for one text; a longer reply goes out as several parts (text_split).
 MAX_TEXT_CHARS = 4096
-# The most parts a reply is split into by default (ZAPA_MAX_TEXT_PARTS).
-MAX_TEXT_PARTS = 10
 MAX_MEDIA_BYTES = 16 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
 PHONE_MIN_DIGITS = 8
@@ -124,14 +120,6 @@ class OutboundMessage:
         """`bridge_body()` as the bytes the bridge client posts (see `encode_body`)."""
         return encode_body(self.bridge_body())
 
-    def parts(self) -> list[OutboundMessage]:
-        """The sends this message takes: itself, or a text over MAX_TEXT_CHARS as one
-        message per part of its split, in order."""
-        if self.text is None or self.type is not MessageType.TEXT \
-                or len(self.text) <= MAX_TEXT_CHARS:
-            return [self]
-        return [replace(self, text=part) for part in split_text(self.text, MAX_TEXT_CHARS)]
-
     @property
     def conversation(self) -> str:
         """Its conversation: sender (session, or `+number`) and recipient. Messages of one
@@ -167,7 +155,7 @@ def encode_body(body: dict[str, Any]) -> bytes:
 FIELD_NAMES = frozenset(f.name for f in fields(OutboundMessage)) | {"ttl"}
 # The settings `build_message` takes beside the fields: a request naming one is refused,
 # never taken as the setting.
-SETTING_NAMES = frozenset({"default_session", "max_body_bytes", "max_text_parts"})
+SETTING_NAMES = frozenset({"default_session", "max_body_bytes"})
 
 
 def check_field_names(names: Iterable[str]) -> None:
@@ -186,7 +174,6 @@ def check_field_names(names: Iterable[str]) -> None:
 
 def build_message(request: Mapping[str, Any] | None = None, /, *,
                   default_session: str | None = None, max_body_bytes: int | None = None,
-                  max_text_parts: int | None = MAX_TEXT_PARTS,
                   **given: Any) -> OutboundMessage:
     """Validate a send request and return the message, or raise `InvalidMessage`.
 
@@ -195,10 +182,7 @@ def build_message(request: Mapping[str, Any] | None = None, /, *,
     named like a setting below is then refused, where `**fields` would raise `TypeError`.
     `default_session` is used when the request names neither `session` nor `from_number`.
     `max_body_bytes` (ZAPW_MAX_BODY_BYTES) refuses a message whose zapw body would be larger,
-    since zapw could never accept it; None leaves the size unchecked. A text over
-    MAX_TEXT_CHARS is split (`OutboundMessage.parts`): `max_text_parts`
-    (ZAPA_MAX_TEXT_PARTS) refuses one of more parts, and each part's body is measured;
-    None leaves the count unchecked (a worker's, for a message accepted at enqueue).
+    since zapw could never accept it; None leaves the size unchecked.
     """
     if request is not None:
         twice = sorted(set(request) & set(given), key=str)
@@ -219,7 +203,7 @@ def build_message(request: Mapping[str, Any] | None = None, /, *,
 
     content: dict[str, Any] = {}
     if kind is MessageType.TEXT:
-        content["text"] = _text(values.get("text"), "text", required=True, limit=None)
+        content["text"] = _text(values.get("text"), "text", required=True)
     elif kind in MEDIA_TYPES:
         content.update(_media(values, kind))
     elif kind is MessageType.LOCATION:
@@ -237,23 +221,9 @@ def build_message(request: Mapping[str, Any] | None = None, /, *,
     message = OutboundMessage(to=to, type=kind, priority=priority, session=session,
                               from_number=from_number, idempotency_key=_idempotency_key(values),
                               expires_at=_expiry(values), **content)
-    parts = _parts(message, max_text_parts)
     if max_body_bytes is not None:
-        for part in parts:
-            _check_body_size(part, max_body_bytes)
+        _check_body_size(message, max_body_bytes)
     return message
-
-
-def _parts(message: OutboundMessage, most: int | None) -> list[OutboundMessage]:
-    try:
-        parts = message.parts()
-    except UncuttableText as exc:
-        raise InvalidMessage("text", str(exc)) from None
-    if most is not None and len(parts) > most:
-        raise InvalidMessage("text", f"splits into {len(parts)} parts of at most "
-                                     f"{MAX_TEXT_CHARS} characters, over ZAPA_MAX_TEXT_PARTS "
-                                     f"({most})")
-    return parts
 
 
 def _check_body_size(message: OutboundMessage, limit: int) -> None:
@@ -363,8 +333,7 @@ def _choice(value: Any, kind: type[enum.StrEnum], field: str) -> Any:
         raise InvalidMessage(field, f"must be one of {names}") from None
 
 
-def _text(value: Any, field: str, *, required: bool,
-          limit: int | None = MAX_TEXT_CHARS) -> str | None:
+def _text(value: Any, field: str, *, required: bool) -> str | None:
     if value is None:
         if required:
             raise InvalidMessage(field, "is required")
@@ -373,8 +342,9 @@ def _text(value: Any, field: str, *, required: bool,
         raise InvalidMessage(field, "must be a string")
     if required and not value.strip():
         raise InvalidMessage(field, "must not be empty")
-    if limit is not None and len(value) > limit:
-        raise InvalidMessage(field, f"must be at most {limit} characters, not {len(value)}")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidMessage(field, f"must be at most {MAX_TEXT_CHARS} characters, "
+                                    f"not {len(value)}")
     return value
 
 
