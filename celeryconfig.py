@@ -28,7 +28,7 @@ broker_transport_options = {
     # priority sends go first under backlog.
     "queue_order_strategy": "priority",
     # A message taken by a worker that died is redelivered after this many seconds; it must
-    # exceed the longest retry countdown (checked by the settings).
+    # cover one send attempt (checked by the settings): retries wait in the due set.
     "visibility_timeout": _settings.visibility_timeout,
     "unacked_restore_interval": _settings.unacked_restore_interval,
     "unacked_restore_throttle": 1,

@@ -50,7 +50,9 @@ def test_default_timeouts_and_retries_are_consistent(env):
 
     assert settings.zapw_timeout == 15.0
     assert settings.max_retries == 8
-    assert settings.retry_backoff_max + settings.zapw_timeout < settings.visibility_timeout
+    assert settings.visibility_timeout == 60
+    # One attempt must end inside the visibility timeout; retries wait in the due set.
+    assert settings.zapw_connect_timeout + settings.zapw_timeout + 4 <= settings.visibility_timeout
 
 
 def test_environment_overrides_defaults(env):
@@ -166,13 +168,24 @@ def test_a_zapw_body_limit_that_is_not_a_whole_number_of_1024_or_more_names_the_
     assert "ZAPW_MAX_BODY_BYTES" in str(error)
 
 
-def test_a_visibility_timeout_the_countdowns_do_not_fit_names_all_three_with_values(env):
-    error = config_error(env, ZAPA_VISIBILITY_TIMEOUT="60", ZAPA_RETRY_BACKOFF_MAX="50",
+def test_a_visibility_timeout_one_attempt_does_not_fit_names_the_timeouts_with_values(env):
+    error = config_error(env, ZAPA_VISIBILITY_TIMEOUT="20", ZAPW_CONNECT_TIMEOUT="3.05",
                          ZAPW_TIMEOUT="15")
 
     assert error.problems == {"ZAPA_VISIBILITY_TIMEOUT": (
-        "ZAPA_VISIBILITY_TIMEOUT (60 s) must exceed ZAPA_RETRY_BACKOFF_MAX (50 s) + "
-        "ZAPW_TIMEOUT (15 s): raise it above 65 or lower the other two")}
+        "ZAPA_VISIBILITY_TIMEOUT (20 s) must cover one send attempt, ZAPW_CONNECT_TIMEOUT "
+        "(3.05 s) + ZAPW_TIMEOUT (15 s) + 4 s: raise it to 23 or lower the other two")}
+
+
+def test_a_retry_backoff_longer_than_the_visibility_timeout_is_accepted(env):
+    # Retries wait in the due set, not in a task the worker holds unacknowledged.
+    env.setenv("ZAPA_VISIBILITY_TIMEOUT", "30")
+    env.setenv("ZAPA_RETRY_BACKOFF_MAX", "600")
+    env.setenv("ZAPW_TIMEOUT", "15")
+
+    settings = load_settings()
+
+    assert (settings.visibility_timeout, settings.retry_backoff_max) == (30, 600)
 
 
 def test_every_bad_variable_is_reported_at_once(env):

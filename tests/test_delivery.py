@@ -160,6 +160,21 @@ def test_a_run_leaves_a_next_message_held_by_another_worker_to_wait_in_the_due_s
     assert (store.get(ids[2]).status, queued_ids(redis_db)) == (S.QUEUED, [])
 
 
+def test_a_failed_send_waits_for_its_retry_in_the_due_set_not_in_a_countdown(
+        redis_db, zapw, deliverer):
+    """Its backoff is spent in Redis: the task's own delivery ends, so the visibility timeout
+    need only cover one attempt."""
+    zapw.add_session("s1")
+    zapw.fail_next(1, 503, "Service Unavailable")
+    message_id = send_message.delay(to=TO, text="m0", session="s1").id
+    outcome = deliverer.deliver(*take_queued(redis_db), go_on_for=30)
+    assert (outcome.status, outcome.retry_in is not None) == ("queued", True)
+    assert time.time() < redis_db.zscore(keys.DUE, message_id) < time.time() + 1
+    assert redis_db.zscore(keys.PENDING, message_id) is None
+    assert queued_ids(redis_db) == []
+    assert services().store.get(message_id).status is S.QUEUED
+
+
 def test_a_run_leaves_a_next_message_without_a_rate_slot_in_the_due_set(redis_db, zapw,
                                                                         limited):
     zapw.add_session("s1")

@@ -49,13 +49,13 @@ def test_a_configuration_error_is_its_line_alone_and_a_failed_start(process):
 
 
 def test_a_visibility_timeout_too_short_names_both_settings_and_their_values():
-    done = run(PROCESSES["beat"], ZAPA_VISIBILITY_TIMEOUT="10", ZAPA_RETRY_BACKOFF_MAX="120",
+    done = run(PROCESSES["beat"], ZAPA_VISIBILITY_TIMEOUT="10", ZAPW_CONNECT_TIMEOUT="2",
                ZAPW_TIMEOUT="15")
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "invalid configuration: ZAPA_VISIBILITY_TIMEOUT: ZAPA_VISIBILITY_TIMEOUT (10 s) must "
-        "exceed ZAPA_RETRY_BACKOFF_MAX (120 s) + ZAPW_TIMEOUT (15 s): raise it above 135 or "
-        "lower the other two")
+        "cover one send attempt, ZAPW_CONNECT_TIMEOUT (2 s) + ZAPW_TIMEOUT (15 s) + 4 s: "
+        "raise it to 21 or lower the other two")
 
 
 def test_the_web_process_listens_on_port_as_honcho_sets_it_from_the_procfile(tmp_path):

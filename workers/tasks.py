@@ -90,18 +90,21 @@ def send_message(self: SendMessageTask, to: str | None = None, text: str | None 
                                          go_on_for=go_on_for(core.settings))
     except redis.RedisError as exc:
         return send_failed(self, exc)
-    if outcome.retry_in is None:
-        return outcome.summary()
-    retry_later(self, outcome.retry_in)
+    # A retry waits in the due set (the deliverer put it there): this delivery is done.
+    return outcome.summary()
 
 
 def go_on_for(settings: Settings) -> float:
     """How long a run of `send_message` may go on sending the next messages of its
     conversation: well inside the visibility timeout, after which its own message would be
     delivered again, leaving room for the one bridge call that may start last."""
-    spare = (settings.visibility_timeout - settings.zapw_connect_timeout
-             - settings.zapw_timeout)
-    return max(0.0, spare / 2)
+    return max(0.0, (settings.visibility_timeout - settings.one_attempt) / 2)
+
+
+def countdown_cap(settings: Settings) -> float:
+    """The longest Celery countdown a task may wait in: the worker holds it unacked, so
+    the countdown and the attempt after it must end inside the visibility timeout."""
+    return max(0.05, go_on_for(settings))
 
 
 def send_failed(task: Task, error: redis.RedisError) -> dict[str, Any]:
@@ -127,10 +130,13 @@ def send_failed(task: Task, error: redis.RedisError) -> dict[str, Any]:
 
 
 def retry_later(task: Task, countdown: float) -> NoReturn:
-    """Celery's retry (a new message, same id); if it cannot be published, requeue this
-    delivery instead of acknowledging it. The retry keeps the first message's redacted
-    argsrepr/kwargsrepr, so neither task events nor logs ever show the arguments."""
+    """Celery's retry (a new message, same id) after at most `countdown_cap`; if it cannot
+    be published, requeue this delivery instead of acknowledging it. The retry keeps the
+    first message's redacted argsrepr/kwargsrepr, so neither task events nor logs ever show
+    the arguments. Sends wait in the due set instead; this is for events, and for a send
+    whose state is unreachable."""
     shown = getattr(task.request, "kwargsrepr", None) or repr({"retry_of": task.request.id})
+    countdown = min(countdown, countdown_cap(get_settings()))
     try:
         raise task.retry(countdown=countdown, max_retries=None, argsrepr="()",
                          kwargsrepr=shown)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import sys
 from functools import lru_cache
 from typing import Any, Literal, NoReturn
@@ -29,6 +30,8 @@ DEFAULT_MAX_BODY_BYTES = 100 * 1024
 # A shared token is guessed online only as fast as the throttle lets; 32 characters of
 # `secrets.token_urlsafe` make that hopeless, one character makes it a matter of minutes.
 MIN_TOKEN_LENGTH = 32
+# Room in the visibility timeout beyond one bridge call: the Redis calls around it.
+ATTEMPT_MARGIN = 4.0
 
 
 class Settings(BaseSettings):
@@ -59,7 +62,7 @@ class Settings(BaseSettings):
     max_retries: int = Field(8, ge=0, le=100, alias="ZAPA_MAX_RETRIES")
     retry_backoff: float = Field(2.0, gt=0, alias="ZAPA_RETRY_BACKOFF")
     retry_backoff_max: float = Field(120.0, gt=0, alias="ZAPA_RETRY_BACKOFF_MAX")
-    visibility_timeout: int = Field(300, ge=5, alias="ZAPA_VISIBILITY_TIMEOUT")
+    visibility_timeout: int = Field(60, ge=5, alias="ZAPA_VISIBILITY_TIMEOUT")
     unacked_restore_interval: int = Field(5, ge=1, alias="ZAPA_UNACKED_RESTORE_INTERVAL")
 
     status_retention: int = Field(7 * DAY, ge=60, alias="ZAPA_STATUS_RETENTION")
@@ -168,16 +171,23 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _countdowns_fit_visibility(self) -> Settings:
-        # Retries wait as countdown messages held unacked by a worker; one longer than the
-        # visibility timeout is redelivered to another worker while the first still holds it.
-        if self.retry_backoff_max + self.zapw_timeout >= self.visibility_timeout:
+    def _one_attempt_fits_visibility(self) -> Settings:
+        # A task is redelivered to another worker once its worker has held it this long:
+        # a send's run (one bridge call at the least) must end well inside it. Retries
+        # wait in the due set, so no backoff counts here.
+        least = self.one_attempt + ATTEMPT_MARGIN
+        if self.visibility_timeout < least:
             raise ValueError(
-                f"ZAPA_VISIBILITY_TIMEOUT ({self.visibility_timeout:g} s) must exceed "
-                f"ZAPA_RETRY_BACKOFF_MAX ({self.retry_backoff_max:g} s) + ZAPW_TIMEOUT "
-                f"({self.zapw_timeout:g} s): raise it above "
-                f"{self.retry_backoff_max + self.zapw_timeout:g} or lower the other two")
+                f"ZAPA_VISIBILITY_TIMEOUT ({self.visibility_timeout:g} s) must cover one send "
+                f"attempt, ZAPW_CONNECT_TIMEOUT ({self.zapw_connect_timeout:g} s) + "
+                f"ZAPW_TIMEOUT ({self.zapw_timeout:g} s) + {ATTEMPT_MARGIN:g} s: raise it to "
+                f"{math.ceil(least)} or lower the other two")
         return self
+
+    @property
+    def one_attempt(self) -> float:
+        """The longest one bridge call may take (connect, then the answer)."""
+        return self.zapw_connect_timeout + self.zapw_timeout
 
     def require_webhook_auth(self) -> None:
         """Refuse to serve webhooks unauthenticated anywhere but in development, or with a

@@ -93,7 +93,8 @@ def test_a_send_refused_while_its_session_reconnects_is_sent_after_the_reconnect
     e2e.sim.configure(auto_status=(), flavour="mock")
     with BridgeGate(e2e.sim.url) as gate:
         e2e.worker.stop()
-        start_worker(ZAPW_URL=gate.url, ZAPW_TIMEOUT="7")  # room for the answer kept back
+        # Room for the answer kept back (and a visibility timeout one such attempt fits in).
+        start_worker(ZAPW_URL=gate.url, ZAPW_TIMEOUT="7", ZAPA_VISIBILITY_TIMEOUT="12")
         e2e.sim.set_faults(not_connected=["A"])
         gate.hold_next_send()
         (message_id,) = send_all(["in flight"], "A")

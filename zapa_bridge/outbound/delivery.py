@@ -208,9 +208,12 @@ class Deliverer:
         a message published by name carries its fields. `go_on_for`: for how many seconds
         from now this run may go on sending the next messages of the conversation, each as
         its turn comes (at most the claim's lease, and CHAIN_MOST of them); the one it stops
-        at is published. The outcome is this message's."""
+        at is published. The outcome is this message's; one to try again (`retry_in`)
+        waits in the due set, not in the task."""
         until = time.monotonic() + min(go_on_for, self.lease_seconds)
         outcome = self._deliver_one(message_id, task_kwargs)
+        if outcome.retry_in is not None:
+            self.dispatcher.defer(message_id, time.time() + outcome.retry_in)
         self._go_on(outcome.taken, until=until)
         return outcome
 
@@ -404,9 +407,8 @@ class Deliverer:
         if not claim.applied:
             self.limiter.give_back(session, attempt.slot)
         if claim.busy:
-            # Another worker holds this message (a duplicate delivery); look again later.
-            # The wait stays within the backoff cap, which the settings keep below the
-            # visibility timeout.
+            # Another worker holds this message (a duplicate delivery); look again later,
+            # from the due set.
             wait = min(self.policy.cap, max(0.5, (claim.lease_until or now) - now))
             return Outcome(str(MessageStatus.SENDING), record.attempts, retry_in=wait)
         if not claim.applied:
