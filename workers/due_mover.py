@@ -2,13 +2,16 @@
 Redis is over (a rate-limit slot came free, or their turn in the conversation came).
 
 Every worker runs one, so sends go on while any worker is up; taking a due message is
-atomic, so each is published once (see zapa_bridge.outbound.dispatch).
+atomic, so each is published once (see zapa_bridge.outbound.dispatch). The same thread
+beats for its worker process and, once a second, watches for dead ones
+(zapa_bridge.outbound.crash_recovery).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import redis
@@ -19,6 +22,7 @@ from workers.runtime import services
 from zapa_bridge.config import get_settings
 from zapa_bridge.errors import QueueUnavailable
 from zapa_bridge.logs import line
+from zapa_bridge.outbound.crash_recovery import BEAT_EVERY
 
 log = logging.getLogger("zapa.due_mover")
 
@@ -31,9 +35,15 @@ def start_due_mover(sender: Any = None, **_: Any) -> None:
 
     def run() -> None:
         failing = False
+        next_beat = 0.0
         while not _stop.wait(interval):
             try:
-                services().dispatcher.move_due()
+                core = services()
+                if time.monotonic() >= next_beat:
+                    core.crash_recovery.beat()
+                    core.crash_recovery.watch()
+                    next_beat = time.monotonic() + BEAT_EVERY
+                core.dispatcher.move_due()
             except (redis.RedisError, OperationalError, QueueUnavailable) as exc:
                 # Redis is away: the messages stay due and go once it is back.
                 if not failing:

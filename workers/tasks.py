@@ -163,8 +163,10 @@ def run_reconcile(core: Services | None = None) -> ReconcileReport:
     core = core or services()
     with contextlib.suppress(redis.RedisError):
         core.reconcile_requests.started()
-    # Due messages are moved by every worker several times a second; this is the fallback.
+    # Due messages are moved, and dead workers' messages recovered, by every worker several
+    # times a second; this is the fallback.
     core.dispatcher.move_due()
+    core.crash_recovery.watch()
     return reconcile_bridge(core.bridge, core.sessions, core.outbox,
                             hold_validity=core.settings.hold_validity,
                             managed_sessions=core.settings.managed_sessions,

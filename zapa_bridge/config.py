@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     retry_backoff_max: float = Field(120.0, gt=0, alias="ZAPA_RETRY_BACKOFF_MAX")
     visibility_timeout: int = Field(60, ge=5, alias="ZAPA_VISIBILITY_TIMEOUT")
     unacked_restore_interval: int = Field(5, ge=1, alias="ZAPA_UNACKED_RESTORE_INTERVAL")
+    worker_alive_ttl: int = Field(10, ge=2, le=60, alias="ZAPA_WORKER_ALIVE_TTL")
 
     status_retention: int = Field(7 * DAY, ge=60, alias="ZAPA_STATUS_RETENTION")
     hold_validity: int = Field(DAY, ge=1, alias="ZAPA_HOLD_VALIDITY")

@@ -26,6 +26,7 @@ from zapa_bridge.inbound.recovery import EventRecovery
 from zapa_bridge.inbound.routing import InboundRouter
 from zapa_bridge.inbound.spool import Spool
 from zapa_bridge.ops.metrics import Metrics
+from zapa_bridge.outbound.crash_recovery import CrashRecovery, process_owner
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.delivery import Deliverer
 from zapa_bridge.outbound.dispatch import Dispatcher
@@ -109,7 +110,7 @@ class Services:
         return Deliverer(self.store, self.bridge, self.sessions, self.retry_policy,
                          self.metrics, self.dispatcher, self.rate_limiter,
                          lease_seconds=lease, managed_sessions=self.settings.managed_sessions,
-                         reconcile_requests=self.reconcile_requests)
+                         reconcile_requests=self.reconcile_requests, owner=process_owner())
 
     @cached_property
     def rate_limiter(self) -> SessionRateLimiter:
@@ -173,6 +174,13 @@ class Services:
             self.store, self.dispatcher, self.broker,
             queue_by_priority={str(p): str(q) for p, q in SEND_QUEUE_BY_PRIORITY.items()},
             lost_after=self.settings.lost_after)
+
+    @cached_property
+    def crash_recovery(self) -> CrashRecovery:
+        return CrashRecovery(self.store, self.dispatcher, self.lost_message_sweeper,
+                             owner=process_owner(),
+                             lost_after=self.settings.lost_after,
+                             alive_ttl=self.settings.worker_alive_ttl)
 
     def queue_stats(self, queues: Iterable[str]) -> dict[str, QueueStat]:
         """Depth and oldest age of each of `queues`."""

@@ -5,7 +5,8 @@
 -- both from the record's own message, ARGV[4] now, ARGV[5] the claim's lease until,
 -- ARGV[6] history limit, ARGV[7] '1' may claim, ARGV[8] '1' when some session has a rate
 -- limit, ARGV[9] the session KEYS[6] belongs to ('' none), ARGV[10] its sends allowed per
--- window ('' no limit), ARGV[11] its window (s), ARGV[12] how long its log is kept (ms).
+-- window ('' no limit), ARGV[11] its window (s), ARGV[12] how long its log is kept (ms),
+-- ARGV[13] the worker process that claims (the record's `owner`, for crash recovery).
 -- What an attempt needs to know, in one call: the record, the head of its conversation's
 -- lane, and the state of its session, named by the message (ARGV[1], or the record's own
 -- message when ARGV[3] is '1') or found by its number. On the common path (the record
@@ -67,7 +68,8 @@ end
 -- Queued to sending touches the record and pending only: no held set, no lane change.
 local claimed = change({KEYS[1], KEYS[5], nil, nil, nil, KEYS[4]}, {
   S.SENDING, S.QUEUED, ARGV[4], '0', 'attempt ' .. attempt,
-  cjson.encode({session = session}), '1', '', ARGV[5], '', ARGV[6], '', '0', session, lane, ''},
+  cjson.encode({session = session, owner = ARGV[13]}), '1', '', ARGV[5], '', ARGV[6], '', '0',
+  session, lane, ''},
   {r.status, r.session or false, r.lane or false, r.id, r.updated or false, r.history or false,
    r.attempts or false, r.failures or false, r.lease_until or false})
 if type(claimed) ~= 'table' or claimed[1] ~= 1 then

@@ -183,10 +183,12 @@ class Deliverer:
         lease_seconds: float,
         reconcile_requests: ReconcileRequests,
         managed_sessions: Iterable[str] = (),
+        owner: str = "",
     ) -> None:
         """`managed_sessions` (ZAPA_SESSIONS) and the sessions the registry knows are
         sessions the bridge must have: a 404 for one means the bridge lost it (a restart),
-        so the message is held and a reconciliation asked for to create it again."""
+        so the message is held and a reconciliation asked for to create it again. `owner`:
+        this worker process, as a claim records it (zapa_bridge.outbound.crash_recovery)."""
         self.store = store
         self.client = client
         self.sessions = sessions
@@ -197,6 +199,7 @@ class Deliverer:
         self.lease_seconds = lease_seconds
         self.managed_sessions = frozenset(managed_sessions)
         self.reconcile_requests = reconcile_requests
+        self.owner = owner
         self._claim_script = store.redis.register_script(_CLAIM)
         # The session the last claim was for: the rate log the next claim expects, since a
         # queued task names only its message (most deployments send through one session).
@@ -401,8 +404,8 @@ class Deliverer:
             note += ", after an interrupted one (possible duplicate)"
         claim = self.store.transition(
             message_id, MessageStatus.SENDING, count_attempt=True,
-            lease_until=now + self.lease_seconds, fields={"session": session}, note=note,
-            record=record,
+            lease_until=now + self.lease_seconds, fields={"session": session, "owner": self.owner},
+            note=note, record=record,
         )
         if not claim.applied:
             self.limiter.give_back(session, attempt.slot)
@@ -494,7 +497,7 @@ class Deliverer:
                   repr(now), repr(now + self.lease_seconds), HISTORY_LIMIT,
                   "1" if may_claim else "0", "1" if terms.anywhere else "0", terms.session,
                   limit.limit if limit else "", repr(limit.window) if limit else "",
-                  terms.keep_ms])
+                  terms.keep_ms, self.owner])
         data = dict(zip(raw[::2], raw[1::2], strict=True))
         record = MessageRecord.from_hash(data, body or None) if data else None
         return _Seen(record, turn or None, session or None,

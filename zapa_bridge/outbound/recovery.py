@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import redis
 
@@ -42,10 +42,19 @@ class LostMessageSweeper:
         self.queue_by_priority = dict(queue_by_priority)
         self.lost_after = lost_after
 
-    def sweep(self, now: float | None = None) -> list[str]:
+    def sweep(self, now: float | None = None, *, lost_after: float | None = None,
+              pending_before: float | None = None,
+              statuses: Iterable[MessageStatus] = (MessageStatus.QUEUED,
+                                                   MessageStatus.SENDING)) -> list[str]:
+        """Queue again the lost messages pending for `lost_after` (default: the sweeper's)
+        and since `pending_before` at the latest, among records in `statuses`."""
         now = now or time.time()
+        latest = now - (self.lost_after if lost_after is None else lost_after)
+        if pending_before is not None:
+            latest = min(latest, pending_before)
+        wanted = frozenset(statuses)
         candidates = scored(self.redis.zrangebyscore(
-            PENDING, "-inf", now - self.lost_after, start=0, num=SWEEP_LIMIT, withscores=True))
+            PENDING, "-inf", latest, start=0, num=SWEEP_LIMIT, withscores=True))
         if not candidates:
             return []
         with_workers = self.broker.unacked_ids(self.redis)
@@ -59,6 +68,8 @@ class LostMessageSweeper:
             if record is None or record.status not in (MessageStatus.QUEUED,
                                                        MessageStatus.SENDING):
                 self.redis.zrem(PENDING, message_id)
+                continue
+            if record.status not in wanted:
                 continue
             waiting_since = oldest.get(self.queue_by_priority.get(record.priority, ""))
             if waiting_since is not None and pending_since >= waiting_since - ORDER_MARGIN:

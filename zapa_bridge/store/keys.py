@@ -54,6 +54,10 @@ EVENTS_SIGHTINGS = f"{PREFIX}events-poll:sightings"  # hash: event in the ring -
 EVENTS_DELIVERY = f"{PREFIX}events-poll:delivery"  # hash: last missed / arrived webhook
 METRICS_RECOVERED = f"{PREFIX}metrics:recovered"  # hash: session -> events recovered
 WORKERS_PATTERN = f"{PREFIX}workers:*"
+# Crash recovery (zapa_bridge.outbound.crash_recovery).
+OWNERS = f"{PREFIX}owners"  # set: worker processes that may hold messages
+CRASH_WATCH_LOCK = f"{PREFIX}crash-watch:lock"  # string: the watcher of this tick
+CRASH_SEEN = f"{PREFIX}crash-seen"  # string: when a dead worker was last found (epoch s)
 
 # Kept by kombu (unacked messages) and redbeat (the schedule), under our prefix.
 UNACKED = f"{PREFIX}unacked"
@@ -142,6 +146,11 @@ def inbound_dead(letter_id: str) -> str:
 def worker(hostname: str) -> str:
     """String: a worker's heartbeat."""
     return f"{PREFIX}workers:" + part(hostname)
+
+
+def alive(owner: str) -> str:
+    """String, a few seconds' TTL: a worker process is alive."""
+    return f"{PREFIX}alive:" + part(owner)
 
 
 def admin_session(session_digest: str) -> str:
