@@ -19,9 +19,11 @@ def chaos(tmp_path: Path, redis_db: object) -> Iterator[Callable[..., ChaosStack
 
     def start(*, redis_url: str | None = None, web_redis_url: str | None = None,
               worker_env: dict[str, str] | None = None,
-              env: dict[str, str] | None = None) -> ChaosStack:
+              env: dict[str, str] | None = None,
+              reconcile_interval: str = "1") -> ChaosStack:
         stack = start_stack(tmp_path, redis_url=redis_url or os.environ["REDIS_URL"],
-                            web_redis_url=web_redis_url, worker_env=worker_env, env=env)
+                            web_redis_url=web_redis_url, worker_env=worker_env, env=env,
+                            reconcile_interval=reconcile_interval)
         started.append(stack)
         return stack
 

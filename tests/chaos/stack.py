@@ -94,6 +94,14 @@ class ChaosStack:
                 worker.kill()
         self.killed.extend(killed)
 
+    def kill_one_worker(self) -> Worker:
+        """SIGKILL the oldest running worker alone; the others go on (no one restarts it)."""
+        with self._lock:
+            victim = self.workers.pop(0)
+        victim.kill()
+        self.killed.append(victim)
+        return victim
+
     def supervise(self) -> None:
         """Restart any process of the stack that exits, as a process manager with
         restart-on-exit (systemd's Restart=always, a container's restart policy) would."""
@@ -170,11 +178,12 @@ class ChaosStack:
 
 def start_stack(tmp_path: Path, *, redis_url: str, web_redis_url: str | None = None,
                 worker_env: dict[str, str] | None = None,
-                env: dict[str, str] | None = None) -> ChaosStack:
-    """Web, one worker, beat (reconciling every second) and the simulator, in the order a
-    deployment starts them; returns once sessions A and B are connected in the registry.
-    The web process reaches Redis at `web_redis_url` when given (through a gate); `env` is
-    for every process, `worker_env` for the workers alone."""
+                env: dict[str, str] | None = None,
+                reconcile_interval: str = "1") -> ChaosStack:
+    """Web, one worker, beat (reconciling every `reconcile_interval` s) and the simulator,
+    in the order a deployment starts them; returns once sessions A and B are connected in
+    the registry. The web process reaches Redis at `web_redis_url` when given (through a
+    gate); `env` is for every process, `worker_env` for the workers alone."""
     zapw_port = free_port()
     zapw_url = f"http://127.0.0.1:{zapw_port}"
     base = {**os.environ, **(env or {}), "REDIS_URL": redis_url, "ZAPW_URL": zapw_url}
@@ -190,7 +199,8 @@ def start_stack(tmp_path: Path, *, redis_url: str, web_redis_url: str | None = N
     try:
         web.start()
         stack.start_worker()
-        stack.beat = Beat(tmp_path / "beat.log", {**base, "ZAPA_RECONCILE_INTERVAL": "1"})
+        stack.beat = Beat(tmp_path / "beat.log",
+                          {**base, "ZAPA_RECONCILE_INTERVAL": reconcile_interval})
         stack.beat.start()
         sim.start()
         for session in SESSIONS:
