@@ -159,6 +159,7 @@ def run_reconcile(core: Services | None = None) -> ReconcileReport:
         core.reconcile_requests.started()
     # Due messages are moved by every worker several times a second; this is the fallback.
     core.dispatcher.move_due()
+    core.bursts.move_due()
     return reconcile_bridge(core.bridge, core.sessions, core.outbox,
                             hold_validity=core.settings.hold_validity,
                             managed_sessions=core.settings.managed_sessions,

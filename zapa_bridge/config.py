@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     spool_drain_interval: float = Field(1.0, gt=0, alias="ZAPA_SPOOL_DRAIN_INTERVAL")
     inbound_task: str | None = Field(None, alias="ZAPA_INBOUND_TASK")
     inbound_queue: str = Field("zapa.inbound", min_length=1, alias="ZAPA_INBOUND_QUEUE")
+    inbound_coalesce: float = Field(0.0, ge=0, le=60, alias="ZAPA_INBOUND_COALESCE")
+    inbound_coalesce_max: float = Field(10.0, gt=0, le=300, alias="ZAPA_INBOUND_COALESCE_MAX")
     public_url: str = Field("http://127.0.0.1:8000", alias="ZAPA_PUBLIC_URL")
 
     admin_token: SecretStr | None = Field(None, alias="ZAPA_ADMIN_TOKEN")
@@ -161,6 +163,14 @@ class Settings(BaseSettings):
         # A held record that expires first would vanish instead of becoming a dead letter.
         if self.hold_validity >= self.status_retention:
             raise ValueError("ZAPA_HOLD_VALIDITY must be shorter than ZAPA_STATUS_RETENTION")
+        return self
+
+    @model_validator(mode="after")
+    def _burst_cap_covers_window(self) -> Settings:
+        if self.inbound_coalesce > self.inbound_coalesce_max:
+            raise ValueError(
+                f"ZAPA_INBOUND_COALESCE_MAX ({self.inbound_coalesce_max:g} s) must be at least "
+                f"ZAPA_INBOUND_COALESCE ({self.inbound_coalesce:g} s)")
         return self
 
     @model_validator(mode="after")
