@@ -177,9 +177,16 @@ def test_two_movers_racing_for_one_burst_hand_it_on_once(client, bursts, redis_d
     other = Services(SETTINGS, KombuRedisLayout(celery_app)).bursts
     later = time.time() + WINDOW + 0.1
     member = keys.burst_sender("s1", "5511988887777")
+    read = redis_db.lrange(keys.burst("s1", "5511988887777"), 0, -1)
+    assert len(read) == 2
     assert bursts._hand_on_oldest(member, later) == 1
-    # The other worker read the same burst before the first handed it on: its step finds it
-    # gone and pushes nothing.
-    assert other._hand_on_oldest(member, later) == 0
+    # The other worker read the same burst before the first handed it on: its step, with
+    # what it read, finds the burst gone and pushes nothing.
+    stale = other._hand_on(
+        keys=[keys.BURSTS_DUE, keys.burst("s1", "5511988887777"),
+              keys.burst_state("s1", "5511988887777"), INBOUND_QUEUE, keys.METRICS_COUNTERS],
+        args=[member, repr(later), "s1:M0", 2, "stale task", "1", BURSTS_COUNTER,
+              COALESCED_COUNTER])
+    assert stale == 0
     assert other.move_due(later) == 0
     assert len(tasks(redis_db)) == 1
