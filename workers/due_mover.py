@@ -1,5 +1,6 @@
 """The due-message mover: a thread in every worker that publishes messages whose wait in
-Redis is over (a rate-limit slot came free, or their turn in the conversation came).
+Redis is over (a rate-limit slot came free, or their turn in the conversation came), and
+hands on the inbound bursts that closed (zapa_bridge.inbound.bursts).
 
 Every worker runs one, so sends go on while any worker is up; taking a due message is
 atomic, so each is published once (see zapa_bridge.outbound.dispatch). The same thread
@@ -44,6 +45,7 @@ def start_due_mover(sender: Any = None, **_: Any) -> None:
                     core.crash_recovery.watch()
                     next_beat = time.monotonic() + BEAT_EVERY
                 core.dispatcher.move_due()
+                core.bursts.move_due()
             except (redis.RedisError, OperationalError, QueueUnavailable) as exc:
                 # Redis is away: the messages stay due and go once it is back.
                 if not failing:

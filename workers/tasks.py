@@ -167,6 +167,7 @@ def run_reconcile(core: Services | None = None) -> ReconcileReport:
     # times a second; this is the fallback.
     core.dispatcher.move_due()
     core.crash_recovery.watch()
+    core.bursts.move_due()
     return reconcile_bridge(core.bridge, core.sessions, core.outbox,
                             hold_validity=core.settings.hold_validity,
                             managed_sessions=core.settings.managed_sessions,

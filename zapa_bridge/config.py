@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     # before it counts as one zapw never posted.
     events_poll_interval: float = Field(2.0, gt=0, alias="ZAPA_EVENTS_POLL_INTERVAL")
     events_grace: float = Field(5.0, ge=0, alias="ZAPA_EVENTS_GRACE")
+    inbound_coalesce: float = Field(0.0, ge=0, le=60, alias="ZAPA_INBOUND_COALESCE")
+    inbound_coalesce_max: float = Field(10.0, gt=0, le=300, alias="ZAPA_INBOUND_COALESCE_MAX")
     public_url: str = Field("http://127.0.0.1:8000", alias="ZAPA_PUBLIC_URL")
 
     admin_token: SecretStr | None = Field(None, alias="ZAPA_ADMIN_TOKEN")
@@ -169,6 +171,14 @@ class Settings(BaseSettings):
         # A held record that expires first would vanish instead of becoming a dead letter.
         if self.hold_validity >= self.status_retention:
             raise ValueError("ZAPA_HOLD_VALIDITY must be shorter than ZAPA_STATUS_RETENTION")
+        return self
+
+    @model_validator(mode="after")
+    def _burst_cap_covers_window(self) -> Settings:
+        if self.inbound_coalesce > self.inbound_coalesce_max:
+            raise ValueError(
+                f"ZAPA_INBOUND_COALESCE_MAX ({self.inbound_coalesce_max:g} s) must be at least "
+                f"ZAPA_INBOUND_COALESCE ({self.inbound_coalesce:g} s)")
         return self
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.bridge.reconcile_requests import ReconcileRequests
 from zapa_bridge.bridge.sessions import SessionRegistry
 from zapa_bridge.config import Settings
+from zapa_bridge.inbound.bursts import Bursts
 from zapa_bridge.inbound.dead_letters import InboundDeadLetters
 from zapa_bridge.inbound.handlers import EventHandler
 from zapa_bridge.inbound.intake import Intake
@@ -144,7 +145,13 @@ class Services:
         return Intake(client, self.publisher, spool,
                       dedupe_ttl=self.settings.dedupe_ttl if dedupe_ttl is None else dedupe_ttl,
                       router=self.inbound_router, inbound=self.inbound, receipts=self.receipts,
-                      durability=self.settings.durability if durability is None else durability)
+                      durability=self.settings.durability if durability is None else durability,
+                      bursts=self.bursts if self.settings.inbound_coalesce > 0 else None)
+
+    @cached_property
+    def bursts(self) -> Bursts:
+        return Bursts(self.redis, self.inbound_router, window=self.settings.inbound_coalesce,
+                      cap=self.settings.inbound_coalesce_max)
 
     @cached_property
     def event_recovery(self) -> EventRecovery:

@@ -19,12 +19,14 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from opentelemetry import trace
 
 from zapa_bridge.errors import IntakeUnavailable, InvalidEvent
+from zapa_bridge.inbound.bursts import LUA_JOIN, Bursts
 from zapa_bridge.inbound.events import MESSAGE_RECEIVED, STATUS_EVENTS, WebhookEvent, parse_event
 from zapa_bridge.inbound.messages import LUA_RECORD, InboundLog, normalize
 from zapa_bridge.inbound.routing import InboundRouter, log_received, receiving
@@ -53,15 +55,18 @@ QUEUED_MARK = ":queued"
 _DEDUPE = scripts.read(__package__, "intake.dedupe.lua")
 _ACCEPT = _DEDUPE + scripts.read(__package__, "intake.accept.lua")
 _RECEIVE = _DEDUPE + LUA_RECORD + scripts.read(__package__, "intake.receive.lua")
+_BURST = _DEDUPE + LUA_RECORD + LUA_JOIN + scripts.read(__package__, "intake.burst.lua")
 _RECEIPT = LUA_RECEIVE + _DEDUPE + scripts.read(__package__, "intake.receipt.lua")
 
 
 class Intake:
     def __init__(self, client: redis.Redis, publisher: Publisher, spool: Spool, *,
                  dedupe_ttl: int, router: InboundRouter, inbound: InboundLog,
-                 receipts: Receipts, durability: ReplicaWait = NO_WAIT) -> None:
+                 receipts: Receipts, durability: ReplicaWait = NO_WAIT,
+                 bursts: Bursts | None = None) -> None:
         """`inbound` and `receipts` give the arguments of the calls this makes on `client`
-        (the web tier's own, which answers fast or fails fast)."""
+        (the web tier's own, which answers fast or fails fast); with `bursts`, a message
+        joins its sender's bursts rather than going to its task at once."""
         self.redis = client
         self.publisher = publisher
         self.spool = spool
@@ -69,11 +74,14 @@ class Intake:
         self.router = router
         self.inbound = inbound
         self.receipts = receipts
+        self.bursts = bursts
+        self.clock: Callable[[], float] = time.time  # the bursts' clock (epoch s)
         # An event taken in is an answered webhook: each call waits for the replicas asked
         # for (short of them, the event is spooled).
         self._accept = durability.wrap(client.register_script(_ACCEPT))
         self._receive = durability.wrap(client.register_script(_RECEIVE))
         self._receipt = durability.wrap(client.register_script(_RECEIPT))
+        self._burst = durability.wrap(client.register_script(_BURST))
 
     def accept(self, event: WebhookEvent, *, spool: bool = True) -> str:
         """Returns `accepted`, `duplicate`, `ignored` (unknown type, or a receipt naming no
@@ -147,9 +155,15 @@ class Intake:
         with receiving(message) as current:
             hand_on = self.router.route(message)
             record_keys, record_args = self.inbound.call_parts(message, hand_on)
-            answer, handed = self._receive(
-                keys=[keys.seen(event.dedupe_key()), keys.WEBHOOK_STATS, *record_keys],
-                args=[token, self.dedupe_ttl, event.stats_type, QUEUED_MARK, *record_args])
+            call_keys = [keys.seen(event.dedupe_key()), keys.WEBHOOK_STATS, *record_keys]
+            call_args: list[str | int] = [token, self.dedupe_ttl, event.stats_type,
+                                          QUEUED_MARK, *record_args]
+            if self.bursts is not None and hand_on is not None:
+                burst_keys, burst_args = self.bursts.call_parts(message, self.clock())
+                answer, handed = self._burst(keys=[*call_keys, *burst_keys],
+                                             args=[*call_args, *burst_args])
+            else:
+                answer, handed = self._receive(keys=call_keys, args=call_args)
             current.set_attribute("zapa.routed_to", hand_on.task if hand_on and handed else "-")
         if text(answer) == "accepted" and handed:
             log_received(message, hand_on)

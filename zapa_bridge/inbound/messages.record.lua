@@ -3,8 +3,9 @@
 -- webhook intake's.
 -- Record the message once (HSETNX) and, if nobody handed it on yet, hand it on: push the
 -- prepared task message `payload` on `queue` and note the task it went to (`task`, '' for
--- none). Returns 1 when this call handed it on (or found it had nowhere to go), 0 when it
--- had been before. The hand-on mark is a field of the record itself, so no other message's
+-- none; an empty `payload` pushes nothing: a message waiting in a burst, which its
+-- burst's hand-on pushes). Returns 1 when this call handed it on (or found it had nowhere
+-- to go), 0 when it had been before. The hand-on mark is a field of the record itself, so no other message's
 -- key (an id ending in ':routed', say) can ever stand for it.
 local function record_inbound(key, recent, queue, message, received, type, retention, id,
                               recent_limit, task, payload)
@@ -17,7 +18,7 @@ local function record_inbound(key, recent, queue, message, received, type, reten
   if redis.call('HEXISTS', key, 'routed') == 1 then return 0 end
   -- Push before marking: a refused push (an ACL, out of memory) leaves the message to be
   -- handed on by the next try (Redis does not roll a script back).
-  if task ~= '' then redis.call('LPUSH', queue, payload) end
+  if task ~= '' and payload ~= '' then redis.call('LPUSH', queue, payload) end
   redis.call('HSET', key, 'routed', 1, 'routed_to', task)
   return 1
 end

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -37,12 +38,20 @@ class InboundRouter:
             log.warning(line("inbound.not_routed", message_id=message.message_id,
                              session=message.session, reason="ZAPA_INBOUND_TASK is not set"))
             return None
+        return self.route_fields(message.as_dict())
+
+    def route_fields(self, message: dict[str, Any]) -> InboundTask | None:
+        """The task message for an inbound message as its `message` keyword holds it (a
+        burst's, say); None when no task is configured."""
+        if not self.task:
+            return None
         with span("zapa.hand_on", kind=SpanKind.PRODUCER,
                   attributes={"messaging.destination.name": self.queue,
-                              "zapa.task": self.task, "zapa.inbound_id": message.id}):
+                              "zapa.task": self.task, "zapa.inbound_id": message["id"]}):
             prepared = self.publisher.prepare(
-                self.task, self.queue, {"message": message.as_dict()},
-                kwargsrepr=repr({"message": message.id, "from": mask_phone(message.sender)}),
+                self.task, self.queue, {"message": message},
+                kwargsrepr=repr({"message": message["id"],
+                                 "from": mask_phone(message["sender"])}),
                 ignore_result=False)
         return InboundTask(self.task, prepared)
 

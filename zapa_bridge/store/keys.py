@@ -37,6 +37,7 @@ SEEN_PREFIX = f"{PREFIX}seen:"
 WEBHOOK_STATS = f"{PREFIX}stats:webhooks"  # hash: "<event type>:<outcome>" -> count
 INBOUND_RECENT = f"{PREFIX}in:recent"  # list: latest inbound ids
 INBOUND_DEAD = f"{PREFIX}in-dead"  # zset: inbound dead letters, by when they failed
+BURSTS_DUE = f"{PREFIX}bursts-due"  # zset: senders with a burst to hand on, by when due
 
 # The bridge's sessions.
 SESSIONS = f"{PREFIX}sessions"  # hash: session id -> state (JSON)
@@ -73,6 +74,11 @@ LUA_KEY_PART = scripts.read(__package__, "key_part.lua")
 def part(value: str) -> str:
     """One part of a key: '%' and ':' escaped, anything else as it is."""
     return value.replace("%", "%25").replace(":", "%3A")
+
+
+def unpart(value: str) -> str:
+    """The value `part` escaped."""
+    return value.replace("%3A", ":").replace("%25", "%")
 
 
 def join(*parts: str) -> str:
@@ -136,6 +142,27 @@ def inbound(inbound_id: str) -> str:
     """Hash: an inbound message as received. `inbound_id` is one made by `inbound_id()`,
     whose ':' is the one between its two escaped parts."""
     return f"{PREFIX}in:{inbound_id}"
+
+
+def burst_sender(session: str, sender: str) -> str:
+    """One sender on one session, as `BURSTS_DUE` holds it (`burst_sender_parts` reads it)."""
+    return join(session, sender)
+
+
+def burst_sender_parts(member: str) -> tuple[str, str]:
+    """The session and sender of a `burst_sender` value."""
+    session, sender = member.split(":")
+    return unpart(session), unpart(sender)
+
+
+def burst(session: str, sender: str) -> str:
+    """List: a sender's inbound messages waiting to be handed on as bursts, in order."""
+    return f"{PREFIX}burst:" + join(session, sender)
+
+
+def burst_state(session: str, sender: str) -> str:
+    """Hash: the sender's latest burst (`open`: its id, `first`, `close`: epoch s)."""
+    return f"{PREFIX}burst-state:" + join(session, sender)
 
 
 def inbound_dead(letter_id: str) -> str:
