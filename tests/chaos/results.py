@@ -26,7 +26,8 @@ RESULTS_ENV = "ZAPA_CHAOS_RESULTS"
 BEGIN = "<!-- chaos-results:begin (scripts/reliability rewrites this part) -->"
 END = "<!-- chaos-results:end -->"
 # The order of the table, which is the order of the list.
-SCENARIOS = ("worker-sigkill", "bridge-refusing", "bridge-500s", "session-drop",
+SCENARIOS = ("worker-sigkill", "worker-sigkill-defaults", "worker-sigkill-survivor",
+             "bridge-refusing", "bridge-500s", "session-drop",
              "bridge-restart", "redis-restart", "redis-failover", "web-redis-outage",
              "rate-limit", "idempotency-race")
 
