@@ -1,6 +1,7 @@
 """Inbound bursts through the whole system, ZAPA_INBOUND_COALESCE on in the web and the
 worker: a sender's messages posted by zapw within the window reach the inbound task as one
-task, once, even when the only worker is SIGKILLed while the burst is open.
+task, once, when zapw posts each webhook twice, and when the only worker is SIGKILLed while
+the burst is open.
 
 Where the task is Zapa's (`zapa_ai.reply`, not one of ours), our workers do not consume
 ZAPA_INBOUND_QUEUE: the tasks handed on stay there for the test to read, as Zapa's workers
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.stack import Stack
+from tests.e2e.test_webhook_redelivery import FailFirstAttemptProxy
 from tests.helpers import task_kwargs, wait_until
 from tests.processes import Worker
 from workers.tasks import services
@@ -35,9 +37,8 @@ def say(e2e: Stack, **fields: Any) -> str:
     """One message from SENDER on session A, once the web has taken its webhook in (so the
     messages of a burst arrive in the order they are written); its inbound id."""
     event = e2e.sim.inject_inbound("A", sender=SENDER, **fields)
-    wait_until(lambda: any(d.event is event or d.event == event
-                           for d in e2e.sim.webhook_deliveries("message.received")
-                           if d.outcome == "delivered"),
+    wait_until(lambda: any(d.event == event and d.outcome == "delivered"
+                           for d in e2e.sim.webhook_deliveries("message.received")),
                what="message.received delivered")
     return f"A:{event['data']['messageId']}"
 
@@ -70,6 +71,24 @@ def test_three_messages_within_the_window_are_one_task_with_all_three_in_order(e
     # Each message is recorded as handed on to Zapa's task.
     assert [services().inbound.get(inbound_id)["routed_to"] for inbound_id in ids] == [
         ZAPAS_TASK] * 3
+
+
+@pytest.mark.stack_env(ZAPA_INBOUND_COALESCE=str(WINDOW), ZAPA_INBOUND_TASK=ZAPAS_TASK)
+def test_a_burst_whose_webhooks_each_came_twice_is_one_task_with_each_message_once(
+        e2e: Stack):
+    with FailFirstAttemptProxy(e2e.web.url) as proxy:
+        e2e.sim.configure(webhook_url=e2e.webhook_url.replace(e2e.web.url, proxy.url))
+        ids = [say(e2e, text="hi"), say(e2e, text="I need"),
+               say(e2e, text="help with my order")]
+        [message] = wait_until(handed_on, timeout=WINDOW + 10, what="the burst handed on")
+        assert [f.web_answer["status"] for f in proxy.forwarded("message.received")] == [
+            "accepted", "duplicate"] * 3
+
+    assert [part["id"] for part in message["burst"]] == ids
+    assert message["text"] == "hi\nI need\nhelp with my order"
+    wait_until(lambda: services().bursts.waiting() == 0, what="nothing left waiting")
+    assert len(handed_on()) == 1
+    assert counters() == (1, 3)
 
 
 @pytest.mark.stack_env(ZAPA_INBOUND_COALESCE="0.5")
