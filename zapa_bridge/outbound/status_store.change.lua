@@ -115,9 +115,10 @@ local function change(K, A, read)
   local bridge_id = fields['bridge_message_id']
   if bridge_id and bridge_id ~= '' then
     redis.call('SET', k.bridge, id, 'EX', ttl)
-    -- Receipts zapw posted before it answered the send wait for this change (receipts.py).
-    if new == S.SENT then
-      apply_kept_receipts(key, k.body, k.kept, A[3], ttl, tonumber(A[11]), k.dead)
+    -- Receipts zapw posted before it answered the send wait for this change (receipts.py);
+    -- a part of a long text has them too, whatever the status it leaves its record in.
+    if new == S.SENT or fields['parts'] then
+      apply_kept_receipts(key, k.body, k.kept, A[3], ttl, tonumber(A[11]), k.dead, bridge_id)
     end
   end
   return {1, cur, dispatch, waiting and 1 or 0, taken or ''}
