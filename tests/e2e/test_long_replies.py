@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.stack import S, Stack
+from tests.e2e.conftest import FIXED_ZAPW
+from tests.e2e.stack import S, Stack, statuses
 from tests.helpers import recipient, wait_until
 from workers.tasks import send_message
 
@@ -78,3 +79,14 @@ def test_a_part_that_keeps_failing_makes_the_whole_message_a_dead_letter_naming_
     assert "part 2 of 3" in record.reason
     assert [p["status"] for p in record.parts] == ["sent", "queued", "queued"]
     wait_until(lambda: len(e2e.sim.sends("A")) == 1, timeout=5, what="one part sent")
+
+
+@pytest.mark.sim_config(**FIXED_ZAPW)
+def test_receipts_move_each_part_and_the_record_follows_its_least_advanced_part(e2e: Stack):
+    message_id = send_message.delay(to=recipient(903), text=long_reply(), session="A").id
+
+    record = e2e.wait_status(message_id, S.READ, timeout=30)
+    assert [p["status"] for p in record.parts] == ["read", "read", "read"]
+    assert len({p["id"] for p in record.parts}) == 3
+    assert statuses(record)[-2:] == ["delivered", "read"]  # once each, for the whole
+

@@ -22,12 +22,12 @@ local function receive_receipt(bridge, kept, status, note, reason, now, retentio
     return {'kept', '', '', ''}
   end
   local key = prefix .. key_part(id)
-  local changed, previous = receipt_step(key, body_prefix .. key_part(id), status, note,
-                                         reason, now, retention, history_limit, dead,
-                                         bridge_id)
+  local changed, previous, current = receipt_step(key, body_prefix .. key_part(id), status,
+                                                  note, reason, now, retention,
+                                                  history_limit, dead, bridge_id)
   if previous == '' then return {'unknown', id, '', ''} end
   local trace = ''
   if want_trace == '1' then trace = redis.call('HGET', key, 'traceparent') or '' end
-  if changed then return {'applied', id, status, trace} end
+  if changed then return {'applied', id, current, trace} end
   return {'unchanged', id, previous, trace}
 end

@@ -56,6 +56,11 @@ local function change(K, A, read)
   local history = cjson.decode(stored[6] or '[]')
   table.insert(history, {now, new, A[5]})
   while #history > tonumber(A[11]) do table.remove(history, 1) end
+  if fields['parts'] then
+    -- A long text's progress, read before the send: receipts may have moved a part since.
+    local stored_parts = redis.call('HGET', key, 'parts')
+    if stored_parts then fields['parts'] = merged_parts(stored_parts, fields['parts']) end
+  end
   if fields['message'] then
     -- The message has a key of its own; one written before that leaves the record here.
     redis.call('SET', k.body, fields['message'])

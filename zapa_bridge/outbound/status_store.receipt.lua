@@ -39,12 +39,22 @@ local function part_receipt(key, new, reason, bridge_id)
   return true, least or ''
 end
 
+-- receipt_step(key, body, new, note, reason, now, retention, history_limit, dead,
+-- bridge_id): apply one receipt, for zapw's id `bridge_id`, to the record `key` (its message
+-- at `body`); returns whether it changed (the record or one of its parts), the status it
+-- found, and the status the record has now.
 local function receipt_step(key, body, new, note, reason, now, retention, history_limit,
-                            dead)
+                            dead, bridge_id)
   local cur = redis.call('HGET', key, 'status')
   if not cur then return false, '' end
+  local part_moved, follows = part_receipt(key, new, reason, bridge_id)
+  if part_moved ~= nil then
+    if not part_moved then return false, cur, cur end
+    if follows == '' or follows == cur then return true, cur, cur end
+    new = follows
+  end
   local from = RECEIPT_FROM[new]
-  if not from or not from[cur] then return false, cur end
+  if not from or not from[cur] then return part_moved == true, cur, cur end
   redis.call('HSET', key, 'status', new, 'updated', now)
   if reason ~= '' then redis.call('HSET', key, 'reason', reason) end
   local history = cjson.decode(redis.call('HGET', key, 'history') or '[]')
@@ -60,7 +70,22 @@ local function receipt_step(key, body, new, note, reason, now, retention, histor
     redis.call('EXPIRE', key, retention)
     redis.call('EXPIRE', body, retention)
   end
-  return true, cur
+  return true, cur, new
+end
+
+-- merged_parts(stored, given): the parts a change writes (`given`, JSON) with what receipts
+-- did meanwhile to the parts it read (`stored`, JSON): a part zapw took keeps the furthest
+-- status it reached under the same id.
+local function merged_parts(stored, given)
+  local before, parts = cjson.decode(stored), cjson.decode(given)
+  for i, part in ipairs(parts) do
+    local was = before[i]
+    if was and part.id and was.id == part.id and part.status == S.SENT
+        and (was.status == S.FAILED or (PART_RANK[was.status] or 0) > 1) then
+      parts[i] = was
+    end
+  end
+  return cjson.encode(parts)
 end
 
 -- apply_kept_receipts(key, body, kept, now, retention, history_limit, dead, bridge_id): the
