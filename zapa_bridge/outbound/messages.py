@@ -262,8 +262,8 @@ def _long_text(value: Any, max_parts: int) -> str:
     # Counting parts is bounded work: a text longer than every part full is refused first.
     if len(value) > MAX_TEXT_CHARS * max_parts:
         raise InvalidMessage("text", f"must be at most {MAX_TEXT_CHARS * max_parts} "
-                                     f"characters ({max_parts} parts, ZAPA_MAX_TEXT_PARTS), "
-                                     f"not {len(value)}")
+                                     f"characters (ZAPA_MAX_TEXT_PARTS ({max_parts}) parts of "
+                                     f"{MAX_TEXT_CHARS}), not {len(value)}")
     try:
         count = len(split_text(value, MAX_TEXT_CHARS))
     except UncuttableText as exc:
