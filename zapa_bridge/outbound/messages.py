@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import json
 import math
 import time
@@ -122,7 +123,7 @@ class OutboundMessage:
         if self.type is not MessageType.TEXT or self.text is None \
                 or len(self.text) <= MAX_TEXT_CHARS:
             return None
-        return split_text(self.text, MAX_TEXT_CHARS)
+        return list(_parts_of(self.text))
 
     def bridge_body(self) -> dict[str, Any]:
         """The JSON body of `POST /sessions/{id}/messages`, in zapw's field names."""
@@ -243,6 +244,13 @@ def build_message(request: Mapping[str, Any] | None = None, /, *,
     return message
 
 
+@functools.lru_cache(maxsize=32)
+def _parts_of(text: str) -> tuple[str, ...]:
+    """`split_text` at WhatsApp's limit, kept for the few texts being sent: validation, the
+    body check and the attempt each ask, and an attempt is made for every part."""
+    return tuple(split_text(text, MAX_TEXT_CHARS))
+
+
 def _sent_as(message: OutboundMessage) -> list[OutboundMessage]:
     """The messages zapw receives for `message`: itself, or each of its parts."""
     parts = message.parts
@@ -265,7 +273,7 @@ def _long_text(value: Any, max_parts: int) -> str:
                                      f"characters (ZAPA_MAX_TEXT_PARTS ({max_parts}) parts of "
                                      f"{MAX_TEXT_CHARS}), not {len(value)}")
     try:
-        count = len(split_text(value, MAX_TEXT_CHARS))
+        count = len(_parts_of(value))
     except UncuttableText as exc:
         raise InvalidMessage("text", str(exc)) from None
     if count > max_parts:
