@@ -536,6 +536,30 @@ def test_message_page_shows_the_record_and_its_history_masked_never_the_text(app
     assert 'class="replay"' not in page  # not a dead letter
 
 
+def test_message_page_shows_each_part_of_a_long_text(app, client):
+    message_id = send_message.delay(to=TO, text="word " * 2000, session="s1").id
+    store = app.extensions["zapa"].store
+    parts = [{"id": "3EB0PART1", "status": "delivered"}, {"status": "queued"},
+             {"status": "queued"}]
+    store.transition(message_id, MessageStatus.SENDING)
+    store.transition(message_id, MessageStatus.QUEUED, note="part 1 of 3 accepted by bridge",
+                     fields={"bridge_message_id": "3EB0PART1", "parts": json.dumps(parts)})
+    sign_in(client)
+    shown = section(client.get(f"/admin/messages/{message_id}").get_data(as_text=True),
+                    "parts")
+    assert re.findall(r'class="badge msg-\w+">(\w+)</span>', shown) == [
+        "delivered", "queued", "queued"]
+    assert "<td>1 of 3</td>" in shown and '<td class="id">3EB0PART1</td>' in shown
+    assert "word" not in shown
+
+
+def test_a_message_sent_whole_has_no_parts_section(app, client):
+    message_id = send_message.delay(to=TO, text="short", session="s1").id
+    sign_in(client)
+    assert 'id="parts"' not in client.get(f"/admin/messages/{message_id}").get_data(
+        as_text=True)
+
+
 def test_message_page_of_a_dead_letter_offers_replay(app, client):
     message_id = dead_letter(app)
     sign_in(client)

@@ -132,6 +132,12 @@ def test_out_of_range_max_retries_names_the_variable(env):
     assert list(error.problems) == ["ZAPA_MAX_RETRIES"]
 
 
+def test_max_text_parts_defaults_to_10_and_below_1_names_the_variable(env):
+    assert load_settings().max_text_parts == 10
+    error = config_error(env, ZAPA_MAX_TEXT_PARTS="0")
+    assert list(error.problems) == ["ZAPA_MAX_TEXT_PARTS"]
+
+
 def test_zapw_url_that_is_not_a_url_names_the_variable(env):
     error = config_error(env, ZAPW_URL="notaurl")
 

@@ -19,6 +19,7 @@ from workers.celery_app import app
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
 from zapa_bridge.outbound.delivery import Deliverer
+from zapa_bridge.outbound.receipts import Receipt
 from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.queues import Queue
 from zapa_bridge.services import Services
@@ -327,3 +328,79 @@ def test_a_record_written_with_its_message_inside_is_sent(redis_db, zapw, delive
     redis_db.delete(store.body_key(message_id))
     assert deliverer.deliver(*take_queued(redis_db)).status == "sent"
     assert [send.body["text"] for send in zapw.sent_to("s1")] == ["from before"]
+
+
+# -- a long text, in parts ------------------------------------------------------------------
+LONG_TO = recipient(77)
+# Three paragraphs of 3,000 characters: three parts, each a paragraph.
+LONG = "\n\n".join(f"{n} " + "word " * 599 + "end." for n in "ABC")
+
+
+def texts_sent(zapw) -> list[str]:
+    return [send.body["text"] for send in zapw.sent_to("s1")]
+
+
+def test_parts_go_one_attempt_each_and_the_run_sends_them_all_in_order(redis_db, zapw,
+                                                                       deliverer):
+    zapw.add_session("s1")
+    message_id = send_message.delay(to=LONG_TO, text=LONG, session="s1").id
+    outcome = deliverer.deliver(*take_queued(redis_db), go_on_for=30)
+
+    record = services().store.get(message_id)
+    assert (outcome.status, record.status) == ("queued", S.SENT)  # the first part's outcome
+    assert texts_sent(zapw) == LONG.split("\n\n")
+    assert [part["id"] for part in record.parts] == [s.message_id for s in zapw.sent_to("s1")]
+    assert record.attempts == 3
+    assert queued_ids(redis_db) == []
+
+
+def test_a_run_out_of_time_publishes_the_message_again_for_its_next_part(redis_db, zapw,
+                                                                         deliverer):
+    zapw.add_session("s1")
+    message_id = send_message.delay(to=LONG_TO, text=LONG, session="s1").id
+    deliverer.deliver(*take_queued(redis_db), go_on_for=0)
+
+    assert queued_ids(redis_db) == [message_id]
+    record = services().store.get(message_id)
+    assert (record.status, [p["status"] for p in record.parts]) == (
+        S.QUEUED, ["sent", "queued", "queued"])
+    assert services().store.turn_of(f"s1>{LONG_TO}") == message_id  # nothing else goes between
+
+
+def test_a_delivery_after_a_crash_mid_part_resends_that_part_never_the_ones_before(
+        redis_db, zapw, deliverer):
+    zapw.add_session("s1")
+    message_id = send_message.delay(to=LONG_TO, text=LONG, session="s1").id
+    deliverer.deliver(*take_queued(redis_db), go_on_for=0)
+    again = take_queued(redis_db)
+    # A worker claims the second part and dies before zapw answers: its lease runs out.
+    services().store.transition(message_id, S.SENDING, count_attempt=True,
+                                lease_until=time.time() - 1, note="attempt 2")
+
+    deliverer.deliver(*again, go_on_for=30)
+    assert texts_sent(zapw) == LONG.split("\n\n")
+    assert services().store.get(message_id).status is S.SENT
+
+
+def test_a_part_zapw_failed_makes_a_dead_letter_whose_replay_sends_that_part_alone(
+        redis_db, zapw, deliverer):
+    zapw.add_session("s1")
+    message_id = send_message.delay(to=LONG_TO, text=LONG, session="s1").id
+    deliverer.deliver(*take_queued(redis_db), go_on_for=0)
+    first = zapw.sent_to("s1")[0].message_id
+    services().receipts.apply(Receipt("s1", first, S.FAILED, note="message.failed",
+                                      reason="bridge reported failure: blocked"),
+                              now=time.time())
+    assert services().store.get(message_id).parts[0]["status"] == "failed"
+
+    assert deliverer.deliver(*take_queued(redis_db), go_on_for=0).status == "failed"
+    dead = services().store.get(message_id)
+    assert dead.reason == "part 1 of 3 failed: bridge reported failure: blocked"
+    assert len(zapw.sent_to("s1")) == 1  # nothing more was sent
+
+    services().outbox.replay(message_id)
+    deliverer.deliver(*take_queued(redis_db), go_on_for=30)
+    record = services().store.get(message_id)
+    assert record.status is S.SENT
+    assert texts_sent(zapw) == [LONG.split("\n\n")[0], *LONG.split("\n\n")]
+    assert record.parts[0]["id"] != first

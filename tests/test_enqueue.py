@@ -35,7 +35,7 @@ def queued_ids(client, queue: str) -> list[str]:
         ({"to": "1234567", "text": "hi"}, "to"),
         ({"to": "1234567890123456", "text": "hi"}, "to"),
         ({"to": "5511988887777", "text": ""}, "text"),
-        ({"to": "5511988887777", "text": "x" * 4097}, "text"),
+        ({"to": "5511988887777", "text": "x " * 20_481}, "text"),  # 11 parts, over 10
         ({"to": "5511988887777", "type": "sticker"}, "type"),
         ({"to": "5511988887777", "type": "image"}, "media_url"),
         ({"to": "5511988887777", "type": "document", "media_url": "https://x.test/a.pdf"},

@@ -133,8 +133,43 @@ def test_whitespace_only_text_is_refused():
     assert rejected_field(**text(text="  \n\t ")) == "text"
 
 
-def test_text_of_4097_characters_is_refused():
+def test_text_of_4097_characters_is_refused_where_texts_may_not_be_split():
     assert rejected_field(**text(text="a" * (MAX_TEXT_CHARS + 1))) == "text"
+
+
+def test_a_10000_character_text_is_one_message_of_3_parts_none_cut_in_a_word():
+    words = " ".join(f"word{i:04d}" for i in range(1000))[:10_000].strip()
+    message = build_message(**text(text=words), max_text_parts=10)
+    assert message.text == words
+    parts = message.parts
+    assert parts is not None and len(parts) == 3
+    assert all(len(part) <= MAX_TEXT_CHARS for part in parts)
+    assert " ".join(parts) == words
+
+
+def test_a_text_that_fits_is_not_split():
+    assert build_message(**text(text="a" * 4096), max_text_parts=10).parts is None
+
+
+def test_a_text_of_more_parts_than_allowed_is_refused_naming_the_setting():
+    with pytest.raises(InvalidMessage) as caught:
+        # 5 paragraphs of 2,100 characters: a part each, as no two fit in one.
+        build_message(**text(text="\n\n".join(["word " * 420] * 5)), max_text_parts=3)
+    assert caught.value.field == "text"
+    assert "ZAPA_MAX_TEXT_PARTS (3)" in str(caught.value)
+
+
+def test_a_text_longer_than_every_part_full_is_refused_before_it_is_split():
+    with pytest.raises(InvalidMessage) as caught:
+        build_message(**text(text="a" * (2 * MAX_TEXT_CHARS + 1)), max_text_parts=2)
+    assert "must be at most 8192 characters" in str(caught.value)
+
+
+def test_a_long_text_whose_part_would_be_over_zapws_body_limit_is_refused():
+    emoji = "\U0001F600" * 5000  # two parts, each over 12,000 bytes once escaped
+    assert rejected_field(**text(text=emoji), max_text_parts=10, max_body_bytes=20_000) \
+        == "text"
+    assert build_message(**text(text=emoji), max_text_parts=10, max_body_bytes=100_000).parts
 
 
 def test_text_of_4096_characters_is_accepted():

@@ -59,7 +59,8 @@ class SendMessageTask(Task):
         settings = get_settings()
         message = build_message(_fields(args, kwargs),
                                 default_session=settings.default_session,
-                                max_body_bytes=settings.zapw_max_body_bytes)
+                                max_body_bytes=settings.zapw_max_body_bytes,
+                                max_text_parts=settings.max_text_parts)
         message_id = services().outbox.enqueue(message, task_id)
         return self.AsyncResult(message_id)
 

@@ -12,6 +12,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zapa_bridge.errors import ConfigError
+from zapa_bridge.outbound.messages import DEFAULT_MAX_TEXT_PARTS
 from zapa_bridge.outbound.rate_spec import RateLimit, parse_rate, parse_session_rates, rate_for
 from zapa_bridge.session_ids import session_id_problem
 from zapa_bridge.store.connection import FAST_TIMEOUT
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     zapw_max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024,
                                      alias="ZAPW_MAX_BODY_BYTES")
     default_session: str | None = Field(None, alias="ZAPA_DEFAULT_SESSION")
+    # A text over 4,096 characters goes in up to this many parts; 1 refuses it.
+    max_text_parts: int = Field(DEFAULT_MAX_TEXT_PARTS, ge=1, le=100,
+                                alias="ZAPA_MAX_TEXT_PARTS")
 
     max_retries: int = Field(8, ge=0, le=100, alias="ZAPA_MAX_RETRIES")
     retry_backoff: float = Field(2.0, gt=0, alias="ZAPA_RETRY_BACKOFF")

@@ -111,7 +111,8 @@ class Services:
         return Deliverer(self.store, self.bridge, self.sessions, self.retry_policy,
                          self.metrics, self.dispatcher, self.rate_limiter,
                          lease_seconds=lease, managed_sessions=self.settings.managed_sessions,
-                         reconcile_requests=self.reconcile_requests, owner=process_owner())
+                         reconcile_requests=self.reconcile_requests, owner=process_owner(),
+                         max_text_parts=self.settings.max_text_parts)
 
     @cached_property
     def rate_limiter(self) -> SessionRateLimiter:

@@ -230,6 +230,26 @@ def test_failure_rate_one_fails_every_send_and_records_none(sim, client):
     assert sim.sends() == []
 
 
+def test_a_failing_text_fails_that_many_matching_sends_and_no_other(sim, client):
+    connected(sim)
+    faults = control(sim, "PUT", "/faults", {"failing_text": "part two", "failing_text_times": 2,
+                                             "failure_status": 500}).json()
+    assert (faults["failing_text"], faults["failing_text_times"]) == ("part two", 2)
+    assert client.send("s1", message("part one")).status == "sent"
+    for _ in range(2):
+        with pytest.raises(BridgeServerError):
+            client.send("s1", message("this is part two"))
+    assert client.send("s1", message("this is part two")).status == "sent"
+    assert sim.set_faults().failing_text_times == 0
+    assert [send.body["text"] for send in sim.sends()] == ["part one", "this is part two"]
+
+
+def test_failing_text_times_must_be_a_whole_number(sim):
+    answer = control(sim, "PUT", "/faults", {"failing_text_times": -1})
+    assert answer.status_code == 400
+    assert "failing_text_times" in answer.text
+
+
 def test_failure_rate_zero_accepts_every_send(sim, client):
     connected(sim)
     sim.set_faults(failure_rate=0.0)

@@ -39,6 +39,7 @@ from zapa_bridge.errors import (
 )
 from zapa_bridge.logs import line
 from zapa_bridge.ops.metrics import Metrics
+from zapa_bridge.outbound import text_parts
 from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.messages import OutboundMessage, build_message
 from zapa_bridge.outbound.rate_limit import LUA_RATE_TAKE, SessionRateLimiter, Slot
@@ -142,6 +143,49 @@ class _Attempt:
         return _slot(self.message_id, self.number)
 
 
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """The part of a long text an attempt sends: the first zapw has not taken."""
+
+    index: int
+    total: int
+    message: OutboundMessage  # that part, as a message of its own
+    parts: list[dict[str, Any]]  # the record's progress, as the claim read it
+    failed: int | None  # a part zapw failed after taking it: the message is a dead letter
+
+    @classmethod
+    def of(cls, attempt: _Attempt) -> _Split | None:
+        texts = attempt.message.parts
+        if texts is None:
+            return None
+        progress = attempt.record.parts
+        index = min(text_parts.next_part(progress, len(texts)), len(texts) - 1)
+        return cls(index, len(texts), replace(attempt.message, text=texts[index]), progress,
+                   text_parts.failed_part(progress))
+
+    @property
+    def label(self) -> str:
+        return f"part {self.index + 1} of {self.total}"
+
+    @property
+    def last(self) -> bool:
+        """Whether every other part is taken: this one's answer finishes the message."""
+        return text_parts.next_part(self.progress_with(""), self.total) >= self.total
+
+    def progress(self, receipt: SendReceipt) -> list[dict[str, Any]]:
+        """The record's parts once zapw took this one."""
+        return self.progress_with(receipt.message_id)
+
+    def progress_with(self, bridge_id: str) -> list[dict[str, Any]]:
+        return text_parts.with_sent(self.parts, self.total, self.index, bridge_id)
+
+    def failure_reason(self) -> str:
+        assert self.failed is not None
+        part = self.parts[self.failed]
+        return f"part {self.failed + 1} of {self.total} failed: " \
+               f"{part.get('reason') or 'bridge reported failure'}"
+
+
 def _slot(message_id: str, attempt: int) -> str:
     """The rate-limit slot of attempt `attempt` (as delivery.claim.lua names it too)."""
     return f"{message_id}:{attempt}"
@@ -184,11 +228,13 @@ class Deliverer:
         reconcile_requests: ReconcileRequests,
         managed_sessions: Iterable[str] = (),
         owner: str = "",
+        max_text_parts: int = 1,
     ) -> None:
         """`managed_sessions` (ZAPA_SESSIONS) and the sessions the registry knows are
         sessions the bridge must have: a 404 for one means the bridge lost it (a restart),
         so the message is held and a reconciliation asked for to create it again. `owner`:
-        this worker process, as a claim records it (zapa_bridge.outbound.crash_recovery)."""
+        this worker process, as a claim records it (zapa_bridge.outbound.crash_recovery).
+        `max_text_parts` (ZAPA_MAX_TEXT_PARTS): how many parts a long text may be sent in."""
         self.store = store
         self.client = client
         self.sessions = sessions
@@ -200,6 +246,7 @@ class Deliverer:
         self.managed_sessions = frozenset(managed_sessions)
         self.reconcile_requests = reconcile_requests
         self.owner = owner
+        self.max_text_parts = max_text_parts
         self._claim_script = store.redis.register_script(_CLAIM)
         # The session the last claim was for: the rate log the next claim expects, since a
         # queued task names only its message (most deployments send through one session).
@@ -432,10 +479,15 @@ class Deliverer:
         slot is settled whatever the answer, the call was made: by the change of status
         that records the answer."""
         message_id, session, attempts = attempt.message_id, attempt.session, attempt.number
+        split = _Split.of(attempt)
+        if split is not None and split.failed is not None:
+            self.limiter.give_back(session, attempt.slot)
+            return self._dead(message_id, split.failure_reason(), attempts, session)
+        sending = attempt.message if split is None else split.message
         started = time.monotonic()
         failed: BridgeError | None = None
         try:
-            receipt = self.client.send(session, attempt.message)
+            receipt = self.client.send(session, sending)
         except BridgeError as exc:
             failed = exc
         except BaseException:
@@ -452,17 +504,41 @@ class Deliverer:
                                       counts=latency, settle=settle)
         if failed is not None:
             return self._retry_or_dead(message_id, attempt.record.failures, attempts, failed,
-                                       counts=latency, settle=settle)
-        return self._sent(attempt, receipt, counts=latency, settle=settle)
+                                       counts=latency, settle=settle,
+                                       part=None if split is None else split.label)
+        if split is not None and not split.last:
+            return self._part_sent(attempt, split, receipt, counts=latency, settle=settle)
+        return self._sent(attempt, receipt, counts=latency, settle=settle,
+                          parts=None if split is None else split.progress(receipt))
+
+    def _part_sent(self, attempt: _Attempt, split: _Split, receipt: SendReceipt, *,
+                   counts: Counts, settle: Slot | None) -> Outcome:
+        """Record a part zapw took, with its id, and queue the message again for its next
+        part: it stays the head of its conversation, so nothing else goes to the recipient
+        between its parts, and this run sends that part next (`taken`) while it is young."""
+        self.store.transition(
+            attempt.message_id, MessageStatus.QUEUED,
+            note=f"{split.label} accepted by bridge", failures=FailureCount.RESET,
+            fields={"bridge_message_id": receipt.message_id, "reason": "",
+                    "parts": text_parts.encode(split.progress(receipt))},
+            counts=counts, settle=settle,
+            record=replace(attempt.record, session=attempt.session))
+        log.info(line("message.part_sent", message_id=attempt.message_id,
+                      session=attempt.session, to=mask_phone(attempt.message.to),
+                      part=split.index + 1, parts=split.total,
+                      bridge_message_id=receipt.message_id))
+        return Outcome(str(MessageStatus.QUEUED), attempt.number,
+                       taken=Turn(attempt.message_id, attempt.record.message))
 
     def _sent(self, attempt: _Attempt, receipt: SendReceipt, *, counts: Counts,
-              settle: Slot | None) -> Outcome:
+              settle: Slot | None, parts: list[dict[str, Any]] | None = None) -> Outcome:
         """Record the bridge's id for the send (its status events name it), and take the
-        conversation's next message."""
+        conversation's next message. `parts`: a long text's parts, its last just sent."""
+        progress = {} if parts is None else {"parts": text_parts.encode(parts)}
         taken = self._next_in_line(self.store.transition(
             attempt.message_id, MessageStatus.SENT, note="accepted by bridge",
             fields={"bridge_message_id": receipt.message_id, "reason": "",
-                    "bridge_timestamp": receipt.timestamp},
+                    "bridge_timestamp": receipt.timestamp, **progress},
             counts=(*counts, *self.metrics.sends("sent")), hand_on=True, settle=settle,
             record=replace(attempt.record, session=attempt.session),  # as the claim left it
         ))
@@ -475,7 +551,8 @@ class Deliverer:
                                                         InvalidMessage | None]:
         try:
             # A body over zapw's limit would be refused on every attempt: a dead letter now.
-            return build_message(fields, max_body_bytes=self.client.max_body_bytes), None
+            return build_message(fields, max_body_bytes=self.client.max_body_bytes,
+                                 max_text_parts=self.max_text_parts), None
         except InvalidMessage as exc:
             return None, exc
 
@@ -577,10 +654,13 @@ class Deliverer:
 
     def _retry_or_dead(self, message_id: str, failures: int, attempts: int,
                        error: BridgeError, *, counts: Counts = (),
-                       settle: Slot | None = None) -> Outcome:
+                       settle: Slot | None = None, part: str | None = None) -> Outcome:
         """Queue a failed send again after the policy's backoff; an error no retry can
-        help, or one failure too many, makes it a dead letter so its conversation goes on."""
+        help, or one failure too many, makes it a dead letter so its conversation goes on.
+        `part`: which part of a long text failed."""
         reason = f"{type(error).__name__}: {error.message}"
+        if part is not None:
+            reason = f"{part}: {reason}"
         failures += 1
         if not error.retryable:
             return self._dead(message_id, reason, attempts, error.session_id, counts=counts,

@@ -9,18 +9,23 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import json
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlparse
 
 from zapa_bridge.errors import InvalidMessage
+from zapa_bridge.outbound.text_split import UncuttableText, split_text
 from zapa_bridge.session_ids import session_id_problem
 
+# The most characters one WhatsApp text (or caption) holds; a longer text goes in parts.
 MAX_TEXT_CHARS = 4096
+# How many parts a long text may become unless ZAPA_MAX_TEXT_PARTS says otherwise.
+DEFAULT_MAX_TEXT_PARTS = 10
 MAX_MEDIA_BYTES = 16 * 1024 * 1024
 MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
 PHONE_MIN_DIGITS = 8
@@ -110,6 +115,16 @@ class OutboundMessage:
         return {key: (str(value) if isinstance(value, enum.Enum) else value)
                 for key, value in values if value is not None}
 
+    @property
+    def parts(self) -> list[str] | None:
+        """A text over MAX_TEXT_CHARS as the parts it is sent in, in order; None for a
+        message sent whole. The split is a pure function of the text, so every attempt
+        (on any worker) finds the same parts."""
+        if self.type is not MessageType.TEXT or self.text is None \
+                or len(self.text) <= MAX_TEXT_CHARS:
+            return None
+        return list(_parts_of(self.text))
+
     def bridge_body(self) -> dict[str, Any]:
         """The JSON body of `POST /sessions/{id}/messages`, in zapw's field names."""
         values = self.to_task_kwargs()
@@ -155,7 +170,7 @@ def encode_body(body: dict[str, Any]) -> bytes:
 FIELD_NAMES = frozenset(f.name for f in fields(OutboundMessage)) | {"ttl"}
 # The settings `build_message` takes beside the fields: a request naming one is refused,
 # never taken as the setting.
-SETTING_NAMES = frozenset({"default_session", "max_body_bytes"})
+SETTING_NAMES = frozenset({"default_session", "max_body_bytes", "max_text_parts"})
 
 
 def check_field_names(names: Iterable[str]) -> None:
@@ -174,7 +189,7 @@ def check_field_names(names: Iterable[str]) -> None:
 
 def build_message(request: Mapping[str, Any] | None = None, /, *,
                   default_session: str | None = None, max_body_bytes: int | None = None,
-                  **given: Any) -> OutboundMessage:
+                  max_text_parts: int = 1, **given: Any) -> OutboundMessage:
     """Validate a send request and return the message, or raise `InvalidMessage`.
 
     The request's fields come as the mapping `request`, or as keyword arguments from
@@ -182,7 +197,9 @@ def build_message(request: Mapping[str, Any] | None = None, /, *,
     named like a setting below is then refused, where `**fields` would raise `TypeError`.
     `default_session` is used when the request names neither `session` nor `from_number`.
     `max_body_bytes` (ZAPW_MAX_BODY_BYTES) refuses a message whose zapw body would be larger,
-    since zapw could never accept it; None leaves the size unchecked.
+    since zapw could never accept it; None leaves the size unchecked. `max_text_parts`
+    (ZAPA_MAX_TEXT_PARTS): a text over MAX_TEXT_CHARS is split in up to that many parts,
+    each sent as a message of its own; 1 refuses it.
     """
     if request is not None:
         twice = sorted(set(request) & set(given), key=str)
@@ -203,7 +220,7 @@ def build_message(request: Mapping[str, Any] | None = None, /, *,
 
     content: dict[str, Any] = {}
     if kind is MessageType.TEXT:
-        content["text"] = _text(values.get("text"), "text", required=True)
+        content["text"] = _long_text(values.get("text"), max_text_parts)
     elif kind in MEDIA_TYPES:
         content.update(_media(values, kind))
     elif kind is MessageType.LOCATION:
@@ -222,8 +239,47 @@ def build_message(request: Mapping[str, Any] | None = None, /, *,
                               from_number=from_number, idempotency_key=_idempotency_key(values),
                               expires_at=_expiry(values), **content)
     if max_body_bytes is not None:
-        _check_body_size(message, max_body_bytes)
+        for whole_or_part in _sent_as(message):
+            _check_body_size(whole_or_part, max_body_bytes)
     return message
+
+
+@functools.lru_cache(maxsize=32)
+def _parts_of(text: str) -> tuple[str, ...]:
+    """`split_text` at WhatsApp's limit, kept for the few texts being sent: validation, the
+    body check and the attempt each ask, and an attempt is made for every part."""
+    return tuple(split_text(text, MAX_TEXT_CHARS))
+
+
+def _sent_as(message: OutboundMessage) -> list[OutboundMessage]:
+    """The messages zapw receives for `message`: itself, or each of its parts."""
+    parts = message.parts
+    if parts is None:
+        return [message]
+    return [replace(message, text=part) for part in parts]
+
+
+def _long_text(value: Any, max_parts: int) -> str:
+    """A message's `text`: over MAX_TEXT_CHARS, it must split into at most `max_parts`."""
+    if not isinstance(value, str) or len(value) <= MAX_TEXT_CHARS or max_parts <= 1:
+        text = _text(value, "text", required=True)
+        assert text is not None
+        return text
+    if not value.strip():
+        raise InvalidMessage("text", "must not be empty")
+    # Counting parts is bounded work: a text longer than every part full is refused first.
+    if len(value) > MAX_TEXT_CHARS * max_parts:
+        raise InvalidMessage("text", f"must be at most {MAX_TEXT_CHARS * max_parts} "
+                                     f"characters (ZAPA_MAX_TEXT_PARTS ({max_parts}) parts of "
+                                     f"{MAX_TEXT_CHARS}), not {len(value)}")
+    try:
+        count = len(_parts_of(value))
+    except UncuttableText as exc:
+        raise InvalidMessage("text", str(exc)) from None
+    if count > max_parts:
+        raise InvalidMessage("text", f"would be sent in {count} parts, over "
+                                     f"ZAPA_MAX_TEXT_PARTS ({max_parts})")
+    return value
 
 
 def _check_body_size(message: OutboundMessage, limit: int) -> None:

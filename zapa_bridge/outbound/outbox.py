@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind
 
 from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
 from zapa_bridge.logs import line
+from zapa_bridge.outbound import text_parts
 from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.outbound.messages import OutboundMessage
@@ -129,10 +130,12 @@ class Outbox:
         # An operator's replay is a decision to send now: a stale-reply expiry no longer holds.
         stored = {key: value for key, value in record.message.items() if key != "expires_at"}
         # The record keeps what is published, so a later hold and release sends the same.
+        fields = {"reason": "", "message": json.dumps(stored, separators=(",", ":"))}
+        if record.parts:  # a long text: its parts zapw took stay sent, a failed one goes again
+            fields["parts"] = text_parts.encode(text_parts.cleared_failures(record.parts))
         outcome = self.store.transition(
             message_id, MessageStatus.QUEUED, note="replayed", failures=FailureCount.RESET,
-            fields={"reason": "", "message": json.dumps(stored, separators=(",", ":"))},
-            allowed_from=DEAD_STATUSES)
+            fields=fields, allowed_from=DEAD_STATUSES)
         if not outcome.applied:
             raise NotADeadLetter(f"message {message_id} is not a dead letter")
         if outcome.waiting:

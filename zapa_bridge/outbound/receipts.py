@@ -102,7 +102,7 @@ class Receipts:
                  keys.kept_receipts(receipt.session, receipt.bridge_id), keys.DEAD],
                 [receipt.status, receipt.note, receipt.reason, repr(now), str(self.retention),
                  str(HISTORY_LIMIT), keys.MESSAGE_PREFIX, str(KEPT_FOR),
-                 "1" if want_trace else "0", keys.MESSAGE_BODY_PREFIX])
+                 "1" if want_trace else "0", keys.MESSAGE_BODY_PREFIX, receipt.bridge_id])
 
     def apply(self, receipt: Receipt, *, now: float, want_trace: bool = False) -> Applied:
         """Apply `receipt`, or keep it for the `sent` change of the send it names."""

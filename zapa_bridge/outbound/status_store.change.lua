@@ -56,6 +56,11 @@ local function change(K, A, read)
   local history = cjson.decode(stored[6] or '[]')
   table.insert(history, {now, new, A[5]})
   while #history > tonumber(A[11]) do table.remove(history, 1) end
+  if fields['parts'] then
+    -- A long text's progress, read before the send: receipts may have moved a part since.
+    local stored_parts = redis.call('HGET', key, 'parts')
+    if stored_parts then fields['parts'] = merged_parts(stored_parts, fields['parts']) end
+  end
   if fields['message'] then
     -- The message has a key of its own; one written before that leaves the record here.
     redis.call('SET', k.body, fields['message'])
@@ -115,9 +120,10 @@ local function change(K, A, read)
   local bridge_id = fields['bridge_message_id']
   if bridge_id and bridge_id ~= '' then
     redis.call('SET', k.bridge, id, 'EX', ttl)
-    -- Receipts zapw posted before it answered the send wait for this change (receipts.py).
-    if new == S.SENT then
-      apply_kept_receipts(key, k.body, k.kept, A[3], ttl, tonumber(A[11]), k.dead)
+    -- Receipts zapw posted before it answered the send wait for this change (receipts.py);
+    -- a part of a long text has them too, whatever the status it leaves its record in.
+    if new == S.SENT or fields['parts'] then
+      apply_kept_receipts(key, k.body, k.kept, A[3], ttl, tonumber(A[11]), k.dead, bridge_id)
     end
   end
   return {1, cur, dispatch, waiting and 1 or 0, taken or ''}

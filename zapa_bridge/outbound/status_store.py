@@ -166,6 +166,8 @@ class MessageRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     lane: str | None = None  # its conversation (see `lane_of`); None: not ordered
     traceparent: str | None = None  # the trace context of the span that queued it
+    # A long text sent in parts: each part's zapw id and status (outbound/text_parts.py).
+    parts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_hash(cls, data: dict[str, str], body: str | None = None) -> MessageRecord:
@@ -189,6 +191,7 @@ class MessageRecord:
                      for at, status, note in json.loads(data.get("history", "[]"))],
             lane=data.get("lane") or None,
             traceparent=data.get("traceparent") or None,
+            parts=json.loads(data["parts"]) if data.get("parts") else [],
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -200,6 +203,7 @@ class MessageRecord:
             "bridge_message_id": self.bridge_message_id,
             "reason": self.reason, "created": self.created, "updated": self.updated,
             "history": self.history,
+            **({"parts": self.parts} if self.parts else {}),
         }
 
 

@@ -246,7 +246,8 @@ class SimulatedBridge:
             faults = self.faults.current
             if session.status != "connected" or session_id in faults.not_connected:
                 raise ZapwError(400, "Session not connected")
-            failure = self.faults.send_failure()
+            text = body.get("text") if isinstance(body, dict) else None
+            failure = self.faults.send_failure(text if isinstance(text, str) else None)
             if failure is not None:
                 raise ZapwError(*failure)
             message_id = "" if faults.empty_message_id else new_message_id()

@@ -23,6 +23,10 @@ class Faults:
     latency_ms: float = 0.0  # added before every send answer (the send is done first)
     not_connected: frozenset[str] = frozenset()  # sessions whose sends get "not connected"
     empty_message_id: bool = False  # accepted sends answer messageId "" (zapw allows it)
+    # The next `failing_text_times` sends whose text contains `failing_text` get the failure
+    # above, whatever `failure_rate` says: one part of a long text, say.
+    failing_text: str = ""
+    failing_text_times: int = 0
     # POST /sessions blocks this long, then 500 "Timeout waiting for QR code" (real mode).
     qr_timeout: float | None = None
     # GET /sessions/{id} on an expired QR blocks this long while zapw refreshes it.
@@ -54,10 +58,16 @@ class FaultPlan:
             self.current = Faults()
             return self.current
 
-    def send_failure(self) -> tuple[int, str] | None:
-        """Roll for this send: the (status, error text) to answer with, or None to go on."""
+    def send_failure(self, text: str | None = None) -> tuple[int, str] | None:
+        """Roll for this send (its `text`, if any): the (status, error text) to answer with,
+        or None to go on."""
         with self._lock:
             faults = self.current
+            if faults.failing_text_times > 0 and faults.failing_text and text is not None \
+                    and faults.failing_text in text:
+                self.current = dataclasses.replace(
+                    faults, failing_text_times=faults.failing_text_times - 1)
+                return faults.failure_status, faults.failure_error
             if faults.failure_rate <= 0.0:
                 return None
             if faults.failure_rate >= 1.0 or self._random.random() < faults.failure_rate:
@@ -79,9 +89,13 @@ def _check(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
             raise ValueError("failure_status: must be an HTTP status code")
         return value
-    if key == "failure_error":
+    if key in ("failure_error", "failing_text"):
         if not isinstance(value, str):
-            raise ValueError("failure_error: must be a string")
+            raise ValueError(f"{key}: must be a string")
+        return value
+    if key == "failing_text_times":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("failing_text_times: must be a whole number >= 0")
         return value
     if key == "not_connected":
         if isinstance(value, str) or not all(isinstance(item, str) for item in value or ()):

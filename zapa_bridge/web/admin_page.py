@@ -417,6 +417,16 @@ class HistoryRow:
 
 
 @dataclass(frozen=True, slots=True)
+class PartRow:
+    """One part of a long text: its place, zapw's id and status, why it failed."""
+
+    number: int
+    bridge_message_id: str | None
+    status: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageView:
     """One outbound record for its own page: recipient masked, never the content."""
 
@@ -434,6 +444,7 @@ class MessageView:
     updated: float
     history: list[HistoryRow]
     dead: bool
+    parts: list[PartRow]  # a long text's parts, in order; none for a message sent whole
 
     @classmethod
     def of(cls, record: MessageRecord) -> MessageView:
@@ -442,7 +453,9 @@ class MessageView:
         return cls(record.id, str(record.status), record.session, mask_phone(record.to),
                    record.type, record.priority, record.attempts, record.failures,
                    record.reason, record.bridge_message_id, record.created, record.updated,
-                   history[::-1], record.status in DEAD_STATUSES)
+                   history[::-1], record.status in DEAD_STATUSES,
+                   [PartRow(number, part.get("id"), str(part.get("status") or ""),
+                            part.get("reason")) for number, part in enumerate(record.parts, 1)])
 
 
 @dataclass(frozen=True, slots=True)
