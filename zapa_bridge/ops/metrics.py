@@ -40,6 +40,8 @@ SEND_OUTCOMES = "sends"
 RETRIES = "retries"
 POSSIBLE_DUPLICATES = "possible_duplicates"
 RATE_LIMITED = "rate_limited"
+PACED = "paced"
+DAILY_LIMIT_HELD = "daily_limit_held"
 
 
 class Metrics:
@@ -75,6 +77,12 @@ class Metrics:
 
     def count_rate_limited(self) -> None:
         self._add((Increment(keys.METRICS_COUNTERS, RATE_LIMITED, 1),))
+
+    def count_paced(self) -> None:
+        self._add((Increment(keys.METRICS_COUNTERS, PACED, 1),))
+
+    def count_daily_held(self) -> None:
+        self._add((Increment(keys.METRICS_COUNTERS, DAILY_LIMIT_HELD, 1),))
 
     def _add(self, counts: tuple[Increment, ...]) -> None:
         with contextlib.suppress(redis.RedisError):
@@ -113,6 +121,14 @@ class RedisCollector(Collector):
             "zapa_rate_limited_sends",
             "Sends put off because their session's rate limit had no slot left",
             value=float(counters.get(RATE_LIMITED, 0)))
+        yield CounterMetricFamily(
+            "zapa_paced_sends",
+            "Sends put off because their recipient had its ZAPA_RECIPIENT_RATE_LIMIT",
+            value=float(counters.get(PACED, 0)))
+        yield CounterMetricFamily(
+            "zapa_daily_limit_holds",
+            "Messages held until the next UTC day: their session had its daily limit",
+            value=float(counters.get(DAILY_LIMIT_HELD, 0)))
 
         webhooks = CounterMetricFamily("zapa_webhooks", "Webhook events by type and outcome",
                                        labels=["event_type", "outcome"])

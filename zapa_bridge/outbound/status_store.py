@@ -166,6 +166,7 @@ class MessageRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     lane: str | None = None  # its conversation (see `lane_of`); None: not ordered
     traceparent: str | None = None  # the trace context of the span that queued it
+    paced: bool = False  # counted by pacing already (zapa_bridge.outbound.pacing)
 
     @classmethod
     def from_hash(cls, data: dict[str, str], body: str | None = None) -> MessageRecord:
@@ -189,6 +190,7 @@ class MessageRecord:
                      for at, status, note in json.loads(data.get("history", "[]"))],
             lane=data.get("lane") or None,
             traceparent=data.get("traceparent") or None,
+            paced=data.get("paced") == "1",
         )
 
     def as_dict(self) -> dict[str, Any]:
