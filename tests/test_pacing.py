@@ -16,7 +16,9 @@ from tests.zapw_stub import ZapwStub
 from workers.broker import KombuRedisLayout
 from workers.celery_app import app
 from workers.tasks import send_message, services
+from zapa_bridge.bridge.client import BridgeClient
 from zapa_bridge.config import load_settings
+from zapa_bridge.ops.health import Health, HealthChecker
 from zapa_bridge.ops.metrics import DAILY_LIMIT_HELD, PACED
 from zapa_bridge.outbound.holds import DAILY_LIMIT
 from zapa_bridge.outbound.pacing import DAY, JITTER_MOST, Pacing, PacingRules, jitter, utc_day
@@ -115,6 +117,27 @@ def test_the_test_clock_moves_only_under_zapa_env_test(redis_db):
         production.move_test_clock(NOON)
     settings = load_settings(ZAPA_ENV="production", ZAPA_SESSION_DAILY_LIMIT="5")
     assert not Pacing.from_settings(redis_db, settings).test_clock
+
+
+def test_health_names_the_sessions_at_their_daily_limit(redis_db):
+    bridge = BridgeClient("http://127.0.0.1:9", timeout=1, connect_timeout=1)
+    checker = HealthChecker(load_settings(ZAPA_SESSION_DAILY_LIMIT="1"), redis_db, bridge,
+                            KombuRedisLayout(app), [], beat_last_run=time.time)
+    assert (checker.check_pacing().status, checker.check_pacing().message) == (
+        Health.HEALTHY, "no session at its daily limit")
+    paced = pacing(redis_db, daily=1)
+    for session in ("s1", "s2"):
+        for n in range(2):
+            paced.take(f"{session}-{n}", record(redis_db, f"{session}-{n}", session), session,
+                       recipient(n))
+    verdict = checker.check_pacing()
+    assert (verdict.status, verdict.message, verdict.metadata) == (
+        Health.DEGRADED, "daily limit reached by s1, s2: their messages wait for the next UTC "
+        "day", {"at_limit": {"s1": 1, "s2": 1}})
+    off = HealthChecker(load_settings(), redis_db, bridge, KombuRedisLayout(app), [],
+                        beat_last_run=time.time)
+    assert off.check_pacing().message == "pacing off"
+    bridge.close()
 
 
 def test_jitter_is_a_share_of_the_wait_and_never_above_two_seconds():
