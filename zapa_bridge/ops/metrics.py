@@ -43,6 +43,20 @@ RATE_LIMITED = "rate_limited"
 PACED = "paced"
 DAILY_LIMIT_HELD = "daily_limit_held"
 
+# The counters of METRICS_COUNTERS that are one number each: (family, help, field).
+PLAIN_COUNTERS = (
+    ("zapa_send_retries", "Sends scheduled for another try", RETRIES),
+    ("zapa_possible_duplicate_sends", "Sends repeated after a crash left their outcome unknown",
+     POSSIBLE_DUPLICATES),
+    ("zapa_rate_limited_sends",
+     "Sends put off because their session's rate limit had no slot left", RATE_LIMITED),
+    ("zapa_paced_sends",
+     "Sends put off because their recipient had its ZAPA_RECIPIENT_RATE_LIMIT", PACED),
+    ("zapa_daily_limit_holds",
+     "Messages held until the next UTC day: their session had its daily limit",
+     DAILY_LIMIT_HELD),
+)
+
 
 class Metrics:
     """Counting side: cheap HINCRBYs that never fail the work they count.
@@ -111,24 +125,9 @@ class RedisCollector(Collector):
             if field.startswith(f"{SEND_OUTCOMES}:"):
                 sends.add_metric([field.split(":", 1)[1]], float(value))
         yield sends
-        yield CounterMetricFamily("zapa_send_retries", "Sends scheduled for another try",
-                                  value=float(counters.get(RETRIES, 0)))
-        yield CounterMetricFamily(
-            "zapa_possible_duplicate_sends",
-            "Sends repeated after a crash left their outcome unknown",
-            value=float(counters.get(POSSIBLE_DUPLICATES, 0)))
-        yield CounterMetricFamily(
-            "zapa_rate_limited_sends",
-            "Sends put off because their session's rate limit had no slot left",
-            value=float(counters.get(RATE_LIMITED, 0)))
-        yield CounterMetricFamily(
-            "zapa_paced_sends",
-            "Sends put off because their recipient had its ZAPA_RECIPIENT_RATE_LIMIT",
-            value=float(counters.get(PACED, 0)))
-        yield CounterMetricFamily(
-            "zapa_daily_limit_holds",
-            "Messages held until the next UTC day: their session had its daily limit",
-            value=float(counters.get(DAILY_LIMIT_HELD, 0)))
+        for name, documentation, field in PLAIN_COUNTERS:
+            yield CounterMetricFamily(name, documentation,
+                                      value=float(counters.get(field, 0)))
 
         webhooks = CounterMetricFamily("zapa_webhooks", "Webhook events by type and outcome",
                                        labels=["event_type", "outcome"])
