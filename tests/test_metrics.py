@@ -5,6 +5,7 @@ messages and dead letters in the suite's Redis)."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -89,8 +90,9 @@ def test_metrics_parse_as_prometheus_text_with_every_documented_family(client):
         "zapa_queue_oldest_age_seconds": "gauge", "zapa_held_messages": "gauge",
         "zapa_dead_letters": "gauge", "zapa_bridge_up": "gauge",
         "zapa_inbound_dead_letters": "gauge", "zapa_inbound_dead_lettered": "counter",
-        "zapa_webhook_events_recovered": "counter", "zapa_paced_sends": "counter",
-        "zapa_daily_limit_holds": "counter",
+        "zapa_webhook_events_recovered": "counter", "zapa_inbound_bursts": "counter",
+        "zapa_inbound_coalesced_messages": "counter", "zapa_inbound_bursts_waiting": "gauge",
+        "zapa_paced_sends": "counter", "zapa_daily_limit_holds": "counter",
     }
 
 
@@ -161,6 +163,32 @@ def test_paced_waits_and_daily_limit_holds_are_counted(client, redis_db):
     samples = scrape(client)
     assert (value(samples, "zapa_paced_sends_total"),
             value(samples, "zapa_daily_limit_holds_total")) == (2, 1)
+
+
+def test_a_burst_counts_once_with_its_messages_and_waits_in_the_gauge_until_handed_on(
+        redis_db, zapw):
+    app = create_app({"TESTING": True, "SETTINGS": load_settings(
+        ZAPW_URL=zapw.url, ZAPA_INBOUND_COALESCE="1")})
+    client = app.test_client()
+    try:
+        for number, sender in enumerate([TO, TO, TO, recipient(1)]):
+            event = {**RECEIVED, "data": {**RECEIVED["data"], "messageId": f"M{number}",
+                                          "from": f"{sender}@s.whatsapp.net"}}
+            answer = client.post("/api/v1/webhooks/whatsapp", json=event,
+                                 query_string={"token": WEBHOOK_TOKEN})
+            assert answer.json == {"status": "accepted"}
+        before = scrape(client)
+        assert value(before, "zapa_inbound_bursts_waiting") == 2
+        assert value(before, "zapa_inbound_bursts_total") == 0
+
+        assert app.extensions["zapa"].bursts.move_due(time.time() + 2) == 2
+        after = scrape(client)
+        # Three messages of one sender are one burst; the other sender's lone message is none.
+        assert value(after, "zapa_inbound_bursts_total") == 1
+        assert value(after, "zapa_inbound_coalesced_messages_total") == 3
+        assert value(after, "zapa_inbound_bursts_waiting") == 0
+    finally:
+        app.extensions["zapa"].bridge.close()
 
 
 def test_queue_depth_shows_messages_waiting_with_no_worker(client):

@@ -299,6 +299,21 @@ def test_an_external_bridge_gets_no_default_session(redis_db):
     assert f"REDIS_URL={os.environ['REDIS_URL']}" in local.export_line()
 
 
+def test_the_stack_turns_bursts_on_for_the_echo_unless_the_operator_set_them(redis_db):
+    env = clean_env(REDIS_URL=os.environ["REDIS_URL"])
+    env.pop("ZAPA_INBOUND_COALESCE", None)
+    local = LocalStack(simulate_bridge=False, env=env)
+    local.prepare()
+    assert local.env["ZAPA_INBOUND_COALESCE"] == "1.5"
+    assert ("bursts  a sender's messages within 1.5 s of each other as one task"
+            in local.banner())
+
+    off = LocalStack(simulate_bridge=False, env={**env, "ZAPA_INBOUND_COALESCE": "0"})
+    off.prepare()
+    assert off.env["ZAPA_INBOUND_COALESCE"] == "0"
+    assert "bursts  off (ZAPA_INBOUND_COALESCE=0)" in off.banner()
+
+
 def test_a_replicated_redis_stack_points_every_process_at_its_sentinels():
     local = LocalStack(replicated_redis=True, env=clean_env())
     try:

@@ -7,8 +7,10 @@ them (`message.sent` without a status). Sessions A and B are connected before th
 starts, their `session.connected` webhooks already handled.
 
 A test that needs the worker configured differently says so with
-`@pytest.mark.worker_env(NAME="value")`, and one that needs zapw otherwise (no sessions at
-start, say) with `@pytest.mark.sim_config(sessions=(), ...)`.
+`@pytest.mark.worker_env(NAME="value")`, one that needs the web and the worker configured
+alike (a setting of the intake, which both run) with `@pytest.mark.stack_env(NAME="value")`,
+and one that needs zapw otherwise (no sessions at start, say) with
+`@pytest.mark.sim_config(sessions=(), ...)`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers",
                             "worker_env(**env): extra environment for the e2e worker")
     config.addinivalue_line("markers",
+                            "stack_env(**env): extra environment for the e2e web and worker")
+    config.addinivalue_line("markers",
                             "sim_config(**fields): SimulatorConfig fields for the e2e zapw")
 
 
@@ -55,14 +59,17 @@ def start_web(tmp_path: Path) -> Iterator[Callable[..., Web]]:
 @pytest.fixture
 def e2e(request: pytest.FixtureRequest, tmp_path: Path, redis_db: object,
         start_web: Callable[..., Web], start_worker: Callable[..., Worker]) -> Iterator[Stack]:
+    marker = request.node.get_closest_marker("stack_env")
+    stack_env = dict(marker.kwargs) if marker else {}
     marker = request.node.get_closest_marker("worker_env")
-    worker_env = dict(marker.kwargs) if marker else {}
+    worker_env = {**stack_env, **(marker.kwargs if marker else {})}
     marker = request.node.get_closest_marker("sim_config")
     sim_fields = dict(marker.kwargs) if marker else {}
     # zapw comes up last, as in a deployment: the web and worker already know its address
     # and the web is ready for the session webhooks zapw posts as soon as it starts.
     zapw_url = f"http://127.0.0.1:{free_port()}"
-    web = start_web(ZAPW_URL=zapw_url, ZAPA_SPOOL_PATH=str(tmp_path / "spool.sqlite3"))
+    web = start_web(ZAPW_URL=zapw_url, ZAPA_SPOOL_PATH=str(tmp_path / "spool.sqlite3"),
+                    **stack_env)
     worker = start_worker(ZAPW_URL=zapw_url, **worker_env)
     webhook_url = f"{web.url}{WEBHOOK_PATH}?token={os.environ['ZAPA_WEBHOOK_TOKEN']}"
     sim = Simulator(SimulatorConfig(**{

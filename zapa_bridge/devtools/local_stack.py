@@ -28,6 +28,7 @@ from zapa_bridge.web.webhooks import WEBHOOK_PATH
 ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = ROOT / ".zapa"
 SIMULATED_SESSION = "default"
+LOCAL_COALESCE = "1.5"  # seconds: ZAPA_INBOUND_COALESCE unless the operator set it
 
 
 def zapw_environment(settings: Settings) -> list[str]:
@@ -71,6 +72,8 @@ class LocalStack:
         env = self.env
         env.setdefault("ZAPA_ENV", "development")
         env.setdefault("ZAPA_INBOUND_TASK", "zapa.echo")
+        # Bursts on, so a user's quick messages visibly come back as one echo.
+        env.setdefault("ZAPA_INBOUND_COALESCE", LOCAL_COALESCE)
         env.setdefault("ZAPA_WEBHOOK_TOKEN", secrets.token_urlsafe(24))
         env.setdefault("ZAPA_ADMIN_TOKEN", secrets.token_urlsafe(24))
         env.setdefault("ZAPA_PUBLIC_URL", f"http://{self.bind}")
@@ -114,7 +117,8 @@ class LocalStack:
                                     for name, value in self.shell_environment().items())
 
     def settings(self) -> Settings:
-        names = ("ZAPA_PUBLIC_URL", "ZAPA_WEBHOOK_TOKEN", "ZAPW_URL", "REDIS_URL")
+        names = ("ZAPA_PUBLIC_URL", "ZAPA_WEBHOOK_TOKEN", "ZAPW_URL", "REDIS_URL",
+                 "ZAPA_INBOUND_COALESCE")
         return load_settings(**{name: self.env[name] for name in names if name in self.env})
 
     def procfile(self) -> Path:
@@ -139,8 +143,12 @@ class LocalStack:
                       else "  (embedded, discarded on exit)" if self.redis else "")
         bridge_note = (f"zapw simulator; session '{SIMULATED_SESSION}' connects by itself"
                        if self.simulate_bridge else "zapw")
-        zapw_lines = "\n".join(f"  {line}" for line in zapw_environment(self.settings()))
+        settings = self.settings()
+        zapw_lines = "\n".join(f"  {line}" for line in zapw_environment(settings))
         steps = "".join(f"  {step}\n" for step in next_steps(self.simulate_bridge))
+        bursts = (f"a sender's messages within {settings.inbound_coalesce:g} s of each other "
+                  "as one task (ZAPA_INBOUND_COALESCE)" if settings.inbound_coalesce > 0
+                  else "off (ZAPA_INBOUND_COALESCE=0): each message is its own task")
         return f"""zapa-bridge local stack
   redis   {env['REDIS_URL']}{redis_note}
   web     http://{bind}  (GET /healthz, /readyz, /metrics; POST {WEBHOOK_PATH})
@@ -149,6 +157,7 @@ class LocalStack:
   beat    reconciliation every {env.get('ZAPA_RECONCILE_INTERVAL', '30')} s
   bridge  {env.get('ZAPW_URL', 'http://127.0.0.1:3000')} ({bridge_note})
   inbound {env['ZAPA_INBOUND_TASK']} on queue {env.get('ZAPA_INBOUND_QUEUE', 'zapa.inbound')}
+  bursts  {bursts}
 
 zapw's environment, to post its events here:
 {zapw_lines}

@@ -18,6 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from zapa_bridge.inbound.bursts import BURSTS_COUNTER, COALESCED_COUNTER
 from zapa_bridge.inbound.dead_letters import INBOUND_DEAD_COUNTER, InboundDeadLetters
 from zapa_bridge.inbound.events import KNOWN_EVENTS, OTHER_EVENTS
 from zapa_bridge.inbound.recovery import recovered_counts
@@ -170,6 +171,16 @@ class RedisCollector(Collector):
         yield CounterMetricFamily("zapa_inbound_dead_lettered",
                                   "zapw events made inbound dead letters (replays included)",
                                   value=float(counters.get(INBOUND_DEAD_COUNTER, 0)))
+        yield CounterMetricFamily(
+            "zapa_inbound_bursts",
+            "Bursts of two or more messages handed to the inbound task as one task",
+            value=float(counters.get(BURSTS_COUNTER, 0)))
+        yield CounterMetricFamily("zapa_inbound_coalesced_messages",
+                                  "Inbound messages handed on as part of a burst",
+                                  value=float(counters.get(COALESCED_COUNTER, 0)))
+        yield GaugeMetricFamily("zapa_inbound_bursts_waiting",
+                                "Senders with messages waiting in a burst not yet handed on",
+                                value=float(self.redis.zcard(keys.BURSTS_DUE)))
         yield GaugeMetricFamily("zapa_bridge_up",
                                 "1 when the last health check reached the bridge",
                                 value=self._bridge_up())
