@@ -56,6 +56,12 @@ PLAIN_COUNTERS = (
     ("zapa_daily_limit_holds",
      "Messages held until the next UTC day: their session had its daily limit",
      DAILY_LIMIT_HELD),
+    ("zapa_inbound_dead_lettered", "zapw events made inbound dead letters (replays included)",
+     INBOUND_DEAD_COUNTER),
+    ("zapa_inbound_bursts",
+     "Bursts of two or more messages handed to the inbound task as one task", BURSTS_COUNTER),
+    ("zapa_inbound_coalesced_messages", "Inbound messages handed on as part of a burst",
+     COALESCED_COUNTER),
 )
 
 
@@ -155,29 +161,21 @@ class RedisCollector(Collector):
         yield depth
         yield age
 
-        held = GaugeMetricFamily("zapa_held_messages", "Messages held for offline sessions",
+        held = GaugeMetricFamily("zapa_held_messages",
+                                 "Messages held for offline sessions or daily limits",
                                  labels=["session"])
         for session, count in bounded_by_label(HeldMessages(self.redis).counts()).items():
             held.add_metric([session], count)
         yield held
         yield GaugeMetricFamily("zapa_deferred_messages",
-                                "Messages waiting in Redis for a rate-limit slot or their turn",
+                                "Messages waiting in Redis for a rate-limit slot, pacing or "
+                                "their turn",
                                 value=float(self.redis.zcard(keys.DUE)))
         yield GaugeMetricFamily("zapa_dead_letters", "Dead letters awaiting an operator",
                                 value=DeadLetters.count_in(self.redis))
         yield GaugeMetricFamily("zapa_inbound_dead_letters",
                                 "zapw events that could not be applied, awaiting an operator",
                                 value=InboundDeadLetters.count_in(self.redis))
-        yield CounterMetricFamily("zapa_inbound_dead_lettered",
-                                  "zapw events made inbound dead letters (replays included)",
-                                  value=float(counters.get(INBOUND_DEAD_COUNTER, 0)))
-        yield CounterMetricFamily(
-            "zapa_inbound_bursts",
-            "Bursts of two or more messages handed to the inbound task as one task",
-            value=float(counters.get(BURSTS_COUNTER, 0)))
-        yield CounterMetricFamily("zapa_inbound_coalesced_messages",
-                                  "Inbound messages handed on as part of a burst",
-                                  value=float(counters.get(COALESCED_COUNTER, 0)))
         yield GaugeMetricFamily("zapa_inbound_bursts_waiting",
                                 "Senders with messages waiting in a burst not yet handed on",
                                 value=float(self.redis.zcard(keys.BURSTS_DUE)))
