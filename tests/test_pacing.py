@@ -92,13 +92,17 @@ def test_a_numbers_warmup_counts_its_days_from_its_first_connect(redis_db):
     core.sessions.apply_event("s1", "connected", at=int(first * 1000))
     core.sessions.apply_event("s1", "connected", at=int(NOON * 1000))  # not the first
     assert core.sessions.first_connected("s1") == first
-    paced = pacing(redis_db, warmup=(1, 2, 3))
-    paced.move_test_clock(NOON)
-    assert [paced.limit_on("s1", utc_day(NOON) + n) for n in (-2, -1, 0, 1)] == [1, 2, 3, None]
-    assert [paced.take(f"m{n}", record(redis_db, f"m{n}"), "s1", recipient(n)).go
-            for n in range(4)] == [True, True, True, False]
-    # Past the warm-up: ZAPA_SESSION_DAILY_LIMIT when set.
-    assert pacing(redis_db, warmup=(1, 2, 3), daily=9).limit_on("s1", utc_day(NOON) + 1) == 9
+    paced = pacing(redis_db, warmup=(1, 2, 3), daily=4)
+    sent = []
+    for day in range(4):  # warm-up days 2 and 3, then past the warm-up: the daily limit
+        paced.move_test_clock(NOON + day * DAY)
+        verdicts = [paced.take(f"d{day}-{n}", record(redis_db, f"d{day}-{n}"), "s1",
+                               recipient(n)) for n in range(6)]
+        sent.append(sum(verdict.go for verdict in verdicts))
+    assert sent == [3, 4, 4, 4]
+    # Only the warm-up set: no limit after it.
+    assert all(pacing(redis_db, warmup=(1, 2, 3)).take(
+        f"free{n}", record(redis_db, f"free{n}"), "s1", recipient(n)).go for n in range(6))
 
 
 def test_a_session_never_seen_connected_starts_its_warmup_at_its_first_message(redis_db):

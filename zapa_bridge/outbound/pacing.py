@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -182,14 +181,3 @@ class Pacing:
         counts = [int(optional_text(value) or 0) for value in self.redis.mget(
             [keys.daily_sent(session, today) for session in sessions])] if sessions else []
         return dict(zip(sessions, counts, strict=True))
-
-    def limit_on(self, session: str, day: int | None = None) -> int | None:
-        """The daily limit of `session` on `day` (default today), as the script finds it."""
-        day = utc_day(self.now()) if day is None else day
-        first = optional_text(self.redis.hget(keys.SESSION_FIRST_CONNECTED, session))
-        index = max(0, day - utc_day(float(first))) if first else 0
-        return _limit_of(self.rules.warmup, self.rules.daily, index)
-
-
-def _limit_of(warmup: Sequence[int], daily: int | None, index: int) -> int | None:
-    return warmup[index] if index < len(warmup) else daily
