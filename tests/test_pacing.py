@@ -86,6 +86,16 @@ def test_over_the_daily_limit_a_message_waits_for_the_next_utc_day_in_the_order_
     assert redis_db.hget(keys.message("m2"), "day_hold") is None
 
 
+def test_a_session_whose_limit_was_raised_is_no_longer_at_it_once_a_message_passes(redis_db):
+    strict = pacing(redis_db, daily=1)
+    for n in range(2):
+        strict.take(f"m{n}", record(redis_db, f"m{n}"), "s1", recipient(n))
+    assert strict.at_limit() == {"s1": 1}
+    raised = pacing(redis_db, daily=5)  # the workers restarted with a higher limit
+    assert raised.take("m1", keys.message("m1"), "s1", recipient(1)).counted
+    assert raised.at_limit() == {}
+
+
 def test_a_numbers_warmup_counts_its_days_from_its_first_connect(redis_db):
     core = services()
     first = NOON - 2 * DAY  # two days ago: warm-up day 2

@@ -136,23 +136,18 @@ class Pacing:
     def take(self, message_id: str, record_key: str, session: str, recipient: str) -> Verdict:
         """Check the message (its record at `record_key`) against both limits of `session`,
         and count it when it passes."""
-        real = time.time()
         offset = self._offset()
-        now = real + offset
+        now = time.time() + offset
         today = utc_day(now)
-        rules = self.rules
-        recipient_limit = rules.recipient
+        daily, warmup, per = self.rules.daily, self.rules.warmup, self.rules.recipient
+        log = keys.recipient_rate(session, recipient) if per else record_key
         answer = texts(self._take(
-            keys=[record_key,
-                  keys.recipient_rate(session, recipient) if recipient_limit else record_key,
-                  keys.daily_sent(session, today), keys.SESSION_FIRST_CONNECTED,
-                  keys.daily_holds(session, today), keys.daily_full(today)],
-            args=[repr(now), session, today, rules.daily or "",
-                  ",".join(map(str, rules.warmup)),
-                  recipient_limit.limit if recipient_limit else "",
-                  repr(recipient_limit.window) if recipient_limit else "", message_id,
-                  math.ceil(recipient_limit.window * 1000) + _KEEP_MS if recipient_limit
-                  else 0,
+            keys=[record_key, log, keys.daily_sent(session, today),
+                  keys.SESSION_FIRST_CONNECTED, keys.daily_holds(session, today),
+                  keys.daily_full(today)],
+            args=[repr(now), session, today, daily or "", ",".join(map(str, warmup)),
+                  per.limit if per else "", repr(per.window) if per else "", message_id,
+                  math.ceil(per.window * 1000) + _KEEP_MS if per else 0,
                   math.ceil((today + 2) * DAY - now)]))
         kind = answer[0]
         if kind == "wait":

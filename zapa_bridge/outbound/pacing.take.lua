@@ -19,7 +19,8 @@
 --   {'daily', seq, sent, limit}     over today's limit: `seq`, the message's place among the
 --                                   session's messages held today (kept across re-checks)
 --   {'wait', seconds}               the recipient's window is full for that long
---   {'go', sent, limit}             counted: `sent` today, of `limit` ('' none)
+--   {'go', sent, limit}             counted: `sent` today, of `limit` ('' none); the
+--                                   session is no longer at its limit (it was raised)
 local r = redis.call('HMGET', KEYS[1], 'id', 'paced', 'day_hold')
 if not r[1] then return {'gone'} end
 if r[2] == '1' then return {'paced'} end
@@ -64,6 +65,7 @@ if ARGV[6] ~= '' then
 end
 sent = redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[3], kept)
+if limit then redis.call('SREM', KEYS[6], session) end  -- a raised limit: not at it now
 redis.call('HSET', KEYS[1], 'paced', '1')
 if r[3] then redis.call('HDEL', KEYS[1], 'day_hold') end
 return {'go', tostring(sent), limit and tostring(limit) or ''}
