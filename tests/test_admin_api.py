@@ -151,7 +151,7 @@ def test_health_returns_the_overall_status_and_every_component(client, sim):
     assert body["overall_status"] in ("healthy", "degraded", "unhealthy")
     assert isinstance(body["age"], int | float)
     assert sorted(body["components"]) == ["beat", "bridge", "dead_letters", "held_messages",
-                                          "inbound_dead_letters", "queues", "redis",
+                                          "inbound_dead_letters", "pacing", "queues", "redis",
                                           "webhooks", "workers"]
     for component in body["components"].values():
         assert sorted(component) == ["last_check", "message", "metadata", "status"]

@@ -592,6 +592,25 @@ def test_held_messages_are_listed_per_session(app, client, zapw):
     assert "offline 1" in held and message_id in held and "wait for me" not in held
 
 
+def test_a_message_held_for_its_daily_limit_shows_why_and_health_names_the_session(zapw):
+    app = create_app({"TESTING": True, "SETTINGS": load_settings(
+        ZAPW_URL=zapw.url, ZAPA_SESSION_DAILY_LIMIT="1")})
+    core = app.extensions["zapa"]
+    first = send_message.delay(to=TO, text="x", session="s1").id
+    assert core.pacing.take(first, core.store.key(first), "s1", TO).counted
+    message_id = send_message.delay(to="5511988880000", text="tomorrow", session="s1").id
+    assert core.pacing.take(message_id, core.store.key(message_id), "s1", TO).held_until
+    core.store.transition(message_id, MessageStatus.HELD, note="daily limit 1 reached",
+                          fields={"reason": "daily limit"})
+    client = app.test_client()
+    sign_in(client)
+    page = dashboard(client)
+    held = page.split('id="held"', 1)[1].split("</section>", 1)[0]
+    assert message_id in held and "<td>daily limit</td>" in held and "tomorrow" not in held
+    health = page.split('id="health"', 1)[1].split("</section>", 1)[0]
+    assert "daily limit reached by s1" in health
+
+
 def test_inbound_messages_show_masked_sender_and_type_never_the_text(app, client):
     message = normalize(parse_event(RECEIVED))
     # Handed on to a queue nobody reads here: the page shows where it went.

@@ -6,6 +6,8 @@ import pytest
 
 from zapa_bridge.config import Settings, load_settings
 from zapa_bridge.errors import ConfigError
+from zapa_bridge.outbound.pacing import PacingRules
+from zapa_bridge.outbound.rate_spec import RateLimit
 
 DAY = 24 * 3600
 API_KEY = "sk-very-secret-7f3a"
@@ -224,3 +226,28 @@ def test_settings_are_frozen(env):
 
     with pytest.raises(ValueError):
         settings.max_retries = 1  # type: ignore[misc]
+
+
+def test_pacing_is_off_by_default_and_reads_its_three_variables(env):
+    assert not PacingRules.from_settings(load_settings()).on
+    env.setenv("ZAPA_RECIPIENT_RATE_LIMIT", "1/3s")
+    env.setenv("ZAPA_SESSION_DAILY_LIMIT", "800")
+    env.setenv("ZAPA_SESSION_WARMUP", " 50, 100,200 ,500")
+    assert PacingRules.from_settings(load_settings()) == PacingRules(
+        RateLimit(1, 3.0), 800, (50, 100, 200, 500))
+    env.setenv("ZAPA_SESSION_DAILY_LIMIT", "off")
+    assert load_settings().session_daily_limit is None
+
+
+@pytest.mark.parametrize(("variable", "value", "why"), [
+    ("ZAPA_RECIPIENT_RATE_LIMIT", "3", "is not a rate"),
+    ("ZAPA_RECIPIENT_RATE_LIMIT", "0/3s", "at least 1"),
+    ("ZAPA_SESSION_DAILY_LIMIT", "0", "greater than or equal to 1"),
+    ("ZAPA_SESSION_DAILY_LIMIT", "lots", "valid integer"),
+    ("ZAPA_SESSION_WARMUP", "50,0,200", "'0' is not a whole number above 0"),
+    ("ZAPA_SESSION_WARMUP", "50;100", "'50;100' is not a whole number above 0"),
+    ("ZAPA_SESSION_WARMUP", "1.5", "'1.5' is not a whole number above 0"),
+])
+def test_a_bad_pacing_setting_names_its_variable(env, variable, value, why):
+    error = config_error(env, **{variable: value})
+    assert variable in error.problems and why in error.problems[variable]

@@ -290,5 +290,5 @@ def test_snapshot_is_stored_and_latest_returns_it_with_when_it_was_taken(
     assert latest.as_dict() == snapshot.as_dict()
     assert before <= latest.taken_at <= after
     assert sorted(latest.components) == ["beat", "bridge", "dead_letters", "held_messages",
-                                         "inbound_dead_letters", "queues", "redis",
+                                         "inbound_dead_letters", "pacing", "queues", "redis",
                                          "webhooks", "workers"]

@@ -18,6 +18,7 @@ from tests.helpers import recipient, wait_until
 from tests.zapw_stub import ZapwStub
 from workers.tasks import send_message, services
 from zapa_bridge.config import load_settings
+from zapa_bridge.ops.metrics import Metrics
 from zapa_bridge.outbound.status_store import MessageStatus
 from zapa_bridge.store import keys
 from zapa_bridge.web import create_app
@@ -91,6 +92,7 @@ def test_metrics_parse_as_prometheus_text_with_every_documented_family(client):
         "zapa_inbound_dead_letters": "gauge", "zapa_inbound_dead_lettered": "counter",
         "zapa_webhook_events_recovered": "counter", "zapa_inbound_bursts": "counter",
         "zapa_inbound_coalesced_messages": "counter", "zapa_inbound_bursts_waiting": "gauge",
+        "zapa_paced_sends": "counter", "zapa_daily_limit_holds": "counter",
     }
 
 
@@ -151,6 +153,16 @@ def test_events_recovered_from_zapws_list_count_by_session(client, redis_db):
     samples = scrape(client)
     assert value(samples, "zapa_webhook_events_recovered_total", session="A") == 3
     assert value(samples, "zapa_webhook_events_recovered_total", session="B") == 1
+
+
+def test_paced_waits_and_daily_limit_holds_are_counted(client, redis_db):
+    metrics = Metrics(redis_db)
+    metrics.count_paced()
+    metrics.count_paced()
+    metrics.count_daily_held()
+    samples = scrape(client)
+    assert (value(samples, "zapa_paced_sends_total"),
+            value(samples, "zapa_daily_limit_holds_total")) == (2, 1)
 
 
 def test_a_burst_counts_once_with_its_messages_and_waits_in_the_gauge_until_handed_on(

@@ -13,7 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zapa_bridge.errors import ConfigError
 from zapa_bridge.outbound.messages import DEFAULT_MAX_TEXT_PARTS
-from zapa_bridge.outbound.rate_spec import RateLimit, parse_rate, parse_session_rates, rate_for
+from zapa_bridge.outbound.rate_spec import (
+    RateLimit,
+    parse_rate,
+    parse_session_rates,
+    parse_warmup,
+    rate_for,
+)
 from zapa_bridge.session_ids import session_id_problem
 from zapa_bridge.store.connection import FAST_TIMEOUT
 from zapa_bridge.store.durability import ReplicaWait
@@ -107,6 +113,10 @@ class Settings(BaseSettings):
 
     rate_limit: str = Field("5/5s", alias="ZAPA_RATE_LIMIT")
     session_rate_limits: str = Field("", alias="ZAPA_SESSION_RATE_LIMITS")
+    # Pacing (zapa_bridge.outbound.pacing), all off by default.
+    recipient_rate_limit: str = Field("off", alias="ZAPA_RECIPIENT_RATE_LIMIT")
+    session_daily_limit: int | None = Field(None, ge=1, alias="ZAPA_SESSION_DAILY_LIMIT")
+    session_warmup: str = Field("", alias="ZAPA_SESSION_WARMUP")
     due_poll_interval: float = Field(0.05, gt=0, le=5, alias="ZAPA_DUE_POLL_INTERVAL")
 
     worker_concurrency: int = Field(8, ge=1, le=512, alias="ZAPA_WORKER_CONCURRENCY")
@@ -127,6 +137,12 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("session_daily_limit", mode="before")
+    @classmethod
+    def _empty_or_off_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "off") \
+            else value
 
     @field_validator("default_session")
     @classmethod
@@ -158,7 +174,7 @@ class Settings(BaseSettings):
                 raise ValueError("must be a Standard Webhooks secret: whsec_<base64 key>")
         return value
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "recipient_rate_limit")
     @classmethod
     def _rate_spec(cls, value: str) -> str:
         parse_rate(value)
@@ -168,6 +184,12 @@ class Settings(BaseSettings):
     @classmethod
     def _session_rate_specs(cls, value: str) -> str:
         parse_session_rates(value)
+        return value
+
+    @field_validator("session_warmup")
+    @classmethod
+    def _warmup_spec(cls, value: str) -> str:
+        parse_warmup(value)
         return value
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ from zapa_bridge.outbound.delivery import Deliverer
 from zapa_bridge.outbound.dispatch import Dispatcher
 from zapa_bridge.outbound.holds import HeldMessages
 from zapa_bridge.outbound.outbox import Outbox
+from zapa_bridge.outbound.pacing import Pacing
 from zapa_bridge.outbound.rate_limit import SessionRateLimiter
 from zapa_bridge.outbound.rate_spec import parse_rate, parse_session_rates
 from zapa_bridge.outbound.receipts import Receipts
@@ -112,7 +113,12 @@ class Services:
                          self.metrics, self.dispatcher, self.rate_limiter,
                          lease_seconds=lease, managed_sessions=self.settings.managed_sessions,
                          reconcile_requests=self.reconcile_requests, owner=process_owner(),
-                         max_text_parts=self.settings.max_text_parts)
+                         max_text_parts=self.settings.max_text_parts,
+                         pacing=self.pacing)
+
+    @cached_property
+    def pacing(self) -> Pacing:
+        return Pacing.from_settings(self.redis, self.settings)
 
     @cached_property
     def rate_limiter(self) -> SessionRateLimiter:

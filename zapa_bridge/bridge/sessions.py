@@ -87,7 +87,8 @@ class SessionRegistry:
             changes["phone_number"] = phone_number
         if name:
             changes["name"] = name
-        applied = self._apply(keys=[keys.SESSIONS, keys.SESSION_PHONES],
+        applied = self._apply(keys=[keys.SESSIONS, keys.SESSION_PHONES,
+                                    keys.SESSION_FIRST_CONNECTED],
                               args=[session_id, int(at), json.dumps(changes)])
         return bool(applied)
 
@@ -151,10 +152,12 @@ class SessionRegistry:
                                        args=[session_id, repr(learnt_at), state.to_json()]))
 
     def forget(self, session_id: str) -> None:
-        """Drop a session deleted on purpose: sends to it fail from now on."""
+        """Drop a session deleted on purpose: sends to it fail from now on, and one made
+        again under its id starts a warm-up of its own."""
         state = self.get(session_id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hdel(keys.SESSIONS, session_id)
+        pipe.hdel(keys.SESSION_FIRST_CONNECTED, session_id)
         if state is not None and state.phone_number:
             pipe.hdel(keys.SESSION_PHONES, state.phone_number)
         pipe.execute()
@@ -166,6 +169,11 @@ class SessionRegistry:
     def all(self) -> list[SessionState]:
         raws = texts(self.redis.hvals(keys.SESSIONS))
         return sorted((SessionState.from_json(raw) for raw in raws), key=lambda state: state.id)
+
+    def first_connected(self, session_id: str) -> float | None:
+        """When the registry first saw the session connected (epoch s), if it did."""
+        raw = optional_text(self.redis.hget(keys.SESSION_FIRST_CONNECTED, session_id))
+        return float(raw) if raw else None
 
     def session_for_phone(self, phone_number: str) -> str | None:
         return optional_text(self.redis.hget(keys.SESSION_PHONES, phone_number))

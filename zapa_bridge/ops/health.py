@@ -22,6 +22,7 @@ from zapa_bridge.inbound.dead_letters import InboundDeadLetters
 from zapa_bridge.inbound.recovery import NOT_POSTING, DeliveryState, recovered_counts
 from zapa_bridge.outbound.dead_letters import DeadLetters
 from zapa_bridge.outbound.holds import HeldMessages
+from zapa_bridge.outbound.pacing import Pacing
 from zapa_bridge.redaction import redact_url
 from zapa_bridge.store import keys
 from zapa_bridge.store.broker import BrokerLayout
@@ -116,6 +117,7 @@ class HealthChecker:
             "dead_letters": self.check_dead_letters(),
             "inbound_dead_letters": self.check_inbound_dead_letters(),
             "webhooks": self.check_webhooks(),
+            "pacing": self.check_pacing(),
         }
         snapshot = HealthSnapshot(components, time.time())
         self.redis.set(keys.HEALTH_SNAPSHOT, json.dumps(snapshot.as_dict()))
@@ -210,9 +212,26 @@ class HealthChecker:
         counts = HeldMessages(self.redis).counts()
         total = sum(counts.values())
         if total:
-            return ComponentHealth(Health.DEGRADED, f"{counted(total, 'message')} held for offline "
-                                                    "sessions", {"per_session": counts})
+            why = "offline sessions or daily limits" \
+                if Pacing.from_settings(self.redis, self.settings).at_limit() \
+                else "offline sessions"
+            return ComponentHealth(Health.DEGRADED, f"{counted(total, 'message')} held for {why}",
+                                   {"per_session": counts})
         return ComponentHealth(Health.HEALTHY, "no held messages", {"per_session": {}})
+
+    def check_pacing(self) -> ComponentHealth:
+        """Which sessions reached their daily limit today: their messages wait, held, for
+        the next UTC day."""
+        pacing = Pacing.from_settings(self.redis, self.settings)
+        if not pacing.on:
+            return ComponentHealth(Health.HEALTHY, "pacing off", {"at_limit": {}})
+        at_limit = pacing.at_limit()
+        metadata = {"at_limit": at_limit}
+        if at_limit:
+            names = ", ".join(sorted(at_limit))
+            return ComponentHealth(Health.DEGRADED, f"daily limit reached by {names}: their "
+                                   "messages wait for the next UTC day", metadata)
+        return ComponentHealth(Health.HEALTHY, "no session at its daily limit", metadata)
 
     def check_dead_letters(self) -> ComponentHealth:
         count = DeadLetters.count_in(self.redis)

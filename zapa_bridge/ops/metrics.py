@@ -41,6 +41,28 @@ SEND_OUTCOMES = "sends"
 RETRIES = "retries"
 POSSIBLE_DUPLICATES = "possible_duplicates"
 RATE_LIMITED = "rate_limited"
+PACED = "paced"
+DAILY_LIMIT_HELD = "daily_limit_held"
+
+# The counters of METRICS_COUNTERS that are one number each: (family, help, field).
+PLAIN_COUNTERS = (
+    ("zapa_send_retries", "Sends scheduled for another try", RETRIES),
+    ("zapa_possible_duplicate_sends", "Sends repeated after a crash left their outcome unknown",
+     POSSIBLE_DUPLICATES),
+    ("zapa_rate_limited_sends",
+     "Sends put off because their session's rate limit had no slot left", RATE_LIMITED),
+    ("zapa_paced_sends",
+     "Sends put off because their recipient had its ZAPA_RECIPIENT_RATE_LIMIT", PACED),
+    ("zapa_daily_limit_holds",
+     "Messages held until the next UTC day: their session had its daily limit",
+     DAILY_LIMIT_HELD),
+    ("zapa_inbound_dead_lettered", "zapw events made inbound dead letters (replays included)",
+     INBOUND_DEAD_COUNTER),
+    ("zapa_inbound_bursts",
+     "Bursts of two or more messages handed to the inbound task as one task", BURSTS_COUNTER),
+    ("zapa_inbound_coalesced_messages", "Inbound messages handed on as part of a burst",
+     COALESCED_COUNTER),
+)
 
 
 class Metrics:
@@ -77,6 +99,12 @@ class Metrics:
     def count_rate_limited(self) -> None:
         self._add((Increment(keys.METRICS_COUNTERS, RATE_LIMITED, 1),))
 
+    def count_paced(self) -> None:
+        self._add((Increment(keys.METRICS_COUNTERS, PACED, 1),))
+
+    def count_daily_held(self) -> None:
+        self._add((Increment(keys.METRICS_COUNTERS, DAILY_LIMIT_HELD, 1),))
+
     def _add(self, counts: tuple[Increment, ...]) -> None:
         with contextlib.suppress(redis.RedisError):
             pipe = self.redis.pipeline(transaction=False)
@@ -104,16 +132,9 @@ class RedisCollector(Collector):
             if field.startswith(f"{SEND_OUTCOMES}:"):
                 sends.add_metric([field.split(":", 1)[1]], float(value))
         yield sends
-        yield CounterMetricFamily("zapa_send_retries", "Sends scheduled for another try",
-                                  value=float(counters.get(RETRIES, 0)))
-        yield CounterMetricFamily(
-            "zapa_possible_duplicate_sends",
-            "Sends repeated after a crash left their outcome unknown",
-            value=float(counters.get(POSSIBLE_DUPLICATES, 0)))
-        yield CounterMetricFamily(
-            "zapa_rate_limited_sends",
-            "Sends put off because their session's rate limit had no slot left",
-            value=float(counters.get(RATE_LIMITED, 0)))
+        for name, documentation, field in PLAIN_COUNTERS:
+            yield CounterMetricFamily(name, documentation,
+                                      value=float(counters.get(field, 0)))
 
         webhooks = CounterMetricFamily("zapa_webhooks", "Webhook events by type and outcome",
                                        labels=["event_type", "outcome"])
@@ -140,29 +161,21 @@ class RedisCollector(Collector):
         yield depth
         yield age
 
-        held = GaugeMetricFamily("zapa_held_messages", "Messages held for offline sessions",
+        held = GaugeMetricFamily("zapa_held_messages",
+                                 "Messages held for offline sessions or daily limits",
                                  labels=["session"])
         for session, count in bounded_by_label(HeldMessages(self.redis).counts()).items():
             held.add_metric([session], count)
         yield held
         yield GaugeMetricFamily("zapa_deferred_messages",
-                                "Messages waiting in Redis for a rate-limit slot or their turn",
+                                "Messages waiting in Redis for a rate-limit slot, pacing or "
+                                "their turn",
                                 value=float(self.redis.zcard(keys.DUE)))
         yield GaugeMetricFamily("zapa_dead_letters", "Dead letters awaiting an operator",
                                 value=DeadLetters.count_in(self.redis))
         yield GaugeMetricFamily("zapa_inbound_dead_letters",
                                 "zapw events that could not be applied, awaiting an operator",
                                 value=InboundDeadLetters.count_in(self.redis))
-        yield CounterMetricFamily("zapa_inbound_dead_lettered",
-                                  "zapw events made inbound dead letters (replays included)",
-                                  value=float(counters.get(INBOUND_DEAD_COUNTER, 0)))
-        yield CounterMetricFamily(
-            "zapa_inbound_bursts",
-            "Bursts of two or more messages handed to the inbound task as one task",
-            value=float(counters.get(BURSTS_COUNTER, 0)))
-        yield CounterMetricFamily("zapa_inbound_coalesced_messages",
-                                  "Inbound messages handed on as part of a burst",
-                                  value=float(counters.get(COALESCED_COUNTER, 0)))
         yield GaugeMetricFamily("zapa_inbound_bursts_waiting",
                                 "Senders with messages waiting in a burst not yet handed on",
                                 value=float(self.redis.zcard(keys.BURSTS_DUE)))

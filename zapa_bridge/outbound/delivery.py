@@ -41,7 +41,9 @@ from zapa_bridge.logs import line
 from zapa_bridge.ops.metrics import Metrics
 from zapa_bridge.outbound import text_parts
 from zapa_bridge.outbound.dispatch import Dispatcher
+from zapa_bridge.outbound.holds import DAILY_LIMIT
 from zapa_bridge.outbound.messages import OutboundMessage, build_message
+from zapa_bridge.outbound.pacing import Pacing, Verdict
 from zapa_bridge.outbound.rate_limit import LUA_RATE_TAKE, SessionRateLimiter, Slot
 from zapa_bridge.outbound.retry_policy import RetryPolicy
 from zapa_bridge.outbound.status_store import (
@@ -229,12 +231,15 @@ class Deliverer:
         managed_sessions: Iterable[str] = (),
         owner: str = "",
         max_text_parts: int = 1,
+        pacing: Pacing | None = None,
     ) -> None:
         """`managed_sessions` (ZAPA_SESSIONS) and the sessions the registry knows are
         sessions the bridge must have: a 404 for one means the bridge lost it (a restart),
         so the message is held and a reconciliation asked for to create it again. `owner`:
         this worker process, as a claim records it (zapa_bridge.outbound.crash_recovery).
-        `max_text_parts` (ZAPA_MAX_TEXT_PARTS): how many parts a long text may be sent in."""
+        `max_text_parts` (ZAPA_MAX_TEXT_PARTS): how many parts a long text may be sent in.
+        `pacing`: the recipient and daily limits; while either is on, every message goes
+        through `_prepared` (the read claims nothing), where pacing is checked first."""
         self.store = store
         self.client = client
         self.sessions = sessions
@@ -247,6 +252,7 @@ class Deliverer:
         self.reconcile_requests = reconcile_requests
         self.owner = owner
         self.max_text_parts = max_text_parts
+        self.pacing = pacing if pacing is not None and pacing.on else None
         self._claim_script = store.redis.register_script(_CLAIM)
         # The session the last claim was for: the rate log the next claim expects, since a
         # queued task names only its message (most deployments send through one session).
@@ -318,11 +324,14 @@ class Deliverer:
         return self._attempt(attempt)
 
     def _prepared(self, loaded: _Loaded) -> Outcome | _Attempt:
-        """Off the common path: the checks, then the rate slot and the claim, each a call
-        of its own."""
+        """Off the common path: the checks, pacing, then the rate slot and the claim, each a
+        call of its own."""
         attempt = self._precheck(loaded)
         if isinstance(attempt, Outcome):
             return attempt
+        paced = self._pace(attempt)
+        if paced is not None:
+            return paced
         if loaded.seen.wait > 0:  # the read found every check passed but no slot free
             return self._defer_for_slot(attempt, loaded.seen.wait)
         waiting = self._acquire(attempt)
@@ -352,7 +361,7 @@ class Deliverer:
         message on the common path; a message published by name has no record yet, and
         gets one from the fields it carries."""
         message, invalid = self._message(task_kwargs) if task_kwargs else (None, None)
-        may_claim = invalid is None
+        may_claim = invalid is None and self.pacing is None
         checked = time.time()
         seen = self._read(message_id, message, checked, expected, may_claim=may_claim)
         if seen.record is None:
@@ -423,6 +432,54 @@ class Deliverer:
             state = self.sessions.get(session)
         return _Attempt(loaded.message_id, record, message, session, state, checked=checked,
                         too_late=too_late)
+
+    def _pace(self, attempt: _Attempt) -> Outcome | None:
+        """Check the message against its session's daily limit and its recipient's rate
+        (None: it goes on). It is counted once: a message counted before (a retry, the next
+        part of a split reply), or left `sending` by a crash, is not checked again."""
+        record = attempt.record
+        if self.pacing is None or record.paced or record.status is S.SENDING:
+            return None
+        verdict = self.pacing.take(attempt.message_id, self.store.key(attempt.message_id),
+                                   attempt.session, attempt.message.to)
+        if verdict.held_until is not None:
+            return self._hold_for_day(attempt, verdict)
+        if verdict.wait > 0:
+            return self._defer_for_recipient(attempt, verdict.wait)
+        return None
+
+    def _defer_for_recipient(self, attempt: _Attempt, wait: float) -> Outcome:
+        """Put the message off, still `queued`, until its recipient's window frees: the
+        wait, noted on its history, is in the due set (`deliver` defers it)."""
+        changed = self.store.transition(
+            attempt.message_id, MessageStatus.QUEUED,
+            note=f"paced: recipient limit, next try in {wait:.1f} s",
+            fields={"session": attempt.session}, allowed_from={S.QUEUED, S.HELD},
+            record=attempt.record)
+        if not changed.applied:
+            return Outcome(str(changed.previous), attempt.record.attempts)
+        self.metrics.count_paced()
+        log.info(line("message.paced", message_id=attempt.message_id, session=attempt.session,
+                      to=mask_phone(attempt.message.to), wait=f"{wait:.2f}"))
+        return Outcome(str(MessageStatus.QUEUED), attempt.record.attempts, retry_in=wait)
+
+    def _hold_for_day(self, attempt: _Attempt, verdict: Verdict) -> Outcome:
+        """Hold a message over its session's daily limit until the next UTC day: in the due
+        set first, so that a crash before the hold leaves a queued message that comes back
+        then, never a held one that nothing releases."""
+        assert verdict.held_until is not None
+        self.dispatcher.defer(attempt.message_id, verdict.held_until)
+        held = self.store.transition(
+            attempt.message_id, MessageStatus.HELD,
+            note=f"daily limit {verdict.limit} reached, waits for {verdict.opens}",
+            fields={"session": attempt.session, "reason": DAILY_LIMIT},
+            allowed_from={S.QUEUED, S.HELD}, record=attempt.record)
+        if not held.applied:
+            return Outcome(str(held.previous), attempt.record.attempts)
+        self.metrics.count_daily_held()
+        log.info(line("message.held", message_id=attempt.message_id, session=attempt.session,
+                      reason=DAILY_LIMIT, sent_today=verdict.sent, until=verdict.opens))
+        return Outcome(str(MessageStatus.HELD), attempt.record.attempts)
 
     def _acquire(self, attempt: _Attempt) -> Outcome | None:
         """Take a slot of the session's rate limit; without one, put the message off to

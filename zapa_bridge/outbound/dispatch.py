@@ -1,7 +1,9 @@
 """Messages that wait in Redis rather than in a Celery countdown, and their publishing.
 
 A message waits here when the rate limit of its session has no slot left (until the slot
-frees) or when its turn in its conversation has just come (due at once). Waits of any length
+frees), when pacing puts it off (zapa_bridge.outbound.pacing: its recipient's window, or,
+held, its session's next day), or when its turn in its conversation has just come (due at
+once). Waits of any length
 are safe here: a Celery countdown is held unacked by one worker and redelivered to another
 once it outlasts the visibility timeout. Every worker runs `move_due` a few times a second;
 taking a due message and marking it pending is one atomic step, so one worker publishes it.
@@ -23,6 +25,7 @@ import redis
 
 from zapa_bridge.errors import QueueUnavailable
 from zapa_bridge.logs import line
+from zapa_bridge.outbound.holds import waits_for_its_day
 from zapa_bridge.outbound.messages import Priority
 from zapa_bridge.outbound.status_store import MessageStatus, StatusStore, Transition, Turn
 from zapa_bridge.store import scripts
@@ -87,7 +90,8 @@ class Dispatcher:
 
     def _publish(self, message_id: str) -> bool:
         record = self.store.get(message_id)
-        if record is None or record.status not in (MessageStatus.QUEUED, MessageStatus.SENDING):
+        if record is None or (record.status not in (MessageStatus.QUEUED, MessageStatus.SENDING)
+                              and not waits_for_its_day(record)):
             # Finished meanwhile (or its record is gone): nothing to queue.
             self.redis.zrem(PENDING, message_id)
             return False

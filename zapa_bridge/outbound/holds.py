@@ -1,4 +1,6 @@
-"""Messages held because their session is not connected, indexed per session.
+"""Messages held, indexed per session: because their session is not connected (released
+when it connects), or because it reached its daily limit (reason `daily limit`: released by
+the due set at the next UTC midnight, see zapa_bridge.outbound.pacing).
 
 The index itself is written by the status store's transition script, together with the
 status; this module only reads it.
@@ -8,8 +10,18 @@ from __future__ import annotations
 
 import redis
 
+from zapa_bridge.outbound.status_store import MessageRecord, MessageStatus
 from zapa_bridge.store import keys
 from zapa_bridge.store.replies import text_set, texts
+
+# The reason of a message held for its session's daily limit.
+DAILY_LIMIT = "daily limit"
+
+
+def waits_for_its_day(record: MessageRecord) -> bool:
+    """Whether a record is held for its session's daily limit: the due set releases it when
+    its day comes, not a connect, and no hold validity ends it."""
+    return record.status is MessageStatus.HELD and record.reason == DAILY_LIMIT
 
 
 class HeldMessages:

@@ -21,7 +21,7 @@ from zapa_bridge.errors import InvalidMessage, NotADeadLetter, QueueUnavailable
 from zapa_bridge.logs import line
 from zapa_bridge.outbound import text_parts
 from zapa_bridge.outbound.dispatch import Dispatcher
-from zapa_bridge.outbound.holds import HeldMessages
+from zapa_bridge.outbound.holds import HeldMessages, waits_for_its_day
 from zapa_bridge.outbound.messages import OutboundMessage
 from zapa_bridge.outbound.status_store import (
     DEAD_STATUSES,
@@ -88,11 +88,12 @@ class Outbox:
         """Re-queue every message held for `session`; returns how many were released.
 
         Publishing comes before the status change: a worker may take the message while it
-        still says `held` (that is allowed), but a crash here never strands one.
+        still says `held` (that is allowed), but a crash here never strands one. A message
+        held for the session's daily limit stays: its day releases it (the due set).
         """
         released = 0
         for record in self.store.get_many(self.held.ids(session)):
-            if record.status is not MessageStatus.HELD:
+            if record.status is not MessageStatus.HELD or waits_for_its_day(record):
                 continue
             if not self.dispatcher.requeue(record.id, record.message):
                 continue
@@ -107,13 +108,17 @@ class Outbox:
         return released
 
     def expire_held(self, validity: float, now: float | None = None) -> int:
-        """Turn messages held longer than `validity` seconds into `expired` dead letters."""
+        """Turn messages held longer than `validity` seconds into `expired` dead letters; not
+        those that wait for their session's next day (pacing never drops a message), which
+        the due set releases."""
         cutoff = (now or time.time()) - validity
         expired = 0
         for session in self.held.sessions():
-            for message_id in self.held.held_before(session, cutoff):
+            for record in self.store.get_many(self.held.held_before(session, cutoff)):
+                if waits_for_its_day(record):
+                    continue
                 outcome = self.store.transition(
-                    message_id, MessageStatus.EXPIRED, allowed_from={MessageStatus.HELD},
+                    record.id, MessageStatus.EXPIRED, allowed_from={MessageStatus.HELD},
                     note="hold validity passed",
                     fields={"reason": f"expired: held for more than {validity:g} s"},
                 )

@@ -2,7 +2,8 @@
 
 `ZAPA_RATE_LIMIT` is the default for every session and `ZAPA_SESSION_RATE_LIMITS` overrides
 it per session (`A=5/1s,B=off`). zapw's advice is about 1 message/s with bursts of at most 5
-in 5 s, hence the default `5/5s`.
+in 5 s, hence the default `5/5s`. `ZAPA_RECIPIENT_RATE_LIMIT` is written the same way, and
+`ZAPA_SESSION_WARMUP` is a list of daily limits (zapa_bridge.outbound.pacing).
 """
 
 from __future__ import annotations
@@ -48,6 +49,19 @@ def parse_session_rates(text: str) -> dict[str, RateLimit | None]:
             raise ValueError(f"{item!r} is not <session>=<rate>")
         rates[session.strip()] = parse_rate(spec)
     return rates
+
+
+def parse_warmup(text: str) -> tuple[int, ...]:
+    """`50,100,200` -> (50, 100, 200): the daily limits of a number's first days."""
+    limits = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if not (item.isascii() and item.isdigit()) or int(item) < 1:
+            raise ValueError(f"{item!r} is not a whole number above 0: write the daily limits "
+                             "of a number's first days, e.g. 50,100,200,500")
+        limits.append(int(item))
+    return tuple(limits)
 
 
 def rate_for(session: str, default: RateLimit | None,

@@ -168,6 +168,7 @@ class MessageRecord:
     traceparent: str | None = None  # the trace context of the span that queued it
     # A long text sent in parts: each part's zapw id and status (outbound/text_parts.py).
     parts: list[dict[str, Any]] = field(default_factory=list)
+    paced: bool = False  # counted by pacing already (zapa_bridge.outbound.pacing)
 
     @classmethod
     def from_hash(cls, data: dict[str, str], body: str | None = None) -> MessageRecord:
@@ -192,6 +193,7 @@ class MessageRecord:
             lane=data.get("lane") or None,
             traceparent=data.get("traceparent") or None,
             parts=json.loads(data["parts"]) if data.get("parts") else [],
+            paced=data.get("paced") == "1",
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -43,6 +43,12 @@ BURSTS_DUE = f"{PREFIX}bursts-due"  # zset: senders with a burst to hand on, by 
 SESSIONS = f"{PREFIX}sessions"  # hash: session id -> state (JSON)
 SESSION_PHONES = f"{PREFIX}session-phones"  # hash: phone number -> session id
 RECONCILE_REQUESTED = f"{PREFIX}reconcile:requested"
+# hash: session id -> when the registry first saw it connected (epoch s): its warm-up's day 0
+SESSION_FIRST_CONNECTED = f"{PREFIX}session-first-connected"
+
+# Pacing (zapa_bridge.outbound.pacing). With ZAPA_ENV=test only: seconds added to the
+# pacing clock, so a test can move workers to another day.
+PACING_TEST_CLOCK = f"{PREFIX}pacing:test-clock"
 
 # Operations.
 METRICS_COUNTERS = f"{PREFIX}metrics:counters"
@@ -126,6 +132,27 @@ def idempotency(idempotency_key: str) -> str:
 def rate(session: str) -> str:
     """Zset: a session's recent sends (its sliding rate log)."""
     return f"{PREFIX}rate:" + part(session)
+
+
+def recipient_rate(session: str, recipient: str) -> str:
+    """Zset: the recent sends of a session to one recipient (its sliding pacing log)."""
+    return f"{PREFIX}pacing:to:" + join(session, recipient)
+
+
+def daily_sent(session: str, day: int) -> str:
+    """Counter: messages of a session let through on UTC day `day` (days since the epoch)."""
+    return f"{PREFIX}pacing:sent:" + join(session, str(day))
+
+
+def daily_holds(session: str, day: int) -> str:
+    """Counter: messages of a session held for its daily limit on `day`, in the order they
+    were held (the order they are released in)."""
+    return f"{PREFIX}pacing:held:" + join(session, str(day))
+
+
+def daily_full(day: int) -> str:
+    """Set: the sessions that reached their daily limit on `day`."""
+    return f"{PREFIX}pacing:full:{day}"
 
 
 def seen(dedupe_key: str) -> str:

@@ -51,6 +51,7 @@ from zapa_bridge.inbound.dead_letters import InboundDeadLetter
 from zapa_bridge.inbound.recovery import NOT_POSTING, DeliveryState
 from zapa_bridge.logs import line
 from zapa_bridge.ops.health import HealthChecker, HealthSnapshot
+from zapa_bridge.outbound.holds import DAILY_LIMIT
 from zapa_bridge.outbound.status_store import (
     DEAD_STATUSES,
     HISTORY_LIMIT,
@@ -589,7 +590,8 @@ def replay_notice(message_id: str) -> tuple[str, str]:
                          f"{record.reason or 'no reason recorded'}.")
     now = {
         MessageStatus.QUEUED: "it is queued again",
-        MessageStatus.HELD: f"it is held until session {record.session} connects",
+        MessageStatus.HELD: "it is held until the next UTC day (daily limit)"
+        if record.reason == DAILY_LIMIT else f"it is held until session {record.session} connects",
         MessageStatus.SENDING: "it is being sent",
     }.get(record.status, f"it is {record.status}")
     return "ok", f"{replayed}: {now}."
