@@ -230,3 +230,20 @@ def test_a_retried_message_is_not_counted_again(redis_db, zapw, paced_core):
     assert paced_core.store.get(message_id).attempts == 2
     assert redis_db.get(keys.daily_sent("s1", utc_day(NOON))) == "1"
     assert not any(n.startswith("paced") for n in notes(paced_core, message_id))
+
+
+def test_the_parts_of_a_long_reply_count_as_one_message_and_go_without_a_paced_wait(
+        redis_db, zapw, paced_core):
+    long_text = "\n\n".join(f"{n} " + "word " * 599 + "end." for n in "ABC")  # 3 parts
+    message_id = send_message.delay(to=TO, text=long_text, session="s1").id
+    after = send_message.delay(to=TO, text="after", session="s1").id
+    paced_core.deliverer.deliver(*take_queued(redis_db), go_on_for=30)
+
+    record = paced_core.store.get(message_id)
+    assert record is not None and record.status is S.SENT
+    assert [send.body["text"] for send in zapw.sent_to("s1")] == long_text.split("\n\n")
+    assert not any(n.startswith("paced") for n in notes(paced_core, message_id))
+    assert redis_db.get(keys.daily_sent("s1", utc_day(NOON))) == "1"
+    # The next message to that recipient waits out the window, counted from the reply.
+    assert paced_core.store.get(after).status is S.QUEUED
+    assert redis_db.zscore(keys.DUE, after) is not None
