@@ -111,3 +111,30 @@ def test_a_worker_killed_mid_send_is_taken_over_by_the_survivor_within_seconds(s
     assert texts in (["m0", "m1"], ["m0", "m0", "m1"])
     assert "its worker died; queued again" in [
         entry["note"] for entry in store.get(ids[0]).history]
+
+
+def unacked(client, message_id: str, tag: str, taken_at: float) -> None:
+    """A message a worker took from its queue (kombu's unacked hash and index) and has not
+    claimed yet."""
+    raw = client.rpop(Queue.SEND_DEFAULT)
+    assert json.loads(raw)["headers"]["id"] == message_id
+    client.hset(keys.UNACKED, tag, json.dumps([json.loads(raw), "", Queue.SEND_DEFAULT]))
+    client.zadd(keys.UNACKED_INDEX, {tag: taken_at})
+
+
+def test_a_message_taken_before_a_death_and_still_unclaimed_goes_again_one_taken_after_not(
+        redis_db):
+    """The dead process may have taken it: kombu would give it back only after the
+    visibility timeout. One taken since the death is with a live worker."""
+    seen = time.time() - 5  # when the watch found a process dead
+    redis_db.set(keys.CRASH_SEEN, repr(seen), ex=120)
+    before = send_message.delay(to=recipient(1), text="hello", session="s1").id
+    unacked(redis_db, before, "tag-before", seen - 10)
+    after = send_message.delay(to=recipient(2), text="hello", session="s1").id
+    unacked(redis_db, after, "tag-after", seen + 1)
+    redis_db.zadd(keys.PENDING, {before: seen - 20, after: seen - 20})
+
+    done = watcher().watch()
+
+    assert done is not None and done.requeued == [before]
+    assert queued_ids(redis_db) == [before]

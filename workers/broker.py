@@ -30,6 +30,7 @@ class KombuRedisLayout:
     def __init__(self, app: Celery) -> None:
         self.app = app
         self.unacked_key: str = app.conf.broker_transport_options["unacked_key"]
+        self.unacked_index_key: str = app.conf.broker_transport_options["unacked_index_key"]
 
     def task_format(self) -> TaskFormat:
         """Celery's message for a task with no arguments, built by Celery and kombu
@@ -62,17 +63,35 @@ class KombuRedisLayout:
                                     None if enqueued is None else max(0.0, now - enqueued))
         return stats
 
-    def unacked_ids(self, client: redis.Redis) -> set[str]:
-        ids = set()
-        for raw in client.hvals(self.unacked_key):
-            try:
-                ids.add(str(json.loads(raw)[0]["headers"]["id"]))
-            except (ValueError, KeyError, IndexError, TypeError):
-                continue
-        return ids
+    def unacked_since(self, client: redis.Redis) -> dict[str, float]:
+        """kombu's unacked hash (delivery tag -> message) with its index (delivery tag ->
+        when taken), read together."""
+        pipe = client.pipeline(transaction=True)
+        pipe.hgetall(self.unacked_key)
+        pipe.zrange(self.unacked_index_key, 0, -1, withscores=True)
+        held, index = pipe.execute()
+        taken = {_text(tag): float(score) for tag, score in index}
+        since = {}
+        for tag, raw in held.items():
+            task_id = _task_id(raw)
+            if task_id is not None:
+                since[task_id] = taken.get(_text(tag), 0.0)
+        return since
 
     def oldest_enqueued_at(self, client: redis.Redis, queue: str) -> float | None:
         return _enqueued_at(client.lindex(queue, -1))
+
+
+def _task_id(raw: Any) -> str | None:
+    """The task id of an unacked entry, `[message, exchange, routing key]`."""
+    try:
+        return str(json.loads(raw)[0]["headers"]["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _enqueued_at(raw: Any) -> float | None:

@@ -11,7 +11,10 @@ whose liveness key expired, and:
   any interrupted attempt, and the message's conversation goes on behind it;
 - for `lost_after` after each death, queues again the `queued` messages pending since before
   it that are nowhere else (taken by the dead process as the next of a conversation, or
-  popped by kombu and never recorded), as the lost-message sweep would after `lost_after`.
+  popped by kombu and never recorded), as the lost-message sweep would after `lost_after`,
+  and those a worker took before the death and still holds unacknowledged unclaimed (the
+  dead process may be that worker, and kombu would redeliver them only after the
+  visibility timeout).
 
 Each step is safe to repeat, and against kombu's own redelivery after the visibility
 timeout: the record lets one send through, and a message already `sent` is never sent again.
@@ -111,7 +114,8 @@ class CrashRecovery:
         if seen is not None:
             requeued += self.sweeper.sweep(now, lost_after=min(GRACE, self.lost_after),
                                            pending_before=float(seen),
-                                           statuses=(MessageStatus.QUEUED,))
+                                           statuses=(MessageStatus.QUEUED,),
+                                           taken_before=float(seen))
         if dead:
             self.redis.srem(keys.OWNERS, *dead)
         done = Recovered(dead, released, requeued)

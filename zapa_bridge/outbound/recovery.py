@@ -45,9 +45,13 @@ class LostMessageSweeper:
     def sweep(self, now: float | None = None, *, lost_after: float | None = None,
               pending_before: float | None = None,
               statuses: Iterable[MessageStatus] = (MessageStatus.QUEUED,
-                                                   MessageStatus.SENDING)) -> list[str]:
+                                                   MessageStatus.SENDING),
+              taken_before: float | None = None) -> list[str]:
         """Queue again the lost messages pending for `lost_after` (default: the sweeper's)
-        and since `pending_before` at the latest, among records in `statuses`."""
+        and since `pending_before` at the latest, among records in `statuses`.
+        `taken_before`: a worker died then; a message a worker took before it, and still
+        holds unacknowledged, may be held by the dead one, and goes again too (a copy a
+        live worker also runs is harmless: the record lets one send through)."""
         now = now or time.time()
         latest = now - (self.lost_after if lost_after is None else lost_after)
         if pending_before is not None:
@@ -57,13 +61,14 @@ class LostMessageSweeper:
             PENDING, "-inf", latest, start=0, num=SWEEP_LIMIT, withscores=True))
         if not candidates:
             return []
-        with_workers = self.broker.unacked_ids(self.redis)
+        taken = self.broker.unacked_since(self.redis)
         oldest = {queue: self.broker.oldest_enqueued_at(self.redis, queue)
                   for queue in set(self.queue_by_priority.values())}
         recovered = []
         for message_id, pending_since in candidates:
-            if message_id in with_workers:
-                continue
+            taken_at = taken.get(message_id)
+            if taken_at is not None and (taken_before is None or taken_at >= taken_before):
+                continue  # with a live worker
             record = self.store.get(message_id)
             if record is None or record.status not in (MessageStatus.QUEUED,
                                                        MessageStatus.SENDING):
@@ -72,7 +77,8 @@ class LostMessageSweeper:
             if record.status not in wanted:
                 continue
             waiting_since = oldest.get(self.queue_by_priority.get(record.priority, ""))
-            if waiting_since is not None and pending_since >= waiting_since - ORDER_MARGIN:
+            if taken_at is None and waiting_since is not None \
+                    and pending_since >= waiting_since - ORDER_MARGIN:
                 continue  # it may still be in its queue, behind the oldest one there
             if not self.dispatcher.requeue(message_id, record.message):
                 continue  # a dead letter now, out of `zapa:pending`

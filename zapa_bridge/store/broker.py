@@ -40,8 +40,8 @@ class BrokerLayout(Protocol):
         """Depth and age of the oldest message of each queue, in one round trip."""
         ...
 
-    def unacked_ids(self, client: redis.Redis) -> set[str]:
-        """The task ids that workers hold unacknowledged (taken, not finished)."""
+    def unacked_since(self, client: redis.Redis) -> dict[str, float]:
+        """The task ids workers hold unacknowledged, each with when it was taken (epoch s)."""
         ...
 
     def oldest_enqueued_at(self, client: redis.Redis, queue: str) -> float | None:
