@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import Web, Worker
+from tests.processes import Beat, Web, Worker
 from tests.zapw_stub import ZapwStub
 from zapa_bridge.devtools.embedded_redis import EmbeddedRedis
 
@@ -134,3 +134,20 @@ def post_event(redis_db: object) -> Callable[[dict[str, Any]], str]:
         return answer.json["status"]
 
     return post
+
+
+@pytest.fixture
+def start_beat(tmp_path: Path, redis_db: Any) -> Iterator[Callable[..., Beat]]:
+    """Start `celery beat` processes (environment overrides as keywords); all are stopped
+    when the test ends."""
+    started: list[Beat] = []
+
+    def start(**env: str) -> Beat:
+        beat = Beat(tmp_path / f"beat{len(started)}.log", {**os.environ, **env})
+        started.append(beat)
+        beat.start()
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()

@@ -121,3 +121,7 @@ class Beat(ServiceProcess):
 
     def is_ready(self, new_output: bytes) -> bool:
         return b"beat: Starting..." in new_output
+
+    def dispatches(self) -> int:
+        """How many periodic tasks this beat has sent so far (its log's "Sending due task")."""
+        return self.log_path.read_bytes().count(b"Sending due task")

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests import processes
 from tests.helpers import wait_until
 from workers.tasks import beat_last_run, health_check, reconcile, send_message, services
 from zapa_bridge.outbound.status_store import MessageStatus
@@ -24,12 +21,6 @@ pytestmark = pytest.mark.slow
 
 TO = "5511988887777"
 MAINTENANCE_QUEUE = "zapa.maintenance"
-SENDING_DUE = b"Sending due task"
-
-
-class Beat(processes.Beat):
-    def dispatches(self) -> int:
-        return self.log_path.read_bytes().count(SENDING_DUE)
 
 
 @pytest.fixture
@@ -37,21 +28,6 @@ def sim() -> Iterator[Simulator]:
     """zapw with webhooks off: session changes reach us only through reconciliation."""
     with Simulator(SimulatorConfig(connect_delay=None)) as simulator:
         yield simulator
-
-
-@pytest.fixture
-def start_beat(tmp_path: Path, redis_db: Any) -> Iterator[Callable[..., Beat]]:
-    started: list[Beat] = []
-
-    def start(**env: str) -> Beat:
-        beat = Beat(tmp_path / f"beat{len(started)}.log", {**os.environ, **env})
-        started.append(beat)
-        beat.start()
-        return beat
-
-    yield start
-    for beat in started:
-        beat.stop()
 
 
 def record_status(message_id: str) -> MessageStatus | None:

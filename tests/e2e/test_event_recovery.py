@@ -8,10 +8,8 @@ nothing to zapw's 10-event list, so the inbound messages stay in it for the poll
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,22 +30,6 @@ POLL_INTERVAL = "0.5"
 TEXTS = [f"message {n}" for n in range(10)]
 
 
-@pytest.fixture
-def start_beat(tmp_path: Path) -> Iterator[Callable[[], Beat]]:
-    started: list[Beat] = []
-
-    def start() -> Beat:
-        beat = Beat(tmp_path / "beat.log",
-                    {**os.environ, "ZAPA_EVENTS_POLL_INTERVAL": POLL_INTERVAL})
-        started.append(beat)
-        beat.start()
-        return beat
-
-    yield start
-    for beat in started:
-        beat.stop()
-
-
 def inject_all(stack: Stack) -> list[str]:
     return [stack.sim.inject_inbound("A", sender=SENDER, text=text)["data"]["messageId"]
             for text in TEXTS]
@@ -60,9 +42,9 @@ def webhooks_component() -> Any:
 @pytest.mark.sim_config(flavour="mock")
 @pytest.mark.worker_env(ZAPA_EVENTS_GRACE="0.5")
 def test_with_webhooks_off_ten_inbound_messages_are_handled_by_recovery(
-        e2e: Stack, start_beat: Callable[[], Beat]):
+        e2e: Stack, start_beat: Callable[..., Beat]):
     e2e.sim.configure(webhooks_enabled=False)  # as zapw with ENABLE_WEBHOOK unset
-    start_beat()
+    start_beat(ZAPA_EVENTS_POLL_INTERVAL=POLL_INTERVAL)
     inject_all(e2e)
     e2e.wait_sends(10, "A", timeout=30)
     assert e2e.sent_texts("A") == Counter({f"echo: {text}": 1 for text in TEXTS})
@@ -75,8 +57,8 @@ def test_with_webhooks_off_ten_inbound_messages_are_handled_by_recovery(
 @pytest.mark.sim_config(flavour="mock")
 @pytest.mark.worker_env(ZAPA_EVENTS_GRACE="1")
 def test_with_webhooks_on_recovery_handles_nothing_twice(e2e: Stack,
-                                                         start_beat: Callable[[], Beat]):
-    start_beat()
+                                                         start_beat: Callable[..., Beat]):
+    start_beat(ZAPA_EVENTS_POLL_INTERVAL=POLL_INTERVAL)
     inject_all(e2e)
     e2e.wait_sends(10, "A", timeout=30)
     # Every message of zapw's list checked by the poll, each found delivered.
