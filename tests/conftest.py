@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import Beat, Web, Worker
+from tests.processes import Beat, Started, Web, Worker
 from tests.zapw_stub import ZapwStub
 from zapa_bridge.devtools.embedded_redis import EmbeddedRedis
 
@@ -88,34 +88,23 @@ def zapw() -> Iterator[ZapwStub]:
 def start_worker(tmp_path: Path, zapw: ZapwStub,
                  redis_db: object) -> Iterator[Callable[..., Worker]]:
     """Start real workers against the stub; all are stopped when the test ends."""
-    started: list[Worker] = []
+    started: Started[Worker] = Started()
 
     def start(concurrency: int = 4, **env: str) -> Worker:
-        worker_env = {**os.environ, "ZAPW_URL": zapw.url, **env}
-        worker = Worker(tmp_path / f"worker{len(started)}.log", worker_env, concurrency)
-        started.append(worker)
-        worker.start()
-        return worker
+        return started.start(Worker(tmp_path / f"worker{len(started)}.log",
+                                    {**os.environ, "ZAPW_URL": zapw.url, **env}, concurrency))
 
     yield start
-    for worker in started:
-        worker.stop()
+    started.stop_all()
 
 
 @pytest.fixture
 def start_web(tmp_path: Path, zapw: ZapwStub) -> Iterator[Callable[..., Web]]:
     """Start the web process under gunicorn; stopped when the test ends."""
-    started: list[Web] = []
-
-    def start(**env: str) -> Web:
-        web = Web(tmp_path / f"web{len(started)}.log", {**os.environ, "ZAPW_URL": zapw.url, **env})
-        started.append(web)
-        web.start()
-        return web
-
-    yield start
-    for web in started:
-        web.stop()
+    started: Started[Web] = Started()
+    yield lambda **env: started.start(Web(tmp_path / f"web{len(started)}.log",
+                                          {**os.environ, "ZAPW_URL": zapw.url, **env}))
+    started.stop_all()
 
 
 @pytest.fixture
@@ -140,14 +129,7 @@ def post_event(redis_db: object) -> Callable[[dict[str, Any]], str]:
 def start_beat(tmp_path: Path, redis_db: Any) -> Iterator[Callable[..., Beat]]:
     """Start `celery beat` processes (environment overrides as keywords); all are stopped
     when the test ends."""
-    started: list[Beat] = []
-
-    def start(**env: str) -> Beat:
-        beat = Beat(tmp_path / f"beat{len(started)}.log", {**os.environ, **env})
-        started.append(beat)
-        beat.start()
-        return beat
-
-    yield start
-    for beat in started:
-        beat.stop()
+    started: Started[Beat] = Started()
+    yield lambda **env: started.start(Beat(tmp_path / f"beat{len(started)}.log",
+                                           {**os.environ, **env}))
+    started.stop_all()

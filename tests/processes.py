@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import requests
 
@@ -125,3 +126,25 @@ class Beat(ServiceProcess):
     def dispatches(self) -> int:
         """How many periodic tasks this beat has sent so far (its log's "Sending due task")."""
         return self.log_path.read_bytes().count(b"Sending due task")
+
+
+P = TypeVar("P", bound=ServiceProcess)
+
+
+class Started(Generic[P]):
+    """The processes of one kind a test started, to stop them all when it ends."""
+
+    def __init__(self) -> None:
+        self.processes: list[P] = []
+
+    def __len__(self) -> int:
+        return len(self.processes)
+
+    def start(self, process: P) -> P:
+        self.processes.append(process)
+        process.start()
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.stack import Stack
-from tests.processes import Web, Worker
+from tests.processes import Started, Web, Worker
 from zapa_bridge.devtools.embedded_redis import free_port
 from zapa_bridge.simulator import Simulator, SimulatorConfig
 
@@ -43,17 +43,10 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def start_web(tmp_path: Path) -> Iterator[Callable[..., Web]]:
     """As the suite's `start_web`, without the zapw stub: the simulator plays zapw here."""
-    started: list[Web] = []
-
-    def start(**env: str) -> Web:
-        web = Web(tmp_path / f"web{len(started)}.log", {**os.environ, **env})
-        started.append(web)
-        web.start()
-        return web
-
-    yield start
-    for web in started:
-        web.stop()
+    started: Started[Web] = Started()
+    yield lambda **env: started.start(Web(tmp_path / f"web{len(started)}.log",
+                                          {**os.environ, **env}))
+    started.stop_all()
 
 
 @pytest.fixture
