@@ -171,15 +171,14 @@ class _Split:
 
     @property
     def last(self) -> bool:
-        """Whether every other part is taken: this one's answer finishes the message."""
-        return text_parts.next_part(self.progress_with(""), self.total) >= self.total
+        """Whether every other part is taken (those before it are, being the first one not):
+        this one's answer finishes the message."""
+        return all(later < len(self.parts) and self.parts[later].get("status") in text_parts.TAKEN
+                   for later in range(self.index + 1, self.total))
 
     def progress(self, receipt: SendReceipt) -> list[dict[str, Any]]:
         """The record's parts once zapw took this one."""
-        return self.progress_with(receipt.message_id)
-
-    def progress_with(self, bridge_id: str) -> list[dict[str, Any]]:
-        return text_parts.with_sent(self.parts, self.total, self.index, bridge_id)
+        return text_parts.with_sent(self.parts, self.total, self.index, receipt.message_id)
 
     def failure_reason(self) -> str:
         assert self.failed is not None
